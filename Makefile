@@ -1,0 +1,34 @@
+# The one entry point. Every target installs what it needs into .venv first.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup run test unit integration bench lint clean
+
+setup: $(STAMP)
+
+# Reinstall when the pins or the project metadata change.
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+run: setup
+	$(BIN)/omboard run
+
+test: setup
+	$(BIN)/python -m pytest
+
+unit: setup
+	$(BIN)/python -m pytest tests/unit
+
+integration: setup
+	$(BIN)/python -m pytest tests/integration tests/e2e
+
+bench: setup
+	$(BIN)/python -m tests.benchmarks.pipeline
+
+clean:
+	rm -rf $(VENV) var build *.egg-info

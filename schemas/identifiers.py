@@ -1,0 +1,61 @@
+"""Swedish identifiers that arrive in events: organisation numbers and HSA-ids.
+
+Both are checked with the Luhn checksum the Swedish Tax Agency uses. A personal identity number
+has the same shape as an organisation number, so messages here never repeat the value they reject.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Annotated
+
+from pydantic import AfterValidator
+
+_ORG_NUMBER = re.compile(r"^(\d{6})-?(\d{4})$")
+_HSA_ID = re.compile(r"^SE(\d{10})-[A-Za-z0-9]{1,20}$")
+
+
+def luhn_valid(digits: str) -> bool:
+    total = 0
+    for index, char in enumerate(reversed(digits)):
+        value = int(char)
+        if index % 2 == 1:
+            value *= 2
+            if value > 9:
+                value -= 9
+        total += value
+    return total % 10 == 0
+
+
+def normalize_org_number(value: str) -> str:
+    """Return the number as NNNNNN-NNNN, or raise ValueError without echoing it."""
+    match = _ORG_NUMBER.match(value.strip())
+    if not match:
+        raise ValueError("must be ten digits, written NNNNNN-NNNN")
+    digits = match.group(1) + match.group(2)
+    if int(digits[2]) < 2:
+        # The third digit of a legal entity's number is 2 or more; a month (0 or 1) means
+        # someone sent a personal identity number, which must not enter the system.
+        raise ValueError("is not an organisation number of a legal entity (third digit must be 2-9)")
+    if not luhn_valid(digits):
+        raise ValueError("has a wrong check digit")
+    return f"{digits[:6]}-{digits[6:]}"
+
+
+def validate_hsa_id(value: str) -> str:
+    match = _HSA_ID.match(value.strip())
+    if not match:
+        raise ValueError("must be an HSA-id: 'SE', the issuer's ten-digit organisation number, '-', 1-20 letters or digits")
+    if not luhn_valid(match.group(1)):
+        raise ValueError("has an issuer organisation number with a wrong check digit")
+    return value.strip()
+
+
+def pseudonym(person_id: str) -> str:
+    """A stable, non-reversible stand-in for a person id, for logs and mail bodies."""
+    return "person-" + hashlib.sha256(person_id.encode()).hexdigest()[:10]
+
+
+OrgNumber = Annotated[str, AfterValidator(normalize_org_number)]
+HsaId = Annotated[str, AfterValidator(validate_hsa_id)]

@@ -1,0 +1,64 @@
+"""Provisioning tasks: what one party must do in one system, by when, and why (the obligation)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+from pydantic import Field
+
+from schemas.events import Contract, SystemId
+
+TaskStatus = Literal["blocked", "open", "done", "cancelled", "failed"]
+Channel = Literal[
+    "it-support", "iris", "sesam", "web-form", "boka", "local-admin", "authorization-admin", "provider", "night-care"
+]
+Responsible = Literal["klk-it", "provider", "main-provider", "handing-over-provider", "taking-over-provider"]
+
+
+class Subject(Contract):
+    """Whom a task is about. ``person_id`` is an HSA-id: never log it, never mail it."""
+
+    provider_id: str
+    unit_id: str | None = None
+    person_id: str | None = None
+
+
+class Instructions(Contract):
+    sv: str
+    en: str
+    where: str | None = None  # the address or entry point: it.support mailbox, Iris, Sesam, a form, BOKA
+
+
+class Task(Contract):
+    id: str
+    plan_id: str  # the id of the event that produced the task
+    catalog_version: str
+    rule: str
+    obligation: str
+    system: SystemId
+    action: str
+    channel: Channel
+    responsible: Responsible
+    subject: Subject
+    due: dt.date
+    status: TaskStatus
+    depends_on: list[str] = Field(default_factory=list)
+    instructions: Instructions
+    quantity: int | None = None  # e.g. how many expert users a unit needs
+    remind_on: list[dt.date] = Field(default_factory=list)  # oldest first; the deadline engine fires each once
+    provider_name: str | None = None
+    correlation_id: str | None = None
+
+
+class Warning(Contract):  # noqa: A001 - the plan's vocabulary
+    code: str
+    obligation: str
+    message: str
+
+
+class Plan(Contract):
+    event_id: str
+    catalog_version: str
+    tasks: list[Task]
+    warnings: list[Warning] = Field(default_factory=list)
