@@ -251,18 +251,26 @@ class Planner:
     def reminder_dates(self, rule: Rule, due: dt.date) -> list[dt.date]:
         return sorted({self.calendar.add_business_days(due, -days) for days in rule.reminders})
 
+    @staticmethod
+    def earliest_start(event: Envelope) -> dt.date:
+        """The first day the work could be ordered: the decision for an organisation change,
+        otherwise the day the event was published."""
+        data = event.data
+        return data.decided_on if isinstance(data, OrgChangeRequested) else event.time.date()
+
+    def is_late(self, event: Envelope, task: Task) -> bool:
+        return task.due < self.earliest_start(event)
+
     def _late_warning(self, rule: Rule, event: Envelope, task: Task) -> Warning | None:
         """A task due before it could possibly be done: the order comes too late."""
-        data = event.data
-        earliest = data.decided_on if isinstance(data, OrgChangeRequested) else event.time.date()
-        if task.due >= earliest:
+        if not self.is_late(event, task):
             return None
         return Warning(
             code=LATE_ORDER,
             obligation=rule.obligation,
             message=(
                 f"{rule.action} in {rule.system} should have been done by {task.due.isoformat()}, "
-                f"before {earliest.isoformat()} when it could first be ordered"
+                f"before {self.earliest_start(event).isoformat()} when it could first be ordered"
             ),
         )
 

@@ -1,0 +1,71 @@
+"""The Faust side of a planning service: read events in batches, plan, store state, emit tasks.
+
+orgstructure and permissions are the same machine with different scopes of rules.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection
+
+import faust
+
+from schemas.catalog import load_catalog
+from schemas.topics import EVENTS
+from services.planning.handlers import Outcome, handle_event
+from services.planning.planner import Planner
+from services.runtime.deadletter import dead_letter
+from services.runtime.faust_app import create_app
+from services.runtime.settings import Settings
+from services.runtime.streams import Outgoing, batches, send_all
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 500
+BATCH_WITHIN = 0.05  # seconds: a lone event waits at most this long for company
+
+
+def build_planning_app(service: str, scopes: Collection[str], settings: Settings, **app_options) -> faust.App:
+    app = create_app(service, settings, **app_options)
+    planner = Planner(load_catalog(settings.catalog_path))
+    events = app.topic(EVENTS, key_serializer="raw", value_serializer="raw")
+    # Keyed by provider id like the events; use_partitioner puts each key's changelog record on
+    # the partition its events use, so a provider's state recovers on the worker that owns it.
+    providers = app.Table(
+        "providers", key_type=bytes, value_type=bytes,
+        use_partitioner=True,
+    )
+
+    @app.agent(events, concurrency=1, name=f"{service}-plan")
+    async def plan_events(stream):
+        async for batch in batches(stream, BATCH_SIZE, BATCH_WITHIN):
+            outgoing: list[Outgoing] = []
+            states: dict[str, bytes] = {}
+            for received in batch:
+                try:
+                    # The batch's own updates first: one provider's events can share a batch.
+                    outcome: Outcome = handle_event(
+                        received, lambda pid: states.get(pid) or providers.get(pid.encode()), planner, scopes
+                    )
+                except Exception as error:  # noqa: BLE001 - whatever it is, it is recorded and we go on
+                    log.warning("%s: dead-lettering %s[%d]@%d: %s", service, received.topic,
+                                received.partition, received.offset, type(error).__name__)
+                    outgoing.append(dead_letter(service, received, _reason(error)))
+                    continue
+                outgoing += outcome.messages
+                if outcome.state is not None:
+                    states[outcome.provider_id] = outcome.state.model_dump_json().encode()
+            # Send first, then record: a crash in between replays the batch, which yields the
+            # same task ids (de-duplicated downstream) instead of losing tasks.
+            await send_all(app, outgoing)
+            for provider_id, state in states.items():
+                providers[provider_id.encode()] = state
+
+    app.planning_agent = plan_events  # readiness checks look for it
+    return app
+
+
+def _reason(error: Exception) -> str:
+    # InvalidEvent and UnknownProvider name fields and ids, never values; anything else is a bug,
+    # reported by type and message so the dead letter can be replayed once it is fixed.
+    return f"{type(error).__name__}: {error}"

@@ -1,0 +1,27 @@
+"""Run one service's Faust worker in this process: ``omboard worker <service>``."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+
+import faust
+
+from schemas.topics import SERVICES
+from services.runtime.settings import get_settings
+
+
+def build_service(name: str) -> faust.App:
+    if name not in SERVICES:
+        raise SystemExit(f"unknown service {name!r}; choose one of {', '.join(SERVICES)}")
+    module = importlib.import_module(f"services.{name}.app")
+    return module.build(get_settings())
+
+
+def run_service(name: str) -> None:
+    settings = get_settings()
+    logging.basicConfig(level=settings.log_level, format=f"%(asctime)s {name} %(levelname)s %(name)s: %(message)s")
+    app = build_service(name)
+    # Faust's Worker owns the event loop and the signal handlers: SIGTERM/SIGINT stop it cleanly.
+    worker = faust.Worker(app, loglevel=settings.log_level, redirect_stdouts=False)
+    worker.execute_from_commandline()
