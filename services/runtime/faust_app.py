@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from schemas.topics import SERVICES
 from services.runtime.broker import aiokafka_client_config
+from services.runtime.health import install_health
 from services.runtime.settings import Settings
 
 
@@ -61,11 +62,11 @@ def create_app(
     test or benchmark run beside the real service without joining its consumer group.
     """
     if web_port is None:
-        web_port = settings.web_port_base + SERVICES.index(service)
+        web_port = settings.web_port or settings.web_port_base + SERVICES.index(service)
     # Faust creates its datadir without parents, and var/data does not exist on a fresh checkout.
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     servers = [server.strip() for server in settings.kafka_bootstrap.split(",") if server.strip()]
-    return faust.App(
+    app = faust.App(
         app_id or f"omboard-{service}",
         broker=[f"kafka://{server}" for server in servers],
         broker_credentials=broker_credentials(settings),
@@ -86,3 +87,5 @@ def create_app(
         key_serializer="raw",
         value_serializer="raw",  # agents decode, so a bad message can be dead-lettered
     )
+    install_health(app)
+    return app

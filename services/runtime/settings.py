@@ -49,7 +49,8 @@ class Settings(BaseSettings):
     # HTTP
     api_host: str = "127.0.0.1"
     api_port: int = 8000
-    web_port_base: int = 6066  # each Faust worker serves its web port from here (metrics, health)
+    web_port_base: int = 6066  # worker N of schemas.topics.SERVICES serves health and metrics on base + N
+    web_port: int | None = None  # overrides the base for a single worker (tests, the launcher)
 
     log_level: str = "INFO"
 

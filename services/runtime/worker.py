@@ -25,3 +25,9 @@ def run_service(name: str) -> None:
     # Faust's Worker owns the event loop and the signal handlers: SIGTERM/SIGINT stop it cleanly.
     worker = faust.Worker(app, loglevel=settings.log_level, redirect_stdouts=False)
     worker.execute_from_commandline()
+
+
+if __name__ == "__main__":
+    import sys
+
+    run_service(sys.argv[1])

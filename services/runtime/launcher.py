@@ -1,0 +1,207 @@
+"""The whole system as one command: broker, mail sink, every service and the API (``make run``).
+
+``Stack`` is also what the end-to-end tests start, so the demo and the tests run the same thing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from schemas.topics import ALL_TOPICS, SERVICES
+from services.runtime.broker import EmbeddedBroker, create_topics, die_with_parent, free_port
+from services.runtime.mailsink import MailSink
+
+
+@dataclass
+class Stack:
+    var_dir: Path
+    bootstrap: str | None = None  # None: start an embedded broker
+    broker_port: int | None = None
+    api_port: int = 8000
+    smtp_port: int | None = None
+    web_ports: dict[str, int] = field(default_factory=dict)
+    partitions: int = 4
+    session_timeout: float = 3.0  # Faust's first group join waits about half of this
+    sweep_interval: float = 2.0
+    clock_file: Path | None = None
+    services: tuple[str, ...] = SERVICES
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    broker: EmbeddedBroker | None = field(default=None, init=False)
+    mail: MailSink | None = field(default=None, init=False)
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict, init=False)
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.var_dir / "log"
+
+    def env(self) -> dict[str, str]:
+        assert self.bootstrap is not None
+        assert self.mail is not None
+        env = {
+            **os.environ,
+            "OMBOARD_KAFKA_BOOTSTRAP": self.bootstrap,
+            "OMBOARD_PARTITIONS": str(self.partitions),
+            "OMBOARD_BROKER_SESSION_TIMEOUT": str(self.session_timeout),
+            "OMBOARD_SWEEP_INTERVAL": str(self.sweep_interval),
+            "OMBOARD_DATA_DIR": str(self.var_dir / "data"),
+            "OMBOARD_SMTP_HOST": self.mail.host,
+            "OMBOARD_SMTP_PORT": str(self.mail.port),
+            "OMBOARD_API_PORT": str(self.api_port),
+            "OMBOARD_STATUS_PAGE_URL": self.api_url,
+            **self.extra_env,
+        }
+        if self.clock_file:
+            env["OMBOARD_CLOCK_FILE"] = str(self.clock_file)
+        return env
+
+    def start(self) -> Stack:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            if self.bootstrap is None:
+                self.broker = EmbeddedBroker(self.broker_port, log_path=self.log_dir / "broker.log")
+                self.broker.start()
+                self.bootstrap = self.broker.bootstrap
+            # Every topic before any producer: an auto-created topic gets the wrong partition count.
+            create_topics(self.bootstrap, ALL_TOPICS, self.partitions)
+            self.mail = MailSink(self.var_dir / "mail", port=self.smtp_port).start()
+            env = self.env()
+            for service in self.services:
+                port = self.web_ports.get(service) or free_port()
+                self.web_ports[service] = port
+                self._spawn(service, [sys.executable, "-m", "services.runtime.worker", service],
+                            {**env, "OMBOARD_WEB_PORT": str(port)})
+            self._spawn("api", [sys.executable, "-m", "services.runtime.cli", "api", "--port", str(self.api_port)], env)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _spawn(self, name: str, command: list[str], env: dict[str, str]) -> None:
+        log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the process
+        self.processes[name] = subprocess.Popen(
+            command, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            # Own session: Ctrl-C reaches only the launcher, which stops everything in order.
+            start_new_session=True, preexec_fn=die_with_parent,
+        )
+
+    def readiness_urls(self) -> dict[str, str]:
+        urls = {service: f"http://127.0.0.1:{port}/readyz" for service, port in self.web_ports.items()}
+        urls["api"] = f"{self.api_url}/readyz"
+        return urls
+
+    def not_ready(self) -> list[str]:
+        waiting = []
+        for name, url in self.readiness_urls().items():
+            process = self.processes.get(name)
+            if process is not None and process.poll() is not None:
+                raise RuntimeError(f"{name} exited with code {process.returncode}; see {self.log_dir / (name + '.log')}")
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    if response.status == 200:
+                        continue
+            except (urllib.error.URLError, OSError):
+                pass
+            waiting.append(name)
+        return waiting
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while waiting := self.not_ready():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"not ready after {timeout:.0f}s: {', '.join(waiting)}; logs in {self.log_dir}")
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        # The API first (no new input), then the workers, the mail sink and the broker last.
+        for name in ["api", *reversed(list(self.processes))]:
+            process = self.processes.pop(name, None)
+            if process is None:
+                continue
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+        if self.mail is not None:
+            self.mail.stop()
+            self.mail = None
+        if self.broker is not None:
+            self.broker.stop()
+            self.broker = None
+
+    def publish(self, event: dict) -> dict:
+        request = urllib.request.Request(
+            f"{self.api_url}/v1/events", data=json.dumps(event).encode(), method="POST",
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+
+
+def run_all() -> None:
+    """``make run``: everything on the embedded broker, a demo provider, until Ctrl-C."""
+    from services.runtime.demo import demo_events
+    from services.runtime.settings import get_settings
+
+    settings = get_settings()
+    var_dir = Path("var").resolve()
+    host, _, port = settings.kafka_bootstrap.rpartition(":")
+    stack = Stack(var_dir=var_dir, broker_port=int(port), api_port=settings.api_port, smtp_port=settings.smtp_port,
+                  web_ports={service: settings.web_port_base + i for i, service in enumerate(SERVICES)})
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    try:
+        print("omboard: starting the embedded broker, the mail sink, the services and the API ...", flush=True)
+        stack.start()
+        stack.wait_ready(timeout=90)
+        for event in demo_events():
+            accepted = stack.publish(event)
+            print(f"omboard: published demo {event['type']} {accepted['id']}", flush=True)
+        print(_summary(stack), flush=True)
+        while not stopping.wait(1):
+            for name, process in stack.processes.items():
+                if process.poll() is not None:
+                    print(f"omboard: {name} stopped (code {process.returncode}); see {stack.log_dir}/{name}.log")
+                    stopping.set()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        print("\nomboard: stopping ...", flush=True)
+        stack.stop()
+        print("omboard: stopped; nothing left running.", flush=True)
+
+
+def _summary(stack: Stack) -> str:
+    lines = [
+        "",
+        "omboard is running:",
+        f"  Kafka (embedded Tansu, memory only)  {stack.bootstrap}",
+        f"  intake API                           {stack.api_url}/v1/events  (docs: {stack.api_url}/docs)",
+        f"  SMTP sink                            127.0.0.1:{stack.mail.port if stack.mail else '?'}",
+    ]
+    for service in stack.services:
+        lines.append(f"  {service:<36} http://127.0.0.1:{stack.web_ports[service]}/readyz")
+    lines += [
+        "",
+        f"Mail arrives as files in {stack.var_dir / 'mail'} (reminders within a few seconds);",
+        f"logs are in {stack.log_dir}. Publish more with: .venv/bin/omboard publish FILE",
+        "Press Ctrl-C to stop everything.",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,147 @@
+"""The walking skeleton end to end: HTTP intake -> orgstructure -> task topics -> reporting ->
+reminder sweep on an injected clock -> notifier -> a mail in a real SMTP server.
+
+Every service runs as its own process on the session's Tansu broker, as in ``make run``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterator
+from email.message import EmailMessage
+
+import httpx
+import pytest
+from kafka import KafkaProducer
+
+from schemas.topics import EVENTS, TASK_TOPICS, dead_letter_topic
+from schemas.wire import CORRELATION_HEADER
+from services.runtime.broker import free_port
+from services.runtime.clock import FileClock
+from services.runtime.launcher import Stack
+from tests import factories
+from tests.conftest import TEST_PARTITIONS
+from tests.support.kafka import TopicReader, wait_committed_past
+
+pytestmark = pytest.mark.integration
+
+CONTACT = "karin.kontakt@example.se"
+BEFORE_ANY_REMINDER = dt.datetime(2026, 11, 25, 9, 0, tzinfo=dt.timezone.utc)
+
+
+@pytest.fixture(scope="module")
+def clock(tmp_path_factory) -> FileClock:
+    clock = FileClock(tmp_path_factory.mktemp("clock") / "now")
+    clock.set(BEFORE_ANY_REMINDER)
+    return clock
+
+
+@pytest.fixture(scope="module")
+def stack(broker, clock, tmp_path_factory) -> Iterator[Stack]:
+    stack = Stack(
+        var_dir=tmp_path_factory.mktemp("var"),
+        bootstrap=broker.bootstrap,
+        api_port=free_port(),
+        partitions=TEST_PARTITIONS,
+        sweep_interval=0.3,
+        clock_file=clock._path,
+    )
+    stack.start()
+    try:
+        stack.wait_ready(timeout=90)
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture
+def tasks(broker) -> Iterator[TopicReader]:
+    reader = TopicReader(broker.bootstrap, *TASK_TOPICS)
+    yield reader
+    reader.close()
+
+
+def tasks_of(records, provider_id: str) -> list[dict]:
+    values = [json.loads(r.value) for r in records]
+    return [task for task in values if task["subject"]["provider_id"] == provider_id]
+
+
+def mails_to(stack: Stack, address: str) -> list[EmailMessage]:
+    return [m for m in stack.mail.snapshot() if address in m.get("To", "")]
+
+
+def test_provider_started_over_http_becomes_tasks_and_a_reminder_mail(stack, tasks, clock, broker):
+    event = factories.provider_started("e2e-home", start_date="2027-03-01", name="Hemma Omsorg AB",
+                                       units=[factories.unit("e2e-home-u1", staff_count=21)])
+    response = httpx.post(f"{stack.api_url}/v1/events", json=event, headers={"X-Correlation-ID": "corr-e2e-1"})
+    assert response.status_code == 202, response.text
+    assert response.json()["id"] == event["id"]
+
+    expected = {"G3", "SB1", "SB2", "SB4", "SB5"}
+    tasks.wait_for(lambda rs: expected <= {t["obligation"] for t in tasks_of(rs, "e2e-home")}, what="the Siebel and G3 tasks")
+    planned = tasks_of(tasks.records, "e2e-home")
+    assert all(t["plan_id"] == event["id"] and t["catalog_version"] for t in planned)
+    assert all(r.headers[CORRELATION_HEADER] == b"corr-e2e-1" for r in tasks.records if json.loads(r.value)["subject"]["provider_id"] == "e2e-home")
+    experts = next(t for t in planned if t["obligation"] == "SB5")
+    assert experts["quantity"] == 3  # 10 % of 21 staff, rounded up
+    assert mails_to(stack, CONTACT) == []  # nothing is due yet on the injected clock
+
+    # Move time to the first reminder of the provider's own tasks: exactly one mail per party and system.
+    first = min(dt.date.fromisoformat(day) for t in planned if t["responsible"] == "provider" for day in t["remind_on"])
+    clock.set(dt.datetime.combine(first, dt.time(8, 0), tzinfo=dt.timezone.utc))
+    mails = stack.mail.wait_for(lambda ms: any(CONTACT in m.get("To", "") for m in ms), timeout=30)
+    reminder = next(m for m in mails if CONTACT in m.get("To", ""))
+    assert reminder["Subject"].startswith("[omboard] Påminnelse")
+    assert "Hemma Omsorg AB" in reminder["Subject"]
+    assert reminder["Message-ID"]
+
+    # The same event again: no new tasks, and no new mail.
+    count_tasks, count_mail = len(planned), len(stack.mail.snapshot())
+    producer_offset = _publish_again(stack, event)
+    partition, offset = producer_offset
+    wait_committed_past(broker.bootstrap, "omboard-orgstructure", EVENTS, partition, offset)
+    tasks.poll()
+    assert len(tasks_of(tasks.records, "e2e-home")) == count_tasks
+
+    # The next reminder date brings new mail; the first reminder is still in the sink only once.
+    second = min(dt.date.fromisoformat(day) for t in planned if t["responsible"] == "provider"
+                 for day in t["remind_on"] if dt.date.fromisoformat(day) > first)
+    clock.set(dt.datetime.combine(second, dt.time(8, 0), tzinfo=dt.timezone.utc))
+    mails = stack.mail.wait_for(lambda ms: len(ms) > count_mail, timeout=30)
+    message_ids = [m["Message-ID"] for m in mails]
+    assert message_ids.count(reminder["Message-ID"]) == 1
+    assert len(message_ids) == len(set(message_ids)), "a notification was mailed twice"
+
+
+def _publish_again(stack: Stack, event: dict) -> tuple[int, int]:
+    reader = TopicReader(stack.bootstrap, EVENTS)
+    try:
+        assert httpx.post(f"{stack.api_url}/v1/events", json=event).status_code == 202
+        copies = lambda rs: [r for r in rs if r.headers.get("ce_id") == event["id"].encode()]  # noqa: E731
+        last = copies(reader.wait_for(lambda rs: len(copies(rs)) >= 2, what="the repeated event on the topic"))[-1]
+        return last.partition, last.offset
+    finally:
+        reader.close()
+
+
+def test_a_malformed_message_is_dead_lettered_and_the_next_event_flows(stack, tasks, broker):
+    dead = TopicReader(broker.bootstrap, dead_letter_topic("orgstructure"))
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap)
+    try:
+        producer.send(EVENTS, key=b"e2e-poison", value=b"{not json", headers=[("ce_type", b"ProviderStarted")])
+        producer.flush()
+        records = dead.wait_for(lambda rs: any(r.key == b"e2e-poison" for r in rs), what="the dead letter")
+        letter = next(r for r in records if r.key == b"e2e-poison")
+        assert letter.value == b"{not json"
+        assert letter.headers["dlq_topic"] == EVENTS.encode()
+        assert letter.headers["dlq_service"] == b"orgstructure"
+        assert b"not valid JSON" in letter.headers["dlq_reason"]
+        assert {"dlq_partition", "dlq_offset", "dlq_at"} <= set(letter.headers)
+
+        good = factories.provider_started("e2e-poison", start_date="2027-03-01")
+        assert httpx.post(f"{stack.api_url}/v1/events", json=good).status_code == 202
+        tasks.wait_for(lambda rs: len(tasks_of(rs, "e2e-poison")) >= 5, what="tasks of the event after the poison")
+    finally:
+        producer.close()
+        dead.close()

@@ -1,0 +1,74 @@
+"""Reading topics in tests: everything from the start, waiting with bounded retries."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from kafka import KafkaConsumer, TopicPartition
+
+
+@dataclass(frozen=True)
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: dict[str, bytes | None]
+
+
+class TopicReader:
+    """Accumulates every record of some topics (no consumer group, no commits)."""
+
+    def __init__(self, bootstrap: str, *topics: str):
+        self._consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                       allow_auto_create_topics=False)
+        partitions = [
+            TopicPartition(topic, partition)
+            for topic in topics
+            for partition in sorted(self._consumer.partitions_for_topic(topic) or ())
+        ]
+        if not partitions:
+            raise RuntimeError(f"none of {topics} exists")
+        self._consumer.assign(partitions)
+        self._consumer.seek_to_beginning(*partitions)
+        self.records: list[Record] = []
+
+    def poll(self) -> list[Record]:
+        fresh = []
+        for batch in self._consumer.poll(timeout_ms=200).values():
+            for message in batch:
+                fresh.append(Record(message.topic, message.partition, message.offset, message.key, message.value,
+                                    dict(message.headers or [])))
+        self.records += fresh
+        return fresh
+
+    def wait_for(self, condition: Callable[[list[Record]], bool], timeout: float = 30.0, what: str = "records") -> list[Record]:
+        deadline = time.monotonic() + timeout
+        while not condition(self.records):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; have {len(self.records)} records")
+            self.poll()
+        return self.records
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+def committed_offset(bootstrap: str, group: str, topic: str, partition: int) -> int | None:
+    """Where a consumer group has committed on one partition (OffsetFetch; joins no group)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    try:
+        return consumer.committed(TopicPartition(topic, partition))
+    finally:
+        consumer.close()
+
+
+def wait_committed_past(bootstrap: str, group: str, topic: str, partition: int, offset: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while (committed_offset(bootstrap, group, topic, partition) or 0) <= offset:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{group} did not commit past {topic}[{partition}]@{offset} in {timeout:.0f}s")
+        time.sleep(0.2)
