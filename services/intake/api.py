@@ -1,0 +1,138 @@
+"""The intake HTTP API: ``POST /v1/events`` takes one structured-mode CloudEvent.
+
+Routes only decode, call and emit: ``parse_event`` decides what is valid, ``EventPublisher``
+decides how it looks on Kafka. 202 means the broker acknowledged the event (acks=all); 422 names
+every bad field and never the value (it may be a personal identity number); 503 means Kafka is
+unavailable and nothing was accepted, so the sender should retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from schemas.events import FieldError, InvalidEvent, parse_event
+from services.intake.publisher import EventPublisher, KafkaUnavailable
+from services.runtime.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+CORRELATION_HEADER = "X-Correlation-ID"
+_CORRELATION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,199}$")
+#: A CloudEvent is small; refuse anything that could only be a mistake or an attack.
+MAX_BODY_BYTES = 1_000_000
+#: Seconds between attempts to reach Kafka while it is unavailable (doubling up to the maximum).
+RECONNECT_MIN, RECONNECT_MAX = 0.5, 10.0
+RETRY_AFTER_SECONDS = "5"
+
+
+def _errors(errors: list[FieldError], status: int = 422) -> JSONResponse:
+    return JSONResponse({"errors": [error.model_dump() for error in errors]}, status_code=status)
+
+
+def _unavailable(reason: str) -> JSONResponse:
+    return JSONResponse(
+        {"detail": f"Kafka is unavailable, the event was not accepted; retry later ({reason})"},
+        status_code=503,
+        headers={"Retry-After": RETRY_AFTER_SECONDS},
+    )
+
+
+async def _keep_connected(publisher: EventPublisher) -> None:
+    """Start the producer, retrying with back-off until it succeeds (Kafka may come up later)."""
+    delay = RECONNECT_MIN
+    while not publisher.started:
+        try:
+            await publisher.start()
+            log.info("connected to Kafka at %s", publisher.bootstrap)
+            return
+        except KafkaUnavailable as error:
+            log.warning("%s; retrying in %.1fs", error, delay)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, RECONNECT_MAX)
+
+
+def create_api(settings: Settings | None = None, publisher: EventPublisher | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    publisher = publisher or EventPublisher(settings.kafka_bootstrap, settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Try once before serving, so a healthy set-up is ready at once; keep trying in the
+        # background otherwise. The API still answers: /healthz 200, /readyz and POST 503.
+        try:
+            await publisher.start()
+        except KafkaUnavailable as error:
+            log.warning("%s; the API answers 503 until Kafka is reachable", error)
+        connecting = asyncio.create_task(_keep_connected(publisher))
+        try:
+            yield
+        finally:
+            connecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await connecting
+            await publisher.stop()
+
+    app = FastAPI(
+        title="omboard intake",
+        version="1",
+        description="Domain events from upstream HR and contract systems, as structured-mode CloudEvents 1.0.",
+        lifespan=lifespan,
+    )
+    app.state.publisher = publisher
+
+    @app.post(
+        "/v1/events",
+        status_code=202,
+        responses={
+            202: {"description": "Published to omboard.events and acknowledged by Kafka"},
+            413: {"description": "Body larger than 1 MB"},
+            422: {"description": "Invalid event: every bad field with the reason (never the value)"},
+            503: {"description": "Kafka unavailable: nothing was published; retry later"},
+        },
+    )
+    async def post_event(request: Request) -> JSONResponse:
+        declared = request.headers.get("content-length", "")
+        too_large = declared.isdigit() and int(declared) > MAX_BODY_BYTES
+        body = b"" if too_large else await request.body()
+        if too_large or len(body) > MAX_BODY_BYTES:
+            return _errors([FieldError(field="(body)", reason=f"is larger than {MAX_BODY_BYTES} bytes")], 413)
+        correlation_id = request.headers.get(CORRELATION_HEADER)
+        if correlation_id is not None and not _CORRELATION_ID.match(correlation_id):
+            return _errors([FieldError(
+                field=CORRELATION_HEADER,
+                reason="must be 1-200 letters, digits or . _ : / - and start with a letter or digit",
+            )])  # fmt: skip
+        try:
+            event = parse_event(body)
+        except InvalidEvent as invalid:
+            return _errors(invalid.errors)
+        try:
+            sent = await publisher.publish(event, correlation_id)
+        except KafkaUnavailable as error:
+            log.warning("event %s not published: %s", event.id, error)
+            return _unavailable(str(error))
+        log.info("accepted %s event %s (correlation %s)", event.type, event.id, sent.correlation_id)
+        return JSONResponse(
+            {"id": sent.event_id, "correlation_id": sent.correlation_id},
+            status_code=202,
+            headers={CORRELATION_HEADER: sent.correlation_id},
+        )
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        if publisher.started:
+            return JSONResponse({"status": "ready"})
+        return JSONResponse({"status": "not ready", "detail": "not connected to Kafka"}, status_code=503)
+
+    return app

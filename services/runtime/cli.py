@@ -1,0 +1,383 @@
+"""``omboard``: the command line of omboard.
+
+Exit codes: 0 done; 1 the catalog (or another configuration file) is broken; 2 bad input (a usage
+error, or an event that fails validation: every bad one is named as ``FILE:LINE: field: reason``);
+3 Kafka is unreachable or did not acknowledge.
+
+Nothing here prints a personal identity number or an HSA-id where a person reads it: validation
+errors never repeat values, and the plan table shows a pseudonym for each person.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import typer
+from pydantic import BaseModel, create_model
+
+from schemas.events import EVENT_TYPES, Envelope, FieldError, InvalidEvent, parse_event
+
+DEFAULT_TIMEOUT = 10.0  # seconds; as services.intake.publisher.DEFAULT_TIMEOUT, without importing Kafka
+
+EXIT_CATALOG = 1
+EXIT_BAD_INPUT = 2
+EXIT_KAFKA = 3
+
+app = typer.Typer(
+    name="omboard",
+    help="Onboarding of care providers into the municipality's IT systems, driven by events.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+schemas_app = typer.Typer(help="The event contract as JSON Schema.", no_args_is_help=True)
+catalog_app = typer.Typer(help="The catalog of obligations.", no_args_is_help=True)
+app.add_typer(schemas_app, name="schemas")
+app.add_typer(catalog_app, name="catalog")
+
+
+def _settings():
+    from services.runtime.settings import get_settings
+
+    return get_settings()
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    typer.echo(message, err=True)
+    return typer.Exit(code)
+
+
+# -- reading event files ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LineError:
+    line: int
+    error: FieldError
+
+
+def _documents(path: Path, text: str) -> list[tuple[int, str | Any]]:
+    """(line, raw event) pairs: the whole file when it is one JSON document, else one per line."""
+    jsonl = path.suffix.lower() in (".jsonl", ".ndjson")
+    if not jsonl:
+        first_line = next((number for number, line in enumerate(text.splitlines(), 1) if line.strip()), 1)
+        try:
+            return [(first_line, json.loads(text))]
+        except json.JSONDecodeError as error:
+            # "Extra data" after a first complete value: several values, one per line (JSON Lines).
+            if path.suffix.lower() == ".json" or error.msg != "Extra data":
+                return [(error.lineno, text)]
+    return [(number, line) for number, line in enumerate(text.splitlines(), 1) if line.strip()]
+
+
+def read_events(path: Path) -> tuple[list[tuple[int, Envelope]], list[LineError]]:
+    """Validate every event in a JSON or JSON Lines file; return the good ones and every error."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        return [], [LineError(1, FieldError(field="(file)", reason="is not UTF-8 text"))]
+    events: list[tuple[int, Envelope]] = []
+    errors: list[LineError] = []
+    for line, raw in _documents(path, text):
+        try:
+            events.append((line, parse_event(raw)))
+        except InvalidEvent as invalid:
+            errors += [LineError(line, error) for error in invalid.errors]
+    if not events and not errors:
+        errors.append(LineError(1, FieldError(field="(file)", reason="holds no event")))
+    return events, errors
+
+
+def _read_valid_events(path: Path) -> list[tuple[int, Envelope]]:
+    events, errors = read_events(path)
+    if errors:
+        for problem in errors:
+            typer.echo(f"{path}:{problem.line}: {problem.error.field}: {problem.error.reason}", err=True)
+        bad_lines = len({problem.line for problem in errors})
+        raise _fail(f"{path}: {bad_lines} invalid event(s); nothing was done", EXIT_BAD_INPUT)
+    return events
+
+
+EventFile = Annotated[
+    Path,
+    typer.Argument(
+        exists=True, dir_okay=False, readable=True, help="A JSON file with one event, or JSON Lines (one event a line)."
+    ),
+]
+CatalogOption = Annotated[
+    Path | None,
+    typer.Option("--catalog", help="Catalog file (default: OMBOARD_CATALOG_PATH or the Uppsala catalog)."),
+]
+
+
+# -- publish ---------------------------------------------------------------------------------------
+
+
+@app.command()
+def publish(
+    file: EventFile,
+    bootstrap: Annotated[
+        str | None, typer.Option("--bootstrap", metavar="HOST:PORT", help="Kafka bootstrap servers (default: settings).")
+    ] = None,
+    timeout: Annotated[
+        float, typer.Option(min=0.1, help="Seconds to wait for Kafka to answer and to acknowledge.")
+    ] = DEFAULT_TIMEOUT,
+) -> None:
+    """Validate every event in FILE, then publish them all to omboard.events (or none if any is bad)."""
+    from services.intake.publisher import BlockingEventPublisher, KafkaUnavailable
+
+    events = _read_valid_events(file)
+    settings = _settings()
+    bootstrap = bootstrap or settings.kafka_bootstrap
+    try:
+        with BlockingEventPublisher(bootstrap, settings, timeout=timeout) as publisher:
+            sent = publisher.publish_all(event for _, event in events)
+    except KafkaUnavailable as error:
+        raise _fail(f"Kafka unavailable, events not (all) published: {error}", EXIT_KAFKA) from None
+    for message in sent:
+        typer.echo(message.event_id)
+
+
+# -- schemas ---------------------------------------------------------------------------------------
+
+JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+
+
+def _schema(model: type[BaseModel], description: str | None = None) -> dict[str, Any]:
+    schema = model.model_json_schema()
+    if description:
+        schema["description"] = description
+    return {"$schema": JSON_SCHEMA_DIALECT, **schema}
+
+
+def event_schema(event_type: str) -> dict[str, Any]:
+    """The whole structured-mode envelope, with ``type`` fixed and ``data`` narrowed to its model."""
+    data_model = EVENT_TYPES[event_type]
+    narrowed = create_model(
+        f"{event_type}Event",
+        __base__=Envelope,
+        type=(Literal[event_type], ...),  # type: ignore[valid-type]
+        data=(data_model, ...),
+    )
+    return _schema(
+        narrowed,
+        f"A {event_type} event: a CloudEvents 1.0 envelope (structured mode) whose data is a {event_type}.",
+    )
+
+
+def export_schemas(directory: Path) -> list[Path]:
+    from schemas.notifications import DeliveryRecord, NotificationRequest
+    from schemas.tasks import Task
+    from schemas.topics import REGISTRY
+
+    documents: dict[str, Any] = {f"{event_type}.json": event_schema(event_type) for event_type in EVENT_TYPES}
+    documents["envelope.json"] = _schema(Envelope, "Any omboard event: a CloudEvents 1.0 envelope (structured mode).")
+    documents["task.json"] = _schema(Task)
+    documents["notification-request.json"] = _schema(NotificationRequest)
+    documents["delivery-record.json"] = _schema(DeliveryRecord)
+    documents["topics.json"] = [
+        {
+            "name": spec.name,
+            "key": spec.key,
+            "value": spec.value.__name__ if spec.value is not None else None,
+            "description": spec.description,
+        }
+        for spec in REGISTRY
+    ]
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, document in documents.items():
+        path = directory / name
+        path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        written.append(path)
+    return written
+
+
+@schemas_app.command("export")
+def schemas_export(
+    directory: Annotated[Path, typer.Argument(file_okay=False, help="Where to write the files (created if missing).")],
+) -> None:
+    """Write a JSON Schema per event type, the envelope, task and notification schemas, and topics.json."""
+    for path in export_schemas(directory):
+        typer.echo(f"wrote {path}")
+
+
+# -- catalog ---------------------------------------------------------------------------------------
+
+
+def _load_catalog(path: Path | None):
+    from schemas.catalog import CatalogError, load_catalog
+
+    try:
+        return load_catalog(path or _settings().catalog_path)
+    except CatalogError as error:
+        raise _fail(str(error), EXIT_CATALOG) from None
+
+
+@catalog_app.command("check")
+def catalog_check(catalog: CatalogOption = None) -> None:
+    """Load and validate the catalog; exit 1 naming the rule and field when it is broken."""
+    loaded = _load_catalog(catalog)
+    typer.echo(
+        f"catalog {loaded.catalog} version {loaded.version}: "
+        f"{len(loaded.rules)} rules, {len(loaded.obligations)} obligations OK"
+    )
+
+
+# -- plan (the dry run) ----------------------------------------------------------------------------
+
+
+class Format(str, Enum):
+    json = "json"
+    table = "table"
+
+
+def fold_and_plan(events: Sequence[tuple[int, Envelope]], catalog: Any) -> Any:
+    """Fold every event but the last into per-provider state, then plan the last one.
+
+    Raises ``InvalidHistory`` naming the line of an event whose provider was never started (the
+    services cannot plan it either).
+    """
+    from services.planning.planner import Planner, UnknownProvider
+    from services.planning.state import ProviderState, evolve
+
+    planner = Planner(catalog)
+    states: dict[str, ProviderState] = {}
+    *history, (last_line, last) = events
+    for line, event in history:
+        state = states.get(event.provider_id) or ProviderState(provider_id=event.provider_id)
+        if state.has_processed(event):
+            continue  # a replay: the services skip it too
+        try:
+            plan = planner.plan(event, state)
+        except UnknownProvider:
+            raise InvalidHistory(line, _unknown_provider()) from None
+        states[event.provider_id] = evolve(state, event, plan, catalog)
+    state = states.get(last.provider_id) or ProviderState(provider_id=last.provider_id)
+    try:
+        return planner.plan(last, state)
+    except UnknownProvider:
+        raise InvalidHistory(last_line, _unknown_provider()) from None
+
+
+def _unknown_provider() -> FieldError:
+    return FieldError(
+        field="data.provider_id", reason="no ProviderStarted for this provider earlier in the file; nothing to plan"
+    )
+
+
+class InvalidHistory(ValueError):
+    def __init__(self, line: int, error: FieldError):
+        self.line, self.error = line, error
+        super().__init__(f"line {line}: {error.field}: {error.reason}")
+
+
+PLAN_COLUMNS = ("due", "status", "system", "obligation", "action", "channel", "responsible", "unit", "person", "quantity")
+
+
+def plan_table(plan: Any) -> str:
+    """The plan for a person to read. People appear as pseudonyms, never by HSA-id."""
+    from schemas.identifiers import pseudonym
+
+    rows = [
+        (
+            task.due.isoformat(),
+            task.status,
+            task.system,
+            task.obligation,
+            task.action,
+            task.channel,
+            task.responsible,
+            task.subject.unit_id or "-",
+            pseudonym(task.subject.person_id) if task.subject.person_id else "-",
+            "-" if task.quantity is None else str(task.quantity),
+        )
+        for task in sorted(plan.tasks, key=lambda task: (task.due, task.obligation, task.action))
+    ]
+    widths = [max(len(cell) for cell in column) for column in zip(PLAN_COLUMNS, *rows)]
+
+    def line(cells: Iterable[str]) -> str:
+        return "  ".join(cell.ljust(width) for cell, width in zip(cells, widths)).rstrip()
+
+    out = [
+        f"plan of event {plan.event_id} (catalog version {plan.catalog_version}): {len(plan.tasks)} task(s)",
+        "",
+        line(PLAN_COLUMNS),
+        line("-" * width for width in widths),
+        *(line(row) for row in rows),
+    ]
+    if plan.warnings:
+        out += ["", "warnings:"]
+        out += [f"  {warning.code} {warning.obligation}: {warning.message}" for warning in plan.warnings]
+    return "\n".join(out)
+
+
+@app.command()
+def plan(
+    file: EventFile,
+    catalog: CatalogOption = None,
+    format: Annotated[Format, typer.Option("--format", help="json (as the services emit it) or table.")] = Format.json,
+) -> None:
+    """Dry run: print the tasks the last event in FILE would create, after folding the earlier ones."""
+    events = _read_valid_events(file)
+    loaded = _load_catalog(catalog)
+    try:
+        result = fold_and_plan(events, loaded)
+    except InvalidHistory as invalid:
+        raise _fail(f"{file}:{invalid.line}: {invalid.error.field}: {invalid.error.reason}", EXIT_BAD_INPUT) from None
+    if format is Format.table:
+        typer.echo(plan_table(result))
+    else:
+        typer.echo(json.dumps(result.model_dump(mode="json"), indent=2, ensure_ascii=False))
+
+
+# -- processes -------------------------------------------------------------------------------------
+
+
+@app.command()
+def api(
+    host: Annotated[str | None, typer.Option(help="Interface to listen on (default: OMBOARD_API_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: OMBOARD_API_PORT).")] = None,
+) -> None:
+    """Serve the intake HTTP API (POST /v1/events, /healthz, /readyz)."""
+    import uvicorn
+
+    from services.intake.api import create_api
+
+    settings = _settings()
+    uvicorn.run(
+        create_api(settings),
+        host=host or settings.api_host,
+        port=port if port is not None else settings.api_port,
+        log_level=settings.log_level.lower(),
+    )
+
+
+@app.command()
+def worker(service: Annotated[str, typer.Argument(help="orgstructure, permissions, reporting or notifier.")]) -> None:
+    """Run one service's worker."""
+    from services.runtime.worker import run_service
+
+    run_service(service)
+
+
+@app.command()
+def run() -> None:
+    """Run everything locally: embedded broker, topics, every service, mail sink, API, demo data."""
+    from services.runtime.launcher import run_all
+
+    run_all()
+
+
+def main() -> None:
+    """The ``omboard`` console script."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

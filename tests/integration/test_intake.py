@@ -1,0 +1,256 @@
+"""Intake end to end: the real HTTP API (uvicorn, its own process) and ``omboard publish`` against
+the embedded broker; what they accept is on ``omboard.events`` in CloudEvents binary mode."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from kafka import KafkaConsumer, TopicPartition
+from kafka.consumer.fetcher import ConsumerRecord
+from typer.testing import CliRunner
+
+from schemas.events import parse_event
+from schemas.topics import EVENTS
+from schemas.wire import CORRELATION_HEADER, event_from_kafka, headers_dict
+from services.intake.api import create_api
+from services.intake.publisher import EventPublisher
+from services.runtime.broker import EmbeddedBroker, create_topics, die_with_parent, free_port
+from services.runtime.cli import app as cli
+from services.runtime.settings import Settings
+from tests import factories as f
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class EventsTopic:
+    """Reads ``omboard.events`` from where it ended when created, without a consumer group."""
+
+    def __init__(self, bootstrap: str):
+        self.consumer = KafkaConsumer(
+            bootstrap_servers=bootstrap, enable_auto_commit=False, allow_auto_create_topics=False
+        )
+        self.consumer.topics()
+        self.partitions = [TopicPartition(EVENTS, p) for p in sorted(self.consumer.partitions_for_topic(EVENTS) or ())]
+        assert self.partitions, "the broker fixture creates omboard.events"
+        self.consumer.assign(self.partitions)
+        self.consumer.seek_to_end()
+        self.start = {tp: self.consumer.position(tp) for tp in self.partitions}
+
+    def end_offsets(self) -> dict[TopicPartition, int]:
+        return self.consumer.end_offsets(self.partitions)
+
+    def read(self, ids: set[str], timeout: float = 20.0) -> dict[str, ConsumerRecord]:
+        """The records whose ``ce_id`` is in ``ids``; fails if any is missing by the deadline."""
+        found: dict[str, ConsumerRecord] = {}
+        deadline = time.monotonic() + timeout
+        while set(found) != ids:
+            if time.monotonic() > deadline:
+                pytest.fail(f"not on {EVENTS} after {timeout}s: {sorted(ids - set(found))}")
+            for records in self.consumer.poll(timeout_ms=200).values():
+                for record in records:
+                    event_id = headers_dict(record.headers).get("ce_id")
+                    if event_id in ids:
+                        found[event_id] = record
+        return found
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+@pytest.fixture
+def events_topic(broker: EmbeddedBroker) -> Iterator[EventsTopic]:
+    topic = EventsTopic(broker.bootstrap)
+    yield topic
+    topic.close()
+
+
+@pytest.fixture(scope="module")
+def api_url(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``omboard api`` in its own process, configured by environment variables like in production."""
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("intake") / "api.log"
+    env = {**os.environ, "OMBOARD_KAFKA_BOOTSTRAP": broker.bootstrap, "OMBOARD_LOG_LEVEL": "INFO"}
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "services.runtime.cli", "api", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=REPO,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"omboard api exited with {process.returncode}:\n{log_path.read_text(errors='replace')}")
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"omboard api not ready in 30s:\n{log_path.read_text(errors='replace')}")
+            time.sleep(0.05)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def test_health_and_readiness(api_url: str) -> None:
+    assert httpx.get(f"{api_url}/healthz").status_code == 200
+    ready = httpx.get(f"{api_url}/readyz")
+    assert ready.status_code == 200
+    assert ready.json() == {"status": "ready"}
+
+
+def test_a_valid_event_is_acknowledged_and_on_the_topic_in_binary_mode(api_url: str, events_topic: EventsTopic) -> None:
+    raw = f.provider_started(provider_id="prov-http-1", event_id="evt-http-1")
+
+    response = httpx.post(
+        f"{api_url}/v1/events",
+        json=raw,
+        headers={"X-Correlation-ID": "corr-http-1", "Content-Type": "application/cloudevents+json"},
+    )
+
+    assert response.status_code == 202, response.text
+    assert response.json() == {"id": "evt-http-1", "correlation_id": "corr-http-1"}
+    assert response.headers["X-Correlation-ID"] == "corr-http-1"
+
+    record = events_topic.read({"evt-http-1"})["evt-http-1"]
+    assert record.key == b"prov-http-1"
+    headers = headers_dict(record.headers)
+    assert headers["ce_specversion"] == "1.0"
+    assert headers["ce_type"] == "ProviderStarted"
+    assert headers["ce_source"] == raw["source"]
+    assert headers["ce_time"]
+    assert headers[CORRELATION_HEADER] == "corr-http-1"
+    assert headers["content-type"] == "application/json"
+    sent = parse_event(raw)
+    assert json.loads(record.value) == sent.data.model_dump(mode="json")  # data alone is the value
+    assert event_from_kafka(record.value, record.headers) == sent
+
+
+def test_without_a_correlation_id_the_event_id_is_the_correlation_id(api_url: str, events_topic: EventsTopic) -> None:
+    raw = f.staff_left(provider_id="prov-http-2", event_id="evt-http-2")
+    response = httpx.post(f"{api_url}/v1/events", json=raw)
+    assert response.status_code == 202, response.text
+    assert response.json() == {"id": "evt-http-2", "correlation_id": "evt-http-2"}
+    record = events_topic.read({"evt-http-2"})["evt-http-2"]
+    assert headers_dict(record.headers)[CORRELATION_HEADER] == "evt-http-2"
+    assert record.key == b"prov-http-2"
+
+
+def test_an_invalid_event_is_rejected_naming_the_field_and_nothing_is_published(
+    api_url: str, events_topic: EventsTopic
+) -> None:
+    personnummer = f.personal_number_shaped(77)
+    before = events_topic.end_offsets()
+
+    invalid = httpx.post(f"{api_url}/v1/events", json=f.provider_started(org=personnummer, start_date="2026-02-30"))
+    not_json = httpx.post(f"{api_url}/v1/events", content=b"{nope", headers={"Content-Type": "application/json"})
+    bad_correlation = httpx.post(
+        f"{api_url}/v1/events", json=f.staff_left(), headers={"X-Correlation-ID": "no spaces allowed"}
+    )
+
+    assert invalid.status_code == 422
+    fields = {error["field"] for error in invalid.json()["errors"]}
+    assert fields == {"data.provider.org_number", "data.start_date"}
+    assert all(set(error) == {"field", "reason"} for error in invalid.json()["errors"])
+    assert personnummer not in invalid.text and personnummer.replace("-", "") not in invalid.text
+    assert not_json.status_code == 422
+    assert [error["field"] for error in not_json.json()["errors"]] == ["(body)"]
+    assert bad_correlation.status_code == 422
+    assert [error["field"] for error in bad_correlation.json()["errors"]] == ["X-Correlation-ID"]
+    # The API answers only after Kafka acknowledged, so nothing published means nothing more here.
+    assert events_topic.end_offsets() == before
+
+
+def test_omboard_publish_puts_every_event_of_a_jsonl_file_on_the_topic(
+    broker: EmbeddedBroker, events_topic: EventsTopic, tmp_path: Path
+) -> None:
+    events = [
+        f.provider_started(provider_id="prov-cli-1", event_id="evt-cli-1"),
+        f.staff_joined(provider_id="prov-cli-1", event_id="evt-cli-2", person_id=f.hsa_id("CLI2")),
+    ]
+    path = f.write_jsonl(tmp_path / "events.jsonl", events)
+
+    result = CliRunner().invoke(cli, ["publish", str(path), "--bootstrap", broker.bootstrap])
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == ["evt-cli-1", "evt-cli-2"]
+    found = events_topic.read({"evt-cli-1", "evt-cli-2"})
+    assert {record.key for record in found.values()} == {b"prov-cli-1"}
+    assert headers_dict(found["evt-cli-2"].headers)["ce_type"] == "StaffJoined"
+    # One provider, one partition, in file order.
+    first, second = found["evt-cli-1"], found["evt-cli-2"]
+    assert first.partition == second.partition and first.offset < second.offset
+    for raw in events:
+        record = found[raw["id"]]
+        assert event_from_kafka(record.value, record.headers) == parse_event(raw)
+
+
+@contextlib.contextmanager
+def serve(api) -> Iterator[str]:
+    """Serve an app with uvicorn in a background thread; yields its URL once it listens."""
+    server = uvicorn.Server(uvicorn.Config(api, host="127.0.0.1", port=free_port(), log_level="warning"))
+    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        assert thread.is_alive(), "uvicorn stopped while starting"
+        assert time.monotonic() < deadline, "uvicorn did not start in 15s"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{server.config.port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
+def test_without_kafka_the_api_is_live_but_not_ready_and_answers_503() -> None:
+    settings = Settings(kafka_bootstrap=f"127.0.0.1:{free_port()}")  # nothing listens there
+    with serve(create_api(settings)) as url:
+        assert httpx.get(f"{url}/healthz").status_code == 200
+        assert httpx.get(f"{url}/readyz").status_code == 503
+
+        response = httpx.post(f"{url}/v1/events", json=f.staff_left())
+        assert response.status_code == 503
+        assert "Kafka is unavailable" in response.json()["detail"]
+        assert response.headers["Retry-After"]
+        # Validation still comes first: a bad event is a 422 whatever the state of Kafka.
+        assert httpx.post(f"{url}/v1/events", json=f.staff_left(person_id="SE1-x")).status_code == 422
+
+
+def test_when_kafka_goes_away_the_api_answers_503_in_bounded_time() -> None:
+    with EmbeddedBroker() as own_broker:
+        create_topics(own_broker.bootstrap, [EVENTS], 1)
+        publisher = EventPublisher(own_broker.bootstrap, timeout=1.0)
+        with serve(create_api(Settings(kafka_bootstrap=own_broker.bootstrap), publisher)) as url:
+            assert httpx.post(f"{url}/v1/events", json=f.staff_left()).status_code == 202
+            own_broker.stop()
+            started = time.monotonic()
+            response = httpx.post(f"{url}/v1/events", json=f.staff_left(), timeout=30)
+            assert response.status_code == 503, response.text
+            assert "Kafka is unavailable" in response.json()["detail"]
+            assert time.monotonic() - started < 10
