@@ -10,7 +10,7 @@ import hashlib
 import re
 from typing import Annotated
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, WithJsonSchema
 
 _ORG_NUMBER = re.compile(r"^(\d{6})-?(\d{4})$")
 _HSA_ID = re.compile(r"^SE(\d{10})-[A-Za-z0-9]{1,20}$")
@@ -57,5 +57,21 @@ def pseudonym(person_id: str) -> str:
     return "person-" + hashlib.sha256(person_id.encode()).hexdigest()[:10]
 
 
-OrgNumber = Annotated[str, AfterValidator(normalize_org_number)]
-HsaId = Annotated[str, AfterValidator(validate_hsa_id)]
+OrgNumber = Annotated[
+    str,
+    AfterValidator(normalize_org_number),
+    WithJsonSchema({
+        "type": "string",
+        "pattern": r"^\d{2}[2-9]\d{3}-?\d{4}$",
+        "description": "Swedish organisation number of a legal entity, NNNNNN-NNNN, Luhn check digit",
+    }),
+]
+HsaId = Annotated[
+    str,
+    AfterValidator(validate_hsa_id),
+    WithJsonSchema({
+        "type": "string",
+        "pattern": r"^SE\d{10}-[A-Za-z0-9]{1,20}$",
+        "description": "HSA-id: SE, the issuer's organisation number (Luhn), '-', 1-20 letters or digits",
+    }),
+]

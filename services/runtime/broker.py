@@ -231,8 +231,9 @@ class EmbeddedBroker:
         if process is None:
             return
         if process.poll() is None:
+            # Tansu ignores SIGTERM while clients are connected but stops at once on SIGINT.
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
+                os.killpg(process.pid, signal.SIGINT)
             try:
                 process.wait(timeout=5)
             except subprocess.TimeoutExpired:

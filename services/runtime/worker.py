@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import importlib
-import logging
 
 import faust
 
 from schemas.topics import SERVICES
+from services.runtime.logs import logging_config
 from services.runtime.settings import get_settings
 
 
@@ -20,10 +20,12 @@ def build_service(name: str) -> faust.App:
 
 def run_service(name: str) -> None:
     settings = get_settings()
-    logging.basicConfig(level=settings.log_level, format=f"%(asctime)s {name} %(levelname)s %(name)s: %(message)s")
     app = build_service(name)
     # Faust's Worker owns the event loop and the signal handlers: SIGTERM/SIGINT stop it cleanly.
-    worker = faust.Worker(app, loglevel=settings.log_level, redirect_stdouts=False)
+    worker = faust.Worker(
+        app, loglevel=settings.log_level, redirect_stdouts=False,
+        logging_config=logging_config(name, settings.log_level),
+    )
     worker.execute_from_commandline()
 
 
