@@ -47,6 +47,8 @@ class Task(Contract):
     instructions: Instructions
     quantity: int | None = None  # e.g. how many expert users a unit needs
     remind_on: list[dt.date] = Field(default_factory=list)  # oldest first; the deadline engine fires each once
+    escalate_on: list[dt.date] = Field(default_factory=list)  # after the due date, while still not done
+    escalate_to: list[Responsible] = Field(default_factory=list)  # empty: the responsible party itself
     provider_name: str | None = None
     correlation_id: str | None = None
 

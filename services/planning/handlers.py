@@ -6,6 +6,7 @@ person rules) run this with their own scopes over the same state, so they agree 
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
@@ -15,7 +16,7 @@ from schemas.tasks import Task
 from schemas.topics import NOTIFICATIONS, task_topic
 from schemas.wire import correlation_id, event_from_kafka, model_to_kafka
 from services.planning.planner import LATE_ORDER, Planner, task_id
-from services.planning.state import ProviderState, evolve
+from services.planning.state import ProviderState, event_key, evolve
 from services.runtime.streams import Outgoing, Received
 
 
@@ -24,6 +25,8 @@ class Outcome:
     provider_id: str
     state: ProviderState | None  # None: nothing to store (the event was already processed)
     messages: list[Outgoing] = field(default_factory=list)
+    tasks: list[Task] = field(default_factory=list)  # what was planned in this service's scopes
+    late: list[Task] = field(default_factory=list)  # of those, the ones already late
 
 
 def decode_state(raw: bytes | None, provider_id: str) -> ProviderState:
@@ -43,9 +46,10 @@ def handle_event(
     plan = planner.plan(event, state)
     mine = [task for task in plan.tasks if planner.catalog.rule(task.rule).scope in scopes]
     correlation = correlation_id(received.headers) or event.id
+    late = [task for task in mine if planner.is_late(event, task)]
     messages = [_task_message(task, correlation) for task in mine]
-    messages += _late_notices(event, mine, planner, correlation)
-    return Outcome(event.provider_id, evolve(state, event, plan, planner.catalog), messages)
+    messages += _late_notices(event, late, planner, correlation)
+    return Outcome(event.provider_id, evolve(state, event, plan, planner.catalog), messages, mine, late)
 
 
 def _task_message(task: Task, correlation: str) -> Outgoing:
@@ -69,25 +73,27 @@ def task_line(task: Task) -> TaskLine:
     )
 
 
-def _late_notices(event: Envelope, mine: list[Task], planner: Planner, correlation: str) -> list[Outgoing]:
-    """Tell the parties the catalog names at once when an order is already too late."""
-    messages = []
-    for task in mine:
-        if not planner.is_late(event, task):
-            continue
+def _late_notices(event: Envelope, late: list[Task], planner: Planner, correlation: str) -> list[Outgoing]:
+    """Tell the parties the catalog names at once when orders are already too late: one notice
+    per party and provider for the whole event, listing every late task."""
+    groups: dict[tuple[str, str], list[Task]] = defaultdict(list)
+    for task in late:
         for party in planner.catalog.rule(task.rule).late_notify:
-            request = NotificationRequest(
-                id=task_id(LATE_ORDER, task.id, party),
-                kind="late-order",
-                provider_id=task.subject.provider_id,
-                provider_name=task.provider_name,
-                responsible=party,
-                system=task.system,
-                unit_id=task.subject.unit_id,
-                tasks=[task_line(task)],
-                requested_at=event.time,
-                correlation_id=correlation,
-            )
-            messages.append(Outgoing(NOTIFICATIONS, *model_to_kafka(request, request.provider_id, correlation)))
+            groups[(task.subject.provider_id, party)].append(task)
+    messages = []
+    for (provider_id, party), tasks in sorted(groups.items()):
+        tasks.sort(key=lambda t: (t.due, t.system, t.id))
+        request = NotificationRequest(
+            id=task_id(LATE_ORDER, event_key(event), provider_id, party),
+            kind="late-order",
+            provider_id=provider_id,
+            provider_name=tasks[0].provider_name,
+            responsible=party,
+            system=tasks[0].system if len({t.system for t in tasks}) == 1 else None,
+            unit_id=tasks[0].subject.unit_id if len({t.subject.unit_id for t in tasks}) == 1 else None,
+            tasks=[task_line(t) for t in tasks],
+            requested_at=event.time,
+            correlation_id=correlation,
+        )
+        messages.append(Outgoing(NOTIFICATIONS, *model_to_kafka(request, provider_id, correlation)))
     return messages
-

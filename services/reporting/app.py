@@ -1,19 +1,23 @@
-"""reporting: the task ledger in a Faust table and the deadline sweep that asks for reminders."""
+"""reporting: the task ledger in a Faust table, status changes, and the deadline sweep."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import heapq
 import logging
+import time
 from zoneinfo import ZoneInfo
 
 import faust
 
 from schemas.notifications import NotificationRequest
-from schemas.tasks import Task
-from schemas.topics import NOTIFICATIONS, TASK_TOPICS
-from schemas.wire import model_from_kafka, model_to_kafka
-from services.reporting.ledger import Ledger, record_task, reminders_due
+from schemas.topics import NOTIFICATIONS
+from schemas.wire import model_to_kafka
+from services.reporting.handlers import HANDLERS, Effect
+from services.reporting.ledger import Ledger, notifications_due
+from services.reporting.stats import LedgerStats
+from services.runtime import metrics
 from services.runtime.clock import Clock, clock_from_settings
 from services.runtime.deadletter import dead_letter
 from services.runtime.faust_app import create_app
@@ -24,85 +28,146 @@ log = logging.getLogger(__name__)
 SERVICE = "reporting"
 
 
+class LedgerStore:
+    """The ``ledgers`` table plus what is derived from it in memory: which provider has work on
+    which date (so a sweep visits only providers with something due), which provider owns which
+    task (for the status API), and the open/overdue counts for metrics."""
+
+    def __init__(self, table: faust.Table):
+        self.table = table
+        self.lock = asyncio.Lock()  # the agent and the sweep both rewrite ledgers across awaits
+        self.stats = LedgerStats()
+        self._next: dict[str, dt.date] = {}
+        self._heap: list[tuple[dt.date, str]] = []
+        self._owner: dict[str, str] = {}  # task id -> provider id
+        self.stale = True
+
+    def load(self, provider_id: str) -> Ledger:
+        raw = self.table.get(provider_id.encode())
+        return Ledger.model_validate_json(raw) if raw else Ledger(provider_id=provider_id)
+
+    def provider_of(self, task_id: str) -> str | None:
+        return self._owner.get(task_id)
+
+    def ledgers(self) -> list[Ledger]:
+        return [Ledger.model_validate_json(raw) for raw in list(self.table.values())]
+
+    def store(self, ledger: Ledger, before: Ledger | None = None) -> None:
+        self.table[ledger.provider_id.encode()] = ledger.model_dump_json().encode()
+        self._index(ledger, before)
+
+    def _index(self, ledger: Ledger, before: Ledger | None) -> None:
+        self.stats.replace(before, ledger)
+        for task_id in ledger.tasks:
+            self._owner[task_id] = ledger.provider_id
+        upcoming = ledger.next_date()
+        if upcoming is None:
+            self._next.pop(ledger.provider_id, None)
+        elif self._next.get(ledger.provider_id) != upcoming:
+            self._next[ledger.provider_id] = upcoming
+            heapq.heappush(self._heap, (upcoming, ledger.provider_id))
+
+    def rebuild(self) -> None:
+        """After partitions moved, derive everything again from the local table."""
+        self.stats = LedgerStats()
+        self._next.clear()
+        self._heap.clear()
+        self._owner.clear()
+        for ledger in self.ledgers():
+            self._index(ledger, None)
+        self.stale = False
+
+    def due(self, today: dt.date) -> list[str]:
+        """Providers with a reminder or escalation reached by ``today``: costs what is due, not
+        what is open (entries superseded by a later store are skipped lazily)."""
+        found = []
+        while self._heap and self._heap[0][0] <= today:
+            day, provider_id = heapq.heappop(self._heap)
+            if self._next.get(provider_id) == day:
+                found.append(provider_id)
+        return found
+
+
 def build(settings: Settings, clock: Clock | None = None, **app_options) -> faust.App:
     app = create_app(SERVICE, settings, **app_options)
     clock = clock or clock_from_settings(settings.clock_file, settings.timezone)
     zone = ZoneInfo(settings.timezone)
-    tasks_in = app.topic(*TASK_TOPICS, key_serializer="raw", value_serializer="raw")
-    ledgers = app.Table(
-        "ledgers", key_type=bytes, value_type=bytes,
-        use_partitioner=True,
-    )
-    # The ledger agent and the sweep both rewrite a provider's ledger across awaits.
-    ledger_lock = asyncio.Lock()
-    # provider id -> the earliest date a sweep has work for it, so a sweep visits only providers
-    # with something due. Rebuilt from the table whenever partitions move between workers.
-    next_due: dict[str, dt.date] = {}
-    index_stale = True
-
-    def load(provider_id: str) -> Ledger:
-        raw = ledgers.get(provider_id.encode())
-        return Ledger.model_validate_json(raw) if raw else Ledger(provider_id=provider_id)
-
-    def store(ledger: Ledger) -> None:
-        ledgers[ledger.provider_id.encode()] = ledger.model_dump_json().encode()
-        upcoming = ledger.next_reminder()
-        if upcoming is None:
-            next_due.pop(ledger.provider_id, None)
-        else:
-            next_due[ledger.provider_id] = upcoming
+    inbound = app.topic(*HANDLERS, key_serializer="raw", value_serializer="raw")
+    # Keyed by provider id like the task topics; use_partitioner puts each changelog record on
+    # the partition its tasks use, so a provider's ledger recovers on the worker that owns it.
+    store = LedgerStore(app.Table("ledgers", key_type=bytes, value_type=bytes, use_partitioner=True))
+    app.ledger_store = store  # the status API in this process reads it
 
     @app.on_rebalance_complete.connect
     async def _partitions_moved(sender, **kwargs) -> None:
-        nonlocal index_stale
-        index_stale = True
+        store.stale = True
 
-    @app.agent(tasks_in, concurrency=1, name="reporting-ledger")
-    async def record_tasks(stream):
+    @app.agent(inbound, concurrency=1, name="reporting-ledger")
+    async def keep_ledger(stream):
         async for batch in batches(stream, 500, 0.05):
-            rejected: list[Outgoing] = []
-            async with ledger_lock:
-                updated: dict[str, Ledger] = {}
+            outgoing: list[Outgoing] = []
+            async with store.lock:
+                now = clock.now()
+                changed: dict[str, tuple[Ledger, Ledger]] = {}  # provider -> (before, after)
+
+                def load(provider_id: str) -> Ledger:
+                    return changed[provider_id][1] if provider_id in changed else store.load(provider_id)
+
                 for received in batch:
+                    started = time.perf_counter()
                     try:
-                        task = model_from_kafka(Task, received.value)
+                        effect: Effect = HANDLERS[received.topic](received, load, now)
                     except Exception as error:  # noqa: BLE001 - recorded, and the agent goes on
-                        rejected.append(dead_letter(SERVICE, received, f"{type(error).__name__}: {error}"))
+                        metrics.EVENTS_FAILED.labels(SERVICE, received.topic).inc()
+                        metrics.DEAD_LETTERS.labels(SERVICE, received.topic).inc()
+                        outgoing.append(dead_letter(SERVICE, received, f"{type(error).__name__}: {error}"))
                         continue
-                    provider_id = task.subject.provider_id
-                    ledger, added = record_task(updated.get(provider_id) or load(provider_id), task)
-                    if added:
-                        updated[provider_id] = ledger
-                for ledger in updated.values():
-                    store(ledger)
-            await send_all(app, rejected)
+                    metrics.EVENTS_CONSUMED.labels(SERVICE, received.topic).inc()
+                    metrics.PROCESSING_SECONDS.labels(SERVICE).observe(time.perf_counter() - started)
+                    if effect.ledger is not None:
+                        provider_id = effect.ledger.provider_id
+                        before = changed[provider_id][0] if provider_id in changed else store.load(provider_id)
+                        changed[provider_id] = (before, effect.ledger)
+                    outgoing += [_request_message(request) for request in effect.requests]
+                    _count(effect)
+                # Ask first, then record: after a crash the same requests (same ids) are asked
+                # again and the notifier sends each once.
+                await send_all(app, outgoing)
+                for before, after in changed.values():
+                    store.store(after, before)
 
     @app.timer(settings.sweep_interval, name="reporting-sweep")
     async def sweep() -> None:
-        nonlocal index_stale
         if app.in_recovery:
             return  # the table is still being restored; an index built now would miss providers
+        started = time.perf_counter()
         now = clock.now()
         today = now.astimezone(zone).date()
-        async with ledger_lock:
-            if index_stale:
-                next_due.clear()
-                for key, raw in list(ledgers.items()):
-                    upcoming = Ledger.model_validate_json(raw).next_reminder()
-                    if upcoming is not None:
-                        next_due[key.decode()] = upcoming
-                index_stale = False
-            for provider_id in [pid for pid, day in next_due.items() if day <= today]:
-                ledger, requests = reminders_due(load(provider_id), today, now)
-                # Ask first, then record: after a crash the same requests (same ids) are asked
-                # again and the notifier sends each once.
+        async with store.lock:
+            if store.stale:
+                store.rebuild()
+            for provider_id in store.due(today):
+                before = store.load(provider_id)
+                ledger, requests = notifications_due(before, today, now)
                 await send_all(app, [_request_message(request) for request in requests])
-                store(ledger)
-                if requests:
-                    log.info("reminded %d party(ies) of provider %s", len(requests), provider_id)
+                store.store(ledger, before)
+                for request in requests:
+                    metrics.NOTIFICATIONS_REQUESTED.labels(request.kind).inc()
+            store.stats.publish(today)
+        metrics.SWEEP_SECONDS.observe(time.perf_counter() - started)
 
-    app.service_agents = [record_tasks]
+    app.service_agents = [keep_ledger]
     return app
+
+
+def _count(effect: Effect) -> None:
+    if effect.created is not None:
+        metrics.TASKS_CREATED.labels(effect.created.system, effect.created.responsible).inc()
+    if effect.change is not None and effect.ledger is not None:
+        metrics.TASK_STATUS_CHANGES.labels(effect.change.status).inc()
+        if effect.change.status == "done":
+            task = effect.ledger.tasks[effect.change.task_id].task
+            metrics.TASKS_COMPLETED.labels(task.system, task.responsible).inc()
 
 
 def _request_message(request: NotificationRequest) -> Outgoing:

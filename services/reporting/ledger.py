@@ -1,7 +1,8 @@
-"""The task ledger of one provider and the deadline engine's decisions. Pure.
+"""The task ledger of one provider: status moves, prerequisites, reminders and escalations. Pure.
 
-A ledger is stored per provider (the key every task topic uses), so a provider's tasks live on
-the partition its events use and recover with it.
+A ledger is stored per provider (the key of every task topic), so a provider's tasks live on the
+partition its events use and recover with it. Only the reporting agent writes it; the status API
+checks a move here and then publishes it, so every change goes through one writer.
 """
 
 from __future__ import annotations
@@ -9,55 +10,97 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections import defaultdict
+from collections.abc import Iterable
 
 from pydantic import Field
 
 from schemas.events import Contract
-from schemas.notifications import NotificationRequest
+from schemas.notifications import NotificationKind, NotificationRequest
+from schemas.status import StatusEntry, TaskStatusChange
 from schemas.tasks import Task, TaskStatus
 from services.planning.handlers import task_line
 
-REMINDER_NAMESPACE = uuid.UUID("0b7d7c1e-60a4-5c35-8d0e-7e1f3c2a9b44")
+NOTIFICATION_NAMESPACE = uuid.UUID("0b7d7c1e-60a4-5c35-8d0e-7e1f3c2a9b44")
 ACTIVE: frozenset[TaskStatus] = frozenset({"open", "blocked"})
+SYSTEM_ACTOR = "omboard"
+
+#: Which moves a person or a system may make. A blocked task opens by itself when its
+#: prerequisites are done; it cannot be done before them.
+ALLOWED_MOVES: dict[TaskStatus, frozenset[TaskStatus]] = {
+    "blocked": frozenset({"cancelled"}),
+    "open": frozenset({"done", "cancelled", "failed"}),
+    "failed": frozenset({"open", "done", "cancelled"}),
+    "done": frozenset(),
+    "cancelled": frozenset(),
+}
+
+
+class UnknownTask(LookupError):
+    pass
+
+
+class IllegalMove(ValueError):
+    pass
 
 
 class TaskRecord(Contract):
     task: Task
     status: TaskStatus
     reminded: list[dt.date] = Field(default_factory=list)  # reminder dates already fired
+    escalated: list[dt.date] = Field(default_factory=list)  # escalation dates already fired
+    history: list[StatusEntry] = Field(default_factory=list)
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE
+
+    def overdue(self, today: dt.date) -> bool:
+        return self.active and self.task.due < today
 
     def due_reminder(self, today: dt.date) -> dt.date | None:
         """The newest reminder date reached and not fired; older missed ones are covered by it."""
         if self.status != "open":
             return None  # a blocked task's party cannot act yet; a finished one needs no reminding
-        reached = [day for day in self.task.remind_on if day <= today and day not in self.reminded]
-        return max(reached) if reached else None
+        return _newest_unfired(self.task.remind_on, self.reminded, today)
+
+    def due_escalation(self, today: dt.date) -> dt.date | None:
+        if not self.active:
+            return None
+        return _newest_unfired(self.task.escalate_on, self.escalated, today)
+
+    def pending_dates(self) -> list[dt.date]:
+        dates = []
+        if self.status == "open":
+            dates += [day for day in self.task.remind_on if day not in self.reminded]
+        if self.active:
+            dates += [day for day in self.task.escalate_on if day not in self.escalated]
+        return dates
+
+
+def _newest_unfired(dates: Iterable[dt.date], fired: list[dt.date], today: dt.date) -> dt.date | None:
+    reached = [day for day in dates if day <= today and day not in fired]
+    return max(reached) if reached else None
 
 
 class Ledger(Contract):
     provider_id: str
     tasks: dict[str, TaskRecord] = Field(default_factory=dict)
 
-    def next_reminder(self) -> dt.date | None:
+    def next_date(self) -> dt.date | None:
         """The earliest date on which a sweep has something to do for this provider."""
-        pending = [
-            day
-            for record in self.tasks.values()
-            if record.status == "open"
-            for day in record.task.remind_on
-            if day not in record.reminded
-        ]
+        pending = [day for record in self.tasks.values() for day in record.pending_dates()]
         return min(pending) if pending else None
 
 
-def record_task(ledger: Ledger, task: Task) -> tuple[Ledger, bool]:
+def record_task(ledger: Ledger, task: Task, at: dt.datetime) -> tuple[Ledger, bool]:
     """Add a task once; a task id seen before changes nothing (replays are harmless)."""
     if task.id in ledger.tasks:
         return ledger, False
-    status = task.status
+    status: TaskStatus = task.status
     if status == "blocked" and all(_is_done(ledger, dep) for dep in task.depends_on):
         status = "open"
-    tasks = {**ledger.tasks, task.id: TaskRecord(task=task, status=status)}
+    entry = StatusEntry(status=status, by=SYSTEM_ACTOR, at=at, reason=f"planned from event {task.plan_id}")
+    tasks = {**ledger.tasks, task.id: TaskRecord(task=task, status=status, history=[entry])}
     return ledger.model_copy(update={"tasks": tasks}), True
 
 
@@ -66,37 +109,100 @@ def _is_done(ledger: Ledger, task_id: str) -> bool:
     return record is not None and record.status == "done"
 
 
-def reminders_due(ledger: Ledger, today: dt.date, now: dt.datetime) -> tuple[Ledger, list[NotificationRequest]]:
-    """Fire every reminder reached by ``today``, once, one request per responsible party and system.
+def check_move(ledger: Ledger, task_id: str, status: TaskStatus) -> TaskRecord:
+    """The task's record if ``status`` may be set now (the same status again is allowed and
+    changes nothing); raises UnknownTask or IllegalMove naming why not."""
+    record = ledger.tasks.get(task_id)
+    if record is None:
+        raise UnknownTask(f"no task {task_id} for provider {ledger.provider_id}")
+    if record.status == status or status in ALLOWED_MOVES[record.status]:
+        return record
+    if record.status == "blocked" and status == "done":
+        waiting = [dep for dep in record.task.depends_on if not _is_done(ledger, dep)]
+        raise IllegalMove(f"task {task_id} is blocked: it waits for {', '.join(waiting)} to be done first")
+    raise IllegalMove(f"task {task_id} is {record.status}; it cannot move to {status}")
 
-    The request id is derived from what it reminds of and the day, so a sweep that crashed
-    after sending and is run again asks for the same notification, which the notifier skips."""
-    groups: dict[tuple[str, str], list[TaskRecord]] = defaultdict(list)
+
+def change_status(ledger: Ledger, change: TaskStatusChange) -> tuple[Ledger, list[NotificationRequest]]:
+    """Apply one change; a replayed change or a repeat of the current status changes nothing.
+
+    Completing a task opens the tasks that waited only for it, and asks to tell their parties."""
+    record = check_move(ledger, change.task_id, change.status)
+    if record.status == change.status or any(entry.change_id == change.id for entry in record.history):
+        return ledger, []
+    entry = StatusEntry(status=change.status, by=change.by, at=change.at, reason=change.reason, change_id=change.id)
+    tasks = {**ledger.tasks, change.task_id: record.model_copy(update={"status": change.status, "history": [*record.history, entry]})}
+    ledger = ledger.model_copy(update={"tasks": tasks})
+    if change.status != "done":
+        return ledger, []
+    return _unblock(ledger, change)
+
+
+def _unblock(ledger: Ledger, change: TaskStatusChange) -> tuple[Ledger, list[NotificationRequest]]:
+    tasks = dict(ledger.tasks)
+    opened: list[TaskRecord] = []
+    for task_id, record in ledger.tasks.items():
+        if record.status != "blocked" or change.task_id not in record.task.depends_on:
+            continue
+        if all(_is_done(ledger, dep) for dep in record.task.depends_on):
+            entry = StatusEntry(status="open", by=SYSTEM_ACTOR, at=change.at, reason="its prerequisites are done")
+            tasks[task_id] = record.model_copy(update={"status": "open", "history": [*record.history, entry]})
+            opened.append(tasks[task_id])
+    ledger = ledger.model_copy(update={"tasks": tasks})
+    groups: dict[str, list[TaskRecord]] = defaultdict(list)
+    for record in opened:
+        groups[record.task.responsible].append(record)
+    requests = [
+        _request(ledger.provider_id, "unblocked", party, records, change.at, f"unblocked|{change.task_id}")
+        for party, records in sorted(groups.items())
+    ]
+    return ledger, requests
+
+
+def _request(provider_id: str, kind: NotificationKind, party: str, records: list[TaskRecord],
+             at: dt.datetime, occasion: str) -> NotificationRequest:
+    """One notification about ``records``; its id is derived from what it is about, so asking
+    again after a crash asks for the same notification, which the notifier sends once."""
+    records = sorted(records, key=lambda r: (r.task.due, r.task.system, r.task.id))
+    first = records[0].task
+    systems = {r.task.system for r in records}
+    units = {r.task.subject.unit_id for r in records}
+    return NotificationRequest(
+        id=str(uuid.uuid5(NOTIFICATION_NAMESPACE, f"{provider_id}|{kind}|{party}|{occasion}|{','.join(r.task.id for r in records)}")),
+        kind=kind,
+        provider_id=provider_id,
+        provider_name=first.provider_name,
+        responsible=party,  # type: ignore[arg-type]
+        system=first.system if len(systems) == 1 else None,
+        unit_id=first.subject.unit_id if len(units) == 1 else None,
+        tasks=[task_line(r.task) for r in records],
+        requested_at=at,
+        correlation_id=first.correlation_id,
+    )
+
+
+def notifications_due(ledger: Ledger, today: dt.date, now: dt.datetime) -> tuple[Ledger, list[NotificationRequest]]:
+    """Fire every reminder and escalation reached by ``today``, each once.
+
+    One reminder request per responsible party per day (a digest of all its tasks that fall
+    due together), and one escalation request per party escalated to."""
+    reminders: dict[str, list[TaskRecord]] = defaultdict(list)
+    escalations: dict[str, list[TaskRecord]] = defaultdict(list)
     tasks = dict(ledger.tasks)
     for task_id, record in ledger.tasks.items():
-        day = record.due_reminder(today)
-        if day is None:
-            continue
-        groups[(record.task.responsible, record.task.system)].append(record)
-        covered = sorted({*record.reminded, *(d for d in record.task.remind_on if d <= day)})
-        tasks[task_id] = record.model_copy(update={"reminded": covered})
-    requests = []
-    for (responsible, system), records in sorted(groups.items()):
-        records.sort(key=lambda r: (r.task.due, r.task.id))
-        ids = ",".join(r.task.id for r in records)
-        first = records[0].task
-        requests.append(
-            NotificationRequest(
-                id=str(uuid.uuid5(REMINDER_NAMESPACE, f"{ledger.provider_id}|{today}|{ids}")),
-                kind="reminder",
-                provider_id=ledger.provider_id,
-                provider_name=first.provider_name,
-                responsible=responsible,  # type: ignore[arg-type]
-                system=system,
-                unit_id=first.subject.unit_id if len({r.task.subject.unit_id for r in records}) == 1 else None,
-                tasks=[task_line(r.task) for r in records],
-                requested_at=now,
-                correlation_id=first.correlation_id,
-            )
-        )
+        update = {}
+        reminder = record.due_reminder(today)
+        if reminder is not None:
+            reminders[record.task.responsible].append(record)
+            update["reminded"] = sorted({*record.reminded, *(d for d in record.task.remind_on if d <= reminder)})
+        escalation = record.due_escalation(today)
+        if escalation is not None:
+            for party in record.task.escalate_to or [record.task.responsible]:
+                escalations[party].append(record)
+            update["escalated"] = sorted({*record.escalated, *(d for d in record.task.escalate_on if d <= escalation)})
+        if update:
+            tasks[task_id] = record.model_copy(update=update)
+    occasion = today.isoformat()
+    requests = [_request(ledger.provider_id, "reminder", p, rs, now, occasion) for p, rs in sorted(reminders.items())]
+    requests += [_request(ledger.provider_id, "escalation", p, rs, now, occasion) for p, rs in sorted(escalations.items())]
     return ledger.model_copy(update={"tasks": tasks}), requests

@@ -87,5 +87,5 @@ def create_app(
         key_serializer="raw",
         value_serializer="raw",  # agents decode, so a bad message can be dead-lettered
     )
-    install_health(app)
+    install_health(app, service)
     return app

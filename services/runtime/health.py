@@ -1,4 +1,4 @@
-"""Liveness and readiness pages on each worker's Faust web server.
+"""Liveness, readiness and metrics pages on each worker's Faust web server.
 
 A crashed agent leaves its worker running and idle, so readiness looks at the agents themselves,
 not just at the process.
@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import faust
 from faust.web import Request, Response, View
+
+from services.runtime import metrics
 
 
 def readiness_problems(app: faust.App) -> list[str]:
@@ -33,7 +35,38 @@ def readiness_problems(app: faust.App) -> list[str]:
     return problems
 
 
-def install_health(app: faust.App) -> None:
+def consumer_lag(app: faust.App) -> dict[str, int]:
+    """Messages not yet read, per topic, over this worker's assigned partitions."""
+    consumer = app.consumer
+    lag: dict[str, int] = {}
+    for tp in consumer.assignment():
+        if tp.topic.endswith("-changelog"):
+            continue  # read only during recovery
+        highwater = consumer.highwater(tp)
+        if highwater is None:
+            continue
+        read = consumer._read_offset.get(tp)  # Faust keeps no public read position
+        position = read + 1 if read is not None else (consumer._committed_offset.get(tp) or 0)
+        lag[tp.topic] = lag.get(tp.topic, 0) + max(0, highwater - position)
+    return lag
+
+
+def install_health(app: faust.App, service: str) -> None:
+    @app.page("/metrics")
+    class Metrics(View):
+        async def get(self, request: Request) -> Response:
+            body, content_type = metrics.exposition()
+            return self.bytes(body, content_type=content_type.split(";")[0])
+
+    @app.timer(5.0, name=f"{service}-lag")
+    async def measure_lag() -> None:
+        try:
+            lags = consumer_lag(app)
+        except Exception:  # noqa: BLE001 - no consumer yet: nothing to measure
+            return
+        for topic, value in lags.items():
+            metrics.CONSUMER_LAG.labels(service, topic).set(value)
+
     @app.page("/healthz")
     class Health(View):
         async def get(self, request: Request) -> Response:

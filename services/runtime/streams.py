@@ -30,6 +30,7 @@ class Received:
     key: bytes | None
     value: bytes | None
     headers: Headers = ()
+    timestamp: float | None = None  # seconds since the epoch, as the producer or broker stamped it
 
     @classmethod
     def from_faust_event(cls, event: EventT[Any]) -> Received:
@@ -46,6 +47,7 @@ class Received:
             key=message.key,
             value=message.value,
             headers=tuple((str(k), v) for k, v in headers),
+            timestamp=message.timestamp,
         )
 
     def header(self, name: str) -> bytes | None:

@@ -1,0 +1,58 @@
+"""Task status changes: from people (API, CLI) and from other systems (``omboard.task-status``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from schemas.events import Contract
+from schemas.tasks import TaskStatus
+
+#: What a person or another system may set; ``blocked`` and ``open`` follow from prerequisites,
+#: except that a failed task can be reopened.
+SettableStatus = Literal["open", "done", "cancelled", "failed"]
+
+
+class StatusRequest(Contract):
+    """The body of ``POST /v1/tasks/{id}/status``."""
+
+    status: SettableStatus
+    reason: Annotated[str, Field(max_length=1000)] | None = None
+    by: Annotated[str, Field(min_length=1, max_length=200)] | None = None  # defaults to the API key's name
+
+    @model_validator(mode="after")
+    def _failed_needs_reason(self) -> "StatusRequest":
+        if self.status == "failed" and not self.reason:
+            raise ValueError("reason: a failed task needs a reason")
+        return self
+
+
+class TaskStatusChange(Contract):
+    """One change on ``omboard.task-status``, keyed by provider id."""
+
+    id: Annotated[str, Field(min_length=1, max_length=200)]  # the change's own id, for de-duplication
+    task_id: str
+    provider_id: str
+    status: SettableStatus
+    reason: Annotated[str, Field(max_length=1000)] | None = None
+    by: Annotated[str, Field(min_length=1, max_length=200)]
+    at: dt.datetime
+    source: Annotated[str, Field(min_length=1, max_length=100)] = "api"
+
+    @model_validator(mode="after")
+    def _failed_needs_reason(self) -> "TaskStatusChange":
+        if self.status == "failed" and not self.reason:
+            raise ValueError("reason: a failed task needs a reason")
+        return self
+
+
+class StatusEntry(Contract):
+    """One line of a task's history: who moved it where, when, and why."""
+
+    status: TaskStatus
+    by: str
+    at: dt.datetime
+    reason: str | None = None
+    change_id: str | None = None
