@@ -2,12 +2,12 @@
 
 Code never names an obligation; a rule in the catalog does. The loader validates the file with
 these models and cross-checks references, so a broken catalog fails at load with the rule and the
-field named.
+field named. The format is described field by field in ``docs/catalog.md``.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, PrivateAttr, model_validator
 
@@ -22,6 +22,14 @@ MONTHLY_SERVICE_REPORT = "MonthlyServiceReport"
 TRIGGERS = (*EVENT_TYPES, MONTHLY_SERVICE_REPORT)
 Trigger = Literal[TRIGGERS]  # type: ignore[valid-type]
 
+#: The events after which a person no longer has some or all of the access they were granted.
+LEAVING_EVENTS = ("StaffLeft", "StaffRoleChanged", "UnitClosed", "SubcontractorEnded")
+#: The events that grant a person access.
+JOINING_EVENTS = ("StaffJoined", "StaffRoleChanged")
+
+#: How wide a rule's task is; a task can only wait for a task at least as wide (see ``_link``).
+SCOPE_WIDTH = {"provider": 0, "unit": 1, "subcontractor": 1, "person": 2}
+
 
 class Text(Contract):
     sv: str = Field(min_length=1)
@@ -29,7 +37,11 @@ class Text(Contract):
 
 
 class Condition(Contract):
-    """Facts that must all hold for a rule to apply; ``any_of`` adds alternatives of which one must hold."""
+    """Facts that must all hold for a rule to apply; ``any_of`` adds alternatives of which one must hold.
+
+    A fact the planner does not know for the event at hand never matches: ``size`` only holds for
+    an OrgChangeRequested, ``ceases_entirely`` only for a UnitClosed.
+    """
 
     regi: Regi | None = None
     hsl: bool | None = None
@@ -41,13 +53,14 @@ class Condition(Contract):
     roles_any: list[StaffRole] | None = None  # person-scoped rules
     licensed: bool | None = None  # person-scoped rules
     subcontractor_staff: bool | None = None  # person-scoped rules: the person works for a subcontractor
+    subcontractor_unit: bool | None = None  # unit-scoped rules: the unit is a subcontractor's organisation (SC1)
     any_of: list["Condition"] = Field(default_factory=list)
 
 
 class Deadline(Contract):
     #: ``event``: the event's own date (start, effective, closing, end, submitted);
     #: ``decided_on``: when an organisation change was decided; ``month_end``: the last day of the
-    #: reported month (monthly service reports).
+    #: reported month (monthly service reports), or of the month of the event's date.
     anchor: Literal["event", "decided_on", "month_end"] = "event"
     offset: int = Field(ge=-400, le=400)  # negative: before the anchor
     unit: Literal["days", "business_days", "weeks"]
@@ -63,6 +76,28 @@ class Quantity(Contract):
     minimum: int = Field(default=1, ge=0)
 
 
+class Escalation(Contract):
+    """Who is told, and when, that a task is still not done after its due date."""
+
+    #: Business days after the due date on which an unfinished task is escalated.
+    after: list[int] = Field(default_factory=lambda: [1, 5])
+    to: list[Responsible] = Field(default_factory=lambda: ["provider", "klk-it"])
+
+    @model_validator(mode="after")
+    def _positive(self) -> "Escalation":
+        if any(days < 1 for days in self.after):
+            raise ValueError("after: business days after the due date start at 1")
+        return self
+
+
+class SubcontractorStaff(Contract):
+    """How a person-scoped rule's task differs when the person works for a subcontractor:
+    the main provider orders (SC2) and cancels (SC3) their access, like for its own staff."""
+
+    obligation: ObligationId
+    responsible: Responsible
+
+
 class Rule(Contract):
     id: Slug
     obligation: ObligationId
@@ -74,14 +109,23 @@ class Rule(Contract):
     action: Slug
     #: One channel, or one per regi (egen regi orders in Iris, private providers elsewhere).
     channel: Channel | dict[Regi, Channel]
+    #: Where the work is done when the checklist names a page or an address for this very step
+    #: (replaces the channel's ``where``); only with a single channel.
+    where: str | None = None
     responsible: Responsible
     deadline: Deadline
     #: Business days before the due date on which the responsible party is reminded (0: on the day).
     reminders: list[int] = Field(default_factory=lambda: [10, 5, 1, 0])
+    escalation: Escalation = Field(default_factory=Escalation)
     depends_on: list[Slug] = Field(default_factory=list)
     quantity: Quantity | None = None
     #: For a person-scoped cancellation: the grant rule whose access it takes away.
     revokes: Slug | None = None
+    #: Person-scoped rules: obligation and responsible party when the person is a subcontractor's.
+    for_subcontractor_staff: SubcontractorStaff | None = None
+    #: Events that complete this rule's task: a ServiceReportSubmitted completes the task of the
+    #: unit and month it reports. Such a task's id depends only on rule, provider, unit and month.
+    completed_by: list[Literal["ServiceReportSubmitted"]] = Field(default_factory=list)
     #: Who is told at once when the deadline has already passed when the task is planned.
     late_notify: list[Responsible] = Field(default_factory=list)
     instructions: Text
@@ -90,9 +134,41 @@ class Rule(Contract):
     def _coherent(self) -> "Rule":
         if self.revokes and self.scope != "person":
             raise ValueError("revokes: only a person-scoped rule can cancel a person's access")
+        if self.revokes and "StaffJoined" in self.triggers:
+            raise ValueError("triggers: a cancellation (revokes) cannot be triggered by StaffJoined")
         if any(days < 0 for days in self.reminders):
             raise ValueError("reminders: days before the deadline cannot be negative")
+        if self.where is not None and isinstance(self.channel, dict):
+            raise ValueError("where: only a rule with a single channel can name its own place")
+        if self.for_subcontractor_staff is not None and self.scope != "person":
+            raise ValueError("for_subcontractor_staff: only for person-scoped rules")
+        if MONTHLY_SERVICE_REPORT in self.triggers:
+            if self.triggers != [MONTHLY_SERVICE_REPORT]:
+                raise ValueError(f"triggers: {MONTHLY_SERVICE_REPORT} cannot be combined with event triggers")
+            if self.scope != "unit" or self.deadline.anchor != "month_end":
+                raise ValueError(f"triggers: a {MONTHLY_SERVICE_REPORT} rule is unit-scoped with deadline anchor month_end")
+        if self.completed_by and (self.scope != "unit" or self.deadline.anchor != "month_end"):
+            raise ValueError("completed_by: only a unit-scoped rule with deadline anchor month_end (one task a unit and month)")
+        if "taking-over-provider" in (self.responsible, *self.late_notify):
+            # The planner knows the handing-over provider's facts only, not the taking-over one's.
+            if self.triggers != ["UnitClosed"]:
+                raise ValueError("responsible: a taking-over-provider rule is triggered by UnitClosed only")
+            if self.when.ceases_entirely is not False:
+                raise ValueError("when: a taking-over-provider rule needs ceases_entirely: false")
+            if isinstance(self.channel, dict):
+                raise ValueError("channel: the taking-over provider's regi is not known; use one channel")
         return self
+
+    @property
+    def obligations(self) -> tuple[str, ...]:
+        """Every obligation this rule's tasks can carry."""
+        extra = self.for_subcontractor_staff
+        return (self.obligation,) if extra is None or extra.obligation == self.obligation else (self.obligation, extra.obligation)
+
+    @property
+    def is_grant(self) -> bool:
+        """A person-scoped rule that gives a person access (and so must be taken away again)."""
+        return self.scope == "person" and self.revokes is None
 
 
 class Obligation(Contract):
@@ -112,12 +188,20 @@ class CalendarSpec(Contract):
     categories: list[str] = Field(default_factory=lambda: ["public", "de_facto"])
 
 
+class Defaults(Contract):
+    """Values a rule takes when it does not state them."""
+
+    reminders: list[int] | None = None
+    escalation: Escalation | None = None
+
+
 class Catalog(Contract):
     catalog: Slug
     version: str = Field(min_length=1)
     municipality: str
     source: str
     calendar: CalendarSpec = Field(default_factory=CalendarSpec)
+    defaults: Defaults = Field(default_factory=Defaults)
     channels: dict[Channel, ChannelInfo]
     obligations: dict[ObligationId, Obligation]
     rules: list[Rule]
@@ -125,6 +209,15 @@ class Catalog(Contract):
 
     def model_post_init(self, __context: object) -> None:
         self._by_id = {rule.id: rule for rule in self.rules}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_defaults(cls, raw: Any) -> Any:
+        if not isinstance(raw, dict) or not isinstance(raw.get("defaults"), dict) or not isinstance(raw.get("rules"), list):
+            return raw
+        defaults = {key: value for key, value in raw["defaults"].items() if key in ("reminders", "escalation") and value is not None}
+        rules = [{**defaults, **rule} if isinstance(rule, dict) else rule for rule in raw["rules"]]
+        return {**raw, "rules": rules}
 
     @model_validator(mode="after")
     def _references(self) -> "Catalog":
@@ -135,10 +228,11 @@ class Catalog(Contract):
         by_id = {rule.id: rule for rule in self.rules}
         for rule in self.rules:
             where = f"rule {rule.id!r}"
-            if rule.obligation not in self.obligations:
-                raise ValueError(f"{where}: obligation {rule.obligation!r} is not in obligations")
-            if self.obligations[rule.obligation].no_task:
-                raise ValueError(f"{where}: obligation {rule.obligation!r} is marked no_task but has a rule")
+            for obligation in rule.obligations:
+                if obligation not in self.obligations:
+                    raise ValueError(f"{where}: obligation {obligation!r} is not in obligations")
+                if self.obligations[obligation].no_task:
+                    raise ValueError(f"{where}: obligation {obligation!r} is marked no_task but has a rule")
             channels = rule.channel.values() if isinstance(rule.channel, dict) else [rule.channel]
             for channel in channels:
                 if channel not in self.channels:
@@ -148,11 +242,25 @@ class Catalog(Contract):
                     raise ValueError(f"{where}: depends_on names unknown rule {dependency!r}")
                 if dependency == rule.id:
                     raise ValueError(f"{where}: depends_on names the rule itself")
+                if SCOPE_WIDTH[by_id[dependency].scope] > SCOPE_WIDTH[rule.scope]:
+                    raise ValueError(
+                        f"{where}: depends_on {dependency!r} is {by_id[dependency].scope}-scoped, narrower than this "
+                        f"{rule.scope}-scoped rule; a task can only wait for one at least as wide"
+                    )
             if rule.revokes is not None:
                 granted = by_id.get(rule.revokes)
-                if granted is None or granted.scope != "person":
-                    raise ValueError(f"{where}: revokes must name a person-scoped rule")
-        ruled = {rule.obligation for rule in self.rules}
+                if granted is None or not granted.is_grant:
+                    raise ValueError(f"{where}: revokes must name a person-scoped rule that grants access")
+        # Nothing left behind: whatever a person is granted, their leaving takes away again.
+        for rule in self.rules:
+            if rule.is_grant and not any(
+                other.revokes == rule.id and "StaffLeft" in other.triggers for other in self.rules
+            ):
+                raise ValueError(
+                    f"rule {rule.id!r}: grants a person access but no rule revokes it on StaffLeft "
+                    f"(add a rule with revokes: {rule.id} and trigger StaffLeft)"
+                )
+        ruled = {obligation for rule in self.rules for obligation in rule.obligations}
         for oid, obligation in self.obligations.items():
             if oid not in ruled and not obligation.no_task:
                 raise ValueError(f"obligation {oid!r}: has no rule and no no_task reason")
@@ -181,3 +289,11 @@ class Catalog(Contract):
 
     def rules_for(self, trigger: str) -> list[Rule]:
         return [rule for rule in self.rules if trigger in rule.triggers]
+
+    def rules_of(self, obligation: str) -> list[Rule]:
+        """The rules whose tasks can carry ``obligation`` (as theirs or for subcontractor staff)."""
+        return [rule for rule in self.rules if obligation in rule.obligations]
+
+    def revoking(self, grant_rule_id: str) -> list[Rule]:
+        """The rules that take away what ``grant_rule_id`` granted."""
+        return [rule for rule in self.rules if rule.revokes == grant_rule_id]

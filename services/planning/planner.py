@@ -1,18 +1,20 @@
 """Planning: one event plus what is known about its provider, through the catalog, into tasks.
 
 Pure: no I/O, no clock. The orgstructure and permissions services, the reporting service's
-monthly reports and the ``omboard plan`` dry run all call ``plan_event``, so they cannot drift.
+monthly reports and the ``omboard plan`` dry run all call the ``Planner``, so they cannot drift.
 """
 
 from __future__ import annotations
 
+import calendar as _calendar
 import datetime as dt
 import math
+import re
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from schemas.catalog.model import Catalog, Condition, Rule
+from schemas.catalog.model import MONTHLY_SERVICE_REPORT, Catalog, Condition, Rule
 from schemas.events import (
     Envelope,
     OrgChangeRequested,
@@ -23,15 +25,23 @@ from schemas.events import (
     StaffRoleChanged,
     SubcontractorEnded,
     SubcontractorStarted,
+    Unit,
     UnitClosed,
 )
 from schemas.tasks import Instructions, Plan, Subject, Task, Warning
 from services.planning.calendar import BusinessCalendar
-from services.planning.state import ProviderState, StaffState, event_key, planned_key
+from services.planning.state import ProviderState, StaffState, UnitState, event_key, planned_key
 
 #: Namespace of every task id: uuid5 of the event, the rule and the subject.
 TASK_NAMESPACE = uuid.UUID("6f1c1f3e-3b0a-5e55-9a51-0b0a4d0e1a11")
 LATE_ORDER = "late-order"
+_MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+
+#: The facts a Condition can state, each compared for equality.
+_EQUAL_FACTS = (
+    "regi", "hsl", "uses_flexite", "takeover", "ceases_entirely", "size", "licensed",
+    "subcontractor_staff", "subcontractor_unit",
+)  # fmt: skip
 
 
 class UnknownProvider(LookupError):
@@ -40,6 +50,36 @@ class UnknownProvider(LookupError):
 
 def task_id(*parts: str | None) -> str:
     return str(uuid.uuid5(TASK_NAMESPACE, "|".join(part or "" for part in parts)))
+
+
+def month_of(day: dt.date) -> str:
+    return f"{day.year:04d}-{day.month:02d}"
+
+
+def month_bounds(month: str) -> tuple[dt.date, dt.date]:
+    """The first and the last day of a ``YYYY-MM`` month; ValueError for anything else."""
+    if not _MONTH.match(month):
+        raise ValueError(f"month must be written YYYY-MM, not {month!r}")
+    year, number = (int(part) for part in month.split("-"))
+    return dt.date(year, number, 1), dt.date(year, number, _calendar.monthrange(year, number)[1])
+
+
+def last_day_of_month(day: dt.date) -> dt.date:
+    return month_bounds(month_of(day))[1]
+
+
+def monthly_report_task_id(rule_id: str, provider_id: str, unit_id: str, month: str) -> str:
+    """The id of a month-keyed task (a monthly service report, or the last one at a closure).
+
+    It depends on nothing but the rule, the provider, the unit and the month, so reporting can open
+    the task any number of times and a ServiceReportSubmitted can name the task it completes.
+    """
+    return task_id(MONTHLY_SERVICE_REPORT, rule_id, provider_id, unit_id, month)
+
+
+def monthly_plan_id(month: str) -> str:
+    """The ``plan_id`` of the tasks opened for a month (there is no event behind them)."""
+    return f"{MONTHLY_SERVICE_REPORT}/{month}"
 
 
 @dataclass(frozen=True)
@@ -54,7 +94,7 @@ class Target:
 
 def holds(condition: Condition, facts: dict) -> bool:
     """Whether every stated fact matches; a fact the context does not know never matches."""
-    for name in ("regi", "hsl", "uses_flexite", "takeover", "ceases_entirely", "size", "licensed", "subcontractor_staff"):
+    for name in _EQUAL_FACTS:
         wanted = getattr(condition, name)
         if wanted is not None and facts.get(name) != wanted:
             return False
@@ -86,12 +126,16 @@ def person_facts(person: StaffState, state: ProviderState) -> dict:
     }
 
 
+def unit_facts(unit: Unit | UnitState) -> dict:
+    return {"subcontractor_unit": bool(getattr(unit, "subcontractor_id", None))}
+
+
 class Planner:
     def __init__(self, catalog: Catalog, calendar: BusinessCalendar | None = None):
         self.catalog = catalog
         self.calendar = calendar or BusinessCalendar(catalog.calendar.country, catalog.calendar.categories)
 
-    # -- the entry point -------------------------------------------------------------------------
+    # -- the entry points --------------------------------------------------------------------------
 
     def plan(self, event: Envelope, state: ProviderState) -> Plan:
         if state.provider is None and not isinstance(event.data, ProviderStarted):
@@ -105,13 +149,65 @@ class Planner:
             for target in self._targets(rule, event, state, facts):
                 if not holds(rule.when, {**facts, **target.facts}):
                     continue
-                task = self._task(rule, event, state, target)
+                task = self._event_task(rule, event, state, target)
                 tasks.append(task)
                 late = self._late_warning(rule, event, task)
                 if late:
                     warnings.append(late)
         tasks = self._link(tasks, state)
         return Plan(event_id=event.id, catalog_version=self.catalog.version, tasks=tasks, warnings=warnings)
+
+    def plan_monthly_reports(self, state: ProviderState, month: str) -> list[Task]:
+        """The month's service-report tasks (trigger ``MonthlyServiceReport``) for ``state``'s provider.
+
+        One task per rule and unit that was open at the end of ``month`` (a unit closed during the
+        month has its last report planned by the closure). Pure and repeatable: the ids depend on
+        rule, provider, unit and month only.
+        """
+        if state.provider is None:
+            return []
+        last = month_bounds(month)[1]
+        if state.start_date is not None and state.start_date > last:
+            return []
+        facts = provider_facts(state)
+        tasks = []
+        for rule in self.catalog.rules_for(MONTHLY_SERVICE_REPORT):
+            for unit in state.units.values():
+                open_at_month_end = unit.active or (unit.closed_on is not None and unit.closed_on > last)
+                if not open_at_month_end or not holds(rule.when, {**facts, **unit_facts(unit)}):
+                    continue
+                due = self._due(rule, last)
+                tasks.append(
+                    self._build(
+                        rule,
+                        state,
+                        Target(unit_id=unit.id, staff_count=unit.staff_count, facts=unit_facts(unit)),
+                        owner=state.provider_id,
+                        due=due,
+                        id=monthly_report_task_id(rule.id, state.provider_id, unit.id, month),
+                        plan_id=monthly_plan_id(month),
+                    )
+                )
+        return self._link(tasks, state)
+
+    def completions(self, event: Envelope, state: ProviderState) -> list[str]:
+        """The ids of the tasks ``event`` completes: a ServiceReportSubmitted completes the report
+        task of its unit and month (the monthly one, and the last one a closure planned)."""
+        data = event.data
+        if not isinstance(data, ServiceReportSubmitted):
+            return []
+        ids = []
+        for rule in self.catalog.rules:
+            if event.type not in rule.completed_by:
+                continue
+            completed = monthly_report_task_id(rule.id, event.provider_id, data.unit_id, data.month)
+            # Monthly tasks are opened by reporting, outside the event history; a closure's task
+            # exists only when the closure planned it for this very month.
+            if MONTHLY_SERVICE_REPORT in rule.triggers or state.planned.get(planned_key(rule.id, data.unit_id, None)) == completed:
+                ids.append(completed)
+        return ids
+
+    monthly_report_task_id = staticmethod(monthly_report_task_id)
 
     # -- what a rule applies to --------------------------------------------------------------------
 
@@ -128,19 +224,23 @@ class Planner:
         if rule.scope == "provider":
             return [Target()]
         if rule.scope == "unit":
-            return [Target(unit_id=unit.id, staff_count=unit.staff_count) for unit in self._units(event, state)]
+            return [
+                Target(unit_id=unit.id, staff_count=unit.staff_count, facts=unit_facts(unit))
+                for unit in self._units(event, state)
+            ]
         if rule.scope == "subcontractor":
             if isinstance(data, SubcontractorStarted):
                 return [Target(unit_id=data.subcontractor.id, staff_count=data.staff_count)]
             if isinstance(data, SubcontractorEnded):
-                return [Target(unit_id=data.subcontractor_id)]
+                sub = state.subcontractors.get(data.subcontractor_id)
+                return [Target(unit_id=data.subcontractor_id, staff_count=sub.staff_count if sub else None)]
             return []
         return self._person_targets(rule, event, state)
 
-    def _units(self, event: Envelope, state: ProviderState):
+    def _units(self, event: Envelope, state: ProviderState) -> list[Unit | UnitState]:
         data = event.data
         if isinstance(data, ProviderStarted):
-            return data.units
+            return list(data.units)
         if isinstance(data, (UnitClosed, ServiceReportSubmitted)):
             unit = state.units.get(data.unit_id)
             return [unit] if unit else []
@@ -166,7 +266,7 @@ class Planner:
                     return [self._person_target(data.person_id, after, state)]
                 return []
             if rule.id in before.grants:
-                return []
+                return []  # kept: the grant still stands (or is revoked by its own rule above)
             return [self._person_target(data.person_id, after, state)]
         # Everyone who leaves, by themselves or with their unit or subcontractor, loses every access.
         if not rule.revokes:
@@ -186,31 +286,48 @@ class Planner:
 
     # -- one task ----------------------------------------------------------------------------------
 
-    def _task(self, rule: Rule, event: Envelope, state: ProviderState, target: Target) -> Task:
+    def _event_task(self, rule: Rule, event: Envelope, state: ProviderState, target: Target) -> Task:
+        owner = self._owner(rule, event)
+        anchor = self.anchor(rule, event)
+        if rule.completed_by and target.unit_id is not None:
+            # Month-keyed: the same id as the report task a ServiceReportSubmitted names.
+            identity = monthly_report_task_id(rule.id, owner, target.unit_id, month_of(anchor))
+        else:
+            identity = task_id(event_key(event), rule.id, owner, target.unit_id, target.person_id)
+        return self._build(rule, state, target, owner=owner, due=self._due(rule, anchor), id=identity, plan_id=event.id)
+
+    def _build(
+        self, rule: Rule, state: ProviderState, target: Target, *, owner: str, due: dt.date, id: str, plan_id: str
+    ) -> Task:
         provider = state.provider
         assert provider is not None
-        owner = self._owner(rule, event)
         channel = rule.channel[provider.regi] if isinstance(rule.channel, dict) else rule.channel
-        due = self.due_date(rule, event)
-        subject = Subject(provider_id=owner, unit_id=target.unit_id, person_id=target.person_id)
+        obligation, responsible = rule.obligation, rule.responsible
+        if rule.for_subcontractor_staff is not None and target.facts.get("subcontractor_staff"):
+            obligation = rule.for_subcontractor_staff.obligation
+            responsible = rule.for_subcontractor_staff.responsible
         return Task(
-            id=task_id(event_key(event), rule.id, owner, target.unit_id, target.person_id),
-            plan_id=event.id,
+            id=id,
+            plan_id=plan_id,
             catalog_version=self.catalog.version,
             rule=rule.id,
-            obligation=rule.obligation,
+            obligation=obligation,
             system=rule.system,
             action=rule.action,
             channel=channel,
-            responsible=rule.responsible,
-            subject=subject,
+            responsible=responsible,
+            subject=Subject(provider_id=owner, unit_id=target.unit_id, person_id=target.person_id),
             due=due,
             status="open",
             instructions=Instructions(
-                sv=rule.instructions.sv, en=rule.instructions.en, where=self.catalog.channels[channel].where
+                sv=rule.instructions.sv,
+                en=rule.instructions.en,
+                where=rule.where if rule.where is not None else self.catalog.channels[channel].where,
             ),
             quantity=self._quantity(rule, target),
             remind_on=self.reminder_dates(rule, due),
+            escalate_on=self.escalation_dates(rule, due),
+            escalate_to=list(rule.escalation.to),
             provider_name=provider.name if owner == state.provider_id else None,
         )
 
@@ -232,14 +349,19 @@ class Planner:
     # -- dates -------------------------------------------------------------------------------------
 
     def anchor(self, rule: Rule, event: Envelope, month_end: dt.date | None = None) -> dt.date:
-        if rule.deadline.anchor == "decided_on" and isinstance(event.data, OrgChangeRequested):
+        """The date a rule's deadline counts from, for ``event`` (``month_end``: the reported month's
+        last day; by default the last day of the month of the event's date)."""
+        anchor = rule.deadline.anchor
+        if anchor == "decided_on" and isinstance(event.data, OrgChangeRequested):
             return event.data.decided_on
-        if rule.deadline.anchor == "month_end" and month_end is not None:
-            return month_end
+        if anchor == "month_end":
+            return month_end or last_day_of_month(event.anchor_date)
         return event.anchor_date
 
     def due_date(self, rule: Rule, event: Envelope, month_end: dt.date | None = None) -> dt.date:
-        anchor = self.anchor(rule, event, month_end)
+        return self._due(rule, self.anchor(rule, event, month_end))
+
+    def _due(self, rule: Rule, anchor: dt.date) -> dt.date:
         deadline = rule.deadline
         if deadline.unit == "business_days":
             due = self.calendar.add_business_days(anchor, deadline.offset)
@@ -250,6 +372,10 @@ class Planner:
 
     def reminder_dates(self, rule: Rule, due: dt.date) -> list[dt.date]:
         return sorted({self.calendar.add_business_days(due, -days) for days in rule.reminders})
+
+    def escalation_dates(self, rule: Rule, due: dt.date) -> list[dt.date]:
+        """The business days after ``due`` on which an unfinished task is escalated (``rule.escalation.to``)."""
+        return sorted({self.calendar.add_business_days(due, days) for days in rule.escalation.after})
 
     @staticmethod
     def earliest_start(event: Envelope) -> dt.date:
@@ -267,7 +393,7 @@ class Planner:
             return None
         return Warning(
             code=LATE_ORDER,
-            obligation=rule.obligation,
+            obligation=task.obligation,
             message=(
                 f"{rule.action} in {rule.system} should have been done by {task.due.isoformat()}, "
                 f"before {self.earliest_start(event).isoformat()} when it could first be ordered"
@@ -303,6 +429,8 @@ def _find_prerequisite(rule_id: str, task: Task, tasks: list[Task], state: Provi
             and other.subject.person_id in (None, subject.person_id)
         ):
             return other.id
+    if subject.provider_id != state.provider_id:
+        return None  # the taking-over party's earlier tasks are in its own state, not this one
     for unit_id, person_id in ((subject.unit_id, subject.person_id), (subject.unit_id, None), (None, None)):
         found = state.planned.get(planned_key(rule_id, unit_id, person_id))
         if found:

@@ -43,6 +43,7 @@ class UnitState(Contract):
     field_groups: list[str] = Field(default_factory=list)
     active: bool = True
     subcontractor_id: str | None = None  # the organisation ordered for a subcontractor's staff (SC1)
+    closed_on: dt.date | None = None  # UnitClosed (or SubcontractorEnded for a subcontractor's organisation)
 
 
 class StaffState(Contract):
@@ -122,20 +123,21 @@ def evolve(state: ProviderState, event: Envelope, plan: Plan, catalog: Catalog) 
             subcontractors[sub.id] = SubcontractorState(
                 id=sub.id, name=sub.name, staff_count=data.staff_count, start_date=data.start_date
             )
-            units.setdefault(
-                sub.id, UnitState(id=sub.id, name=sub.name, staff_count=data.staff_count, subcontractor_id=sub.id)
-            )
+            if sub.id not in units or not units[sub.id].active:  # a new (or renewed) assignment
+                units[sub.id] = UnitState(id=sub.id, name=sub.name, staff_count=data.staff_count, subcontractor_id=sub.id)
         case SubcontractorEnded():
             if data.subcontractor_id in subcontractors:
                 subcontractors[data.subcontractor_id] = subcontractors[data.subcontractor_id].model_copy(update={"active": False})
             if data.subcontractor_id in units:
-                units[data.subcontractor_id] = units[data.subcontractor_id].model_copy(update={"active": False})
+                units[data.subcontractor_id] = units[data.subcontractor_id].model_copy(
+                    update={"active": False, "closed_on": data.end_date}
+                )
             for person_id, person in staff.items():
                 if person.unit_id == data.subcontractor_id:
                     staff[person_id] = person.model_copy(update={"active": False, "grants": {}})
         case UnitClosed():
             if data.unit_id in units:
-                units[data.unit_id] = units[data.unit_id].model_copy(update={"active": False})
+                units[data.unit_id] = units[data.unit_id].model_copy(update={"active": False, "closed_on": data.closing_date})
             for person_id, person in staff.items():
                 if person.unit_id == data.unit_id:
                     staff[person_id] = person.model_copy(update={"active": False, "grants": {}})

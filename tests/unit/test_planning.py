@@ -1,0 +1,436 @@
+"""Planning scenarios: histories folded with ``Planner.plan`` and ``evolve``, as the services do."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from schemas.catalog import load_catalog
+from schemas.events import Envelope
+from schemas.tasks import Plan, Task
+from services.planning.planner import (
+    LATE_ORDER,
+    Planner,
+    UnknownProvider,
+    monthly_plan_id,
+    monthly_report_task_id,
+)
+from services.planning.state import ProviderState, evolve, planned_key
+
+from tests.unit import _events as ev
+
+D = dt.date.fromisoformat
+CATALOG = load_catalog()
+PLANNER = Planner(CATALOG)
+
+
+class History:
+    """A provider's history folded event by event; ``plans`` keeps every plan in order."""
+
+    def __init__(self, provider_id: str = "p1"):
+        self.state = ProviderState(provider_id=provider_id)
+        self.plans: list[Plan] = []
+
+    def add(self, event: Envelope) -> Plan:
+        plan = PLANNER.plan(event, self.state)
+        self.state = evolve(self.state, event, plan, CATALOG)
+        self.plans.append(plan)
+        return plan
+
+
+def rules(plan: Plan | list[Task]) -> dict[str, list[Task]]:
+    tasks = plan.tasks if isinstance(plan, Plan) else plan
+    out: dict[str, list[Task]] = {}
+    for task in tasks:
+        out.setdefault(task.rule, []).append(task)
+    return out
+
+
+def one(plan: Plan | list[Task], rule: str) -> Task:
+    (task,) = rules(plan)[rule]
+    return task
+
+
+def systems(plan: Plan) -> set[str]:
+    return {task.system for task in plan.tasks}
+
+
+# -- a private home-care provider with health care taking over a running business --------------------
+
+
+def test_private_home_care_with_health_care_taking_over():
+    history = History()
+    started = ev.provider_started(
+        regi="privat", services=("hemtjanst",), hsl=True, uses_flexite=False, takeover_from="p0",
+        units=[ev.unit("u1", 25, ("Norr", "Söder")), ev.unit("u2", 12)],
+    )  # fmt: skip
+    plan = history.add(started)
+    start = started.data.start_date
+    by_rule = rules(plan)
+
+    assert plan.warnings == []
+    assert systems(plan) == {"klk-it", "siebel", "boka", "natthemsjukvard", "siths", "prator", "phoniro"}
+    assert "flexite" not in systems(plan)
+    assert "phoniro-register-takeover" in by_rule  # PH6: only for a takeover
+    assert all(task.due < start for task in plan.tasks), "everything before the start (ST1)"
+    # Private channels: Sesam for Siebel, the authorization administrator for SITHS.
+    assert {task.channel for task in by_rule["siebel-order-accounts"]} == {"sesam"}
+    assert {task.channel for task in by_rule["siths-order-cards"]} == {"authorization-admin"}
+    # Unit-scoped rules once per unit, provider-scoped once.
+    assert len(by_rule["siebel-order-accounts"]) == 2 and len(by_rule["siebel-send-org-structure"]) == 1
+    assert {t.subject.unit_id: t.quantity for t in by_rule["siebel-appoint-expert-users"]} == {"u1": 3, "u2": 2}
+
+    # Order: appoint people, send structures, KLK IT creates them, permissions, readiness last.
+    def due(rule: str) -> dt.date:
+        return by_rule[rule][0].due
+
+    assert due("general-appoint-contacts") < due("siebel-send-org-structure") < due("siebel-create-org-structure")
+    assert due("siebel-create-org-structure") < due("siebel-order-accounts") < due("start-readiness-check")
+    assert due("siths-order-cards") < due("prator-grant-unit-access")
+    assert due("start-readiness-check") == D("2026-02-27")  # the last business day before Monday 2 March
+    for task in plan.tasks:
+        assert task.status == ("blocked" if task.depends_on else "open")
+        assert task.provider_name == "Omsorg p1 AB"
+        assert task.plan_id == started.id
+        assert task.remind_on and task.remind_on[-1] == task.due
+        assert task.escalate_on and task.escalate_on[0] > task.due
+        assert task.escalate_to == list(CATALOG.rule(task.rule).escalation.to)
+    create = one(plan, "siebel-create-org-structure")
+    assert create.escalate_to == ["klk-it"]
+    assert create.escalate_on == [D("2026-02-17"), D("2026-02-19")]  # 1 and 3 business days after 16 February
+    # The dependencies resolve within the unit: u2's Prator access waits for u2's SITHS cards.
+    prator_u2 = next(t for t in by_rule["prator-grant-unit-access"] if t.subject.unit_id == "u2")
+    siths_u2 = next(t for t in by_rule["siths-order-cards"] if t.subject.unit_id == "u2")
+    assert siths_u2.id in prator_u2.depends_on
+    readiness = [t for t in by_rule["start-readiness-check"] if t.subject.unit_id == "u1"][0]
+    assert one(plan, "phoniro-register-takeover").id in readiness.depends_on
+    assert history.state.takeover_from == "p0"
+
+
+def test_a_start_announced_late_warns_for_every_step_already_overdue():
+    started = ev.provider_started(sent="2026-02-18T10:00:00+01:00")
+    plan = History().add(started)
+    late = {warning.obligation for warning in plan.warnings if warning.code == LATE_ORDER}
+    overdue = {task.obligation for task in plan.tasks if task.due < D("2026-02-18")}
+    assert late == overdue and "SB1" in late and "G3" in late
+    assert "ST1" not in late  # due 27 February: still possible
+
+
+# -- an egen-regi special-housing provider without home care -------------------------------------------
+
+
+def test_egen_regi_special_housing_without_home_care():
+    history = History("e1")
+    plan = history.add(
+        ev.provider_started("e1", regi="egen", services=("sarskilt_boende", "korttid"), hsl=True, uses_flexite=True)
+    )
+    assert "phoniro" not in systems(plan)
+    assert not [task for task in plan.tasks if task.obligation.startswith("PH")]
+    assert one(plan, "siebel-order-accounts").channel == "iris"
+    assert one(plan, "siths-order-cards").channel == "iris"
+    assert one(plan, "flexite-order-unit-permissions").channel == "iris"
+    assert one(plan, "flexite-create-org-structure").id in one(plan, "flexite-order-unit-permissions").depends_on
+
+    # A nurse joining: no Phoniro either, Iris for everything ordered.
+    nurse = history.add(ev.staff_joined("e1"))
+    assert set(rules(nurse)) == {"siebel-grant-account", "siths-grant-card", "prator-grant-access", "flexite-grant-access"}
+    assert {task.channel for task in nurse.tasks} == {"iris", "local-admin"}
+    # Prator's home-care roles do not apply without home care.
+    coordinator = history.add(ev.staff_joined("e1", person="C1", role="samordnare", licensed=False))
+    assert set(rules(coordinator)) == {"siebel-grant-account"}
+    # Monthly service report for special housing and short-term places.
+    (report,) = PLANNER.plan_monthly_reports(history.state, "2026-03")
+    assert report.obligation == "SB3" and report.due == D("2026-04-02")
+
+
+# -- closures --------------------------------------------------------------------------------------------
+
+
+def _staffed(provider_id: str = "p1", **kw) -> History:
+    history = History(provider_id)
+    history.add(ev.provider_started(provider_id, units=[ev.unit("u1"), ev.unit("u2")], **kw))
+    history.add(ev.staff_joined(provider_id, person="N1", unit_id="u1"))
+    history.add(ev.staff_joined(provider_id, person="A1", unit_id="u1", role="omvardnadspersonal", licensed=False))
+    history.add(ev.staff_joined(provider_id, person="N2", unit_id="u2"))
+    return history
+
+
+def test_a_closure_that_ceases_entirely():
+    history = _staffed(uses_flexite=True)
+    plan = history.add(ev.unit_closed(unit_id="u1", closing_date="2026-06-30"))
+    by_rule = rules(plan)
+
+    tokens = one(plan, "closure-siebel-return-tokens")
+    assert tokens.instructions.where == "KLK IT, Verkstadsgatan 3B, Uppsala"
+    assert "Verkstadsgatan 3B" in tokens.instructions.sv and tokens.due == D("2026-07-14")
+    assert "closure-siebel-leave-tokens" not in by_rule
+    assert not [task for task in plan.tasks if task.responsible == "taking-over-provider"]
+    assert {task.subject.provider_id for task in plan.tasks} == {"p1"}
+    # Every system's closure for the handing-over party, with private channels.
+    assert {task.obligation for task in plan.tasks} >= {
+        "HO-SB1", "HO-SB2", "HO-SB3", "HO-SB4", "HO-SI1", "HO-PR1", "HO-PR2", "HO-FX1", "HO-FX2", "HO-FX3",
+        "HO-PH1", "HO-PH2",
+    }  # fmt: skip
+    assert one(plan, "closure-flexite-cancel-permissions").channel == "web-form"
+    assert one(plan, "closure-siebel-cancel-permissions").channel == "sesam"
+    # Deviations closed before the Flexite unit is closed.
+    deviations, close = one(plan, "closure-flexite-close-deviations"), one(plan, "closure-flexite-close-unit")
+    assert close.depends_on == [deviations.id] and close.status == "blocked" and deviations.due < close.due
+    # Everyone on the unit loses what they were granted; u2's nurse keeps hers.
+    revoked = {(task.subject.person_id, task.rule) for task in plan.tasks if task.subject.person_id}
+    assert revoked == {
+        (ev.hsa("N1"), "siebel-revoke-account"), (ev.hsa("N1"), "siths-revoke-card"),
+        (ev.hsa("N1"), "prator-revoke-access"), (ev.hsa("N1"), "flexite-revoke-access"),
+        (ev.hsa("N1"), "phoniro-revoke-access"),
+        (ev.hsa("A1"), "siebel-revoke-account"), (ev.hsa("A1"), "phoniro-revoke-access"),
+    }  # fmt: skip
+    state = history.state
+    assert not state.units["u1"].active and state.units["u1"].closed_on == D("2026-06-30")
+    assert not state.staff[ev.hsa("N1")].active and state.staff[ev.hsa("N1")].grants == {}
+    assert state.staff[ev.hsa("N2")].grants
+    # The month it closed is reported by the closure's task; the monthly reports skip the unit after.
+    assert [task.subject.unit_id for task in PLANNER.plan_monthly_reports(state, "2026-06")] == ["u2"]
+    assert [task.subject.unit_id for task in PLANNER.plan_monthly_reports(state, "2026-05")] == ["u1", "u2"]
+
+
+def test_a_closure_taken_over_leaves_the_tokens_and_gives_both_parties_tasks():
+    history = _staffed(regi="egen")
+    plan = history.add(ev.unit_closed(unit_id="u1", closing_date="2026-06-30", taken_over_by="p9"))
+    by_rule = rules(plan)
+
+    assert "closure-siebel-return-tokens" not in by_rule
+    assert one(plan, "closure-siebel-leave-tokens").subject.provider_id == "p1"
+    taking_over = [task for task in plan.tasks if task.responsible == "taking-over-provider"]
+    assert {task.rule for task in taking_over} == {"closure-taking-over-order-permissions", "closure-taking-over-receive-tokens"}
+    for task in taking_over:
+        assert task.subject.provider_id == "p9" and task.subject.unit_id == "u1"
+        assert task.provider_name is None  # the planner does not know the taking-over provider's name
+        assert task.channel == "provider"  # the taking-over provider's regi is not known here
+    handing_over = {task.obligation for task in plan.tasks if task.responsible == "handing-over-provider"}
+    assert {"HO1", "HO-SB1", "HO-SB2", "HO-SB3", "HO-SB4", "HO-SI1", "HO-PR1", "HO-PR2"} <= handing_over
+    # Egen regi cancels in Iris.
+    assert one(plan, "closure-siebel-cancel-permissions").channel == "iris"
+    assert one(plan, "closure-siths-cancel-cards").channel == "iris"
+    assert {t.channel for t in plan.tasks if t.rule == "siths-revoke-card"} == {"iris"}
+    # The taking-over party's tasks stay out of the handing-over party's state.
+    assert planned_key("closure-taking-over-order-permissions", "u1", None) not in history.state.planned
+    assert planned_key("closure-siebel-leave-tokens", "u1", None) in history.state.planned
+
+
+def test_the_last_service_report_is_completed_by_the_report_for_the_closing_month():
+    history = _staffed()
+    plan = history.add(ev.unit_closed(unit_id="u1", closing_date="2026-06-15"))
+    last = one(plan, "closure-siebel-last-service-report")
+    assert last.due == D("2026-07-03")
+    completes = PLANNER.completions(ev.service_report(unit_id="u1", month="2026-06"), history.state)
+    monthly = monthly_report_task_id("siebel-monthly-service-report", "p1", "u1", "2026-06")
+    assert set(completes) == {last.id, monthly}
+    # A report for an earlier month completes that month's task only.
+    earlier = PLANNER.completions(ev.service_report(unit_id="u1", month="2026-05"), history.state)
+    assert earlier == [monthly_report_task_id("siebel-monthly-service-report", "p1", "u1", "2026-05")]
+    # The event itself plans nothing.
+    assert PLANNER.plan(ev.service_report(unit_id="u2"), history.state).tasks == []
+
+
+# -- monthly service reports ------------------------------------------------------------------------------
+
+
+def test_monthly_reports_are_deterministic_and_complete_by_unit_and_month():
+    history = History()
+    history.add(ev.provider_started(units=[ev.unit("u1"), ev.unit("u2")]))
+    march = PLANNER.plan_monthly_reports(history.state, "2026-03")
+    assert [task.id for task in march] == [task.id for task in PLANNER.plan_monthly_reports(history.state, "2026-03")]
+    assert {task.id for task in march} == {
+        monthly_report_task_id("siebel-monthly-service-report", "p1", unit, "2026-03") for unit in ("u1", "u2")
+    }
+    assert PLANNER.monthly_report_task_id("siebel-monthly-service-report", "p1", "u1", "2026-03") == march[0].id
+    for task in march:
+        assert task.plan_id == monthly_plan_id("2026-03")
+        assert task.obligation == "SB3" and task.status == "open" and task.due == D("2026-04-02")
+        assert task.catalog_version == CATALOG.version
+    april = PLANNER.plan_monthly_reports(history.state, "2026-04")
+    assert not {task.id for task in april} & {task.id for task in march}
+    report = ev.service_report(unit_id="u2", month="2026-03")
+    assert PLANNER.completions(report, history.state) == [
+        monthly_report_task_id("siebel-monthly-service-report", "p1", "u2", "2026-03")
+    ]
+    assert PLANNER.completions(ev.staff_left(), history.state) == []
+
+
+def test_no_monthly_report_before_the_start_for_lss_or_for_a_subcontractors_organisation():
+    history = History()
+    history.add(ev.provider_started(start_date="2026-03-02"))
+    assert PLANNER.plan_monthly_reports(history.state, "2026-02") == []
+    assert len(PLANNER.plan_monthly_reports(history.state, "2026-03")) == 1
+    history.add(ev.subcontractor_started())
+    assert [t.subject.unit_id for t in PLANNER.plan_monthly_reports(history.state, "2026-06")] == ["u1"]
+
+    lss = History("l1")
+    lss.add(ev.provider_started("l1", services=("lss",)))
+    assert PLANNER.plan_monthly_reports(lss.state, "2026-03") == []
+    assert PLANNER.plan_monthly_reports(ProviderState(provider_id="nobody"), "2026-03") == []
+    with pytest.raises(ValueError, match="YYYY-MM"):
+        PLANNER.plan_monthly_reports(history.state, "2026-3")
+
+
+# -- a subcontractor from start to end --------------------------------------------------------------------
+
+
+def test_a_subcontractor_from_start_to_end():
+    history = History()
+    history.add(ev.provider_started(regi="privat", uses_flexite=True))
+    started = history.add(ev.subcontractor_started(sub_id="sub1", start_date="2026-05-04", staff_count=8))
+    order, create = one(started, "subcontractor-order-org"), one(started, "subcontractor-create-org")
+    permissions = one(started, "subcontractor-order-permissions")
+    assert order.responsible == "main-provider" and order.subject.unit_id == "sub1"
+    assert create.depends_on == [order.id] and permissions.depends_on == [create.id]
+    assert order.due < create.due < permissions.due < D("2026-05-04")
+    assert history.state.units["sub1"].subcontractor_id == "sub1"
+
+    # Subcontractor staff: the main provider orders their access (SC2), after the organisation exists.
+    joined = history.add(ev.staff_joined(person="S1", unit_id="sub1", start_date="2026-05-04"))
+    assert {task.obligation for task in joined.tasks} == {"SC2"}
+    assert {task.responsible for task in joined.tasks} == {"main-provider"}
+    assert set(rules(joined)) == {
+        "siebel-grant-account", "siths-grant-card", "prator-grant-access", "flexite-grant-access", "phoniro-grant-access",
+    }  # fmt: skip
+    for task in joined.tasks:
+        if task.rule != "siths-grant-card":
+            assert create.id in task.depends_on, task.rule
+    # Own staff of the same provider are the provider's own (SB2 ...).
+    own = history.add(ev.staff_joined(person="N1", unit_id="u1"))
+    assert one(own, "siebel-grant-account").obligation == "SB2"
+    assert one(own, "siebel-grant-account").responsible == "provider"
+
+    ended = history.add(ev.subcontractor_ended(sub_id="sub1", end_date="2026-09-30"))
+    assert one(ended, "subcontractor-cancel-org").channel == "it-support"
+    assert one(ended, "subcontractor-cancel-org").due == D("2026-09-30")
+    person_tasks = [task for task in ended.tasks if task.subject.person_id]
+    assert {task.subject.person_id for task in person_tasks} == {ev.hsa("S1")}, "own staff keep their access"
+    assert {task.rule for task in person_tasks} == {
+        "siebel-revoke-account", "siths-revoke-card", "prator-revoke-access", "flexite-revoke-access", "phoniro-revoke-access",
+    }  # fmt: skip
+    assert {task.obligation for task in ended.tasks} == {"SC3"}
+    assert {task.responsible for task in ended.tasks} == {"main-provider"}
+    state = history.state
+    assert not state.subcontractors["sub1"].active and not state.units["sub1"].active
+    assert not state.staff[ev.hsa("S1")].active and state.staff[ev.hsa("N1")].active
+
+
+# -- an organisation change ordered too late ---------------------------------------------------------------
+
+
+def test_an_organisation_change_ordered_too_late_warns():
+    history = History()
+    history.add(ev.provider_started())
+    plan = history.add(ev.org_change(size="small", decided_on="2026-03-20", effective_date="2026-04-01"))
+    ticket = one(plan, "orgchange-ticket-small")
+    assert ticket.due == D("2026-03-04")  # four weeks before 1 April
+    assert "orgchange-ticket-large" not in rules(plan)
+    (warning,) = plan.warnings
+    assert warning.code == LATE_ORDER and warning.obligation == "OC1"
+    assert "2026-03-04" in warning.message and "2026-03-20" in warning.message
+    assert PLANNER.is_late(ev.org_change(decided_on="2026-03-20"), ticket)
+    assert one(plan, "orgchange-carry-out").depends_on == [ticket.id]
+
+
+def test_a_large_change_needs_ten_weeks():
+    history = History()
+    history.add(ev.provider_started())
+    on_time = history.add(ev.org_change(size="large", decided_on="2026-01-05", effective_date="2026-04-01"))
+    assert one(on_time, "orgchange-ticket-large").due == D("2026-01-21")
+    assert on_time.warnings == []
+    too_late = history.add(ev.org_change(size="large", decided_on="2026-02-02", effective_date="2026-04-01"))
+    assert [warning.obligation for warning in too_late.warnings] == ["OC1"]
+
+
+# -- a nurse who joins, changes role, and leaves -----------------------------------------------------------
+
+
+def test_a_nurse_joins_changes_role_and_leaves():
+    history = History()
+    history.add(ev.provider_started(regi="privat", services=("sarskilt_boende",), hsl=True, uses_flexite=True))
+    nurse = ev.hsa("N1")
+
+    joined = history.add(ev.staff_joined(person="N1", role="sjukskoterska", licensed=True, start_date="2026-04-01"))
+    by_rule = rules(joined)
+    assert set(by_rule) == {"siebel-grant-account", "siths-grant-card", "prator-grant-access", "flexite-grant-access"}
+    siths, prator = one(joined, "siths-grant-card"), one(joined, "prator-grant-access")
+    assert siths.id in prator.depends_on and prator.status == "blocked"
+    assert siths.due < prator.due < D("2026-04-01")
+    # The structures from the start plan are prerequisites too (the ledger opens the task once they are done).
+    start_plan = history.plans[0]
+    assert one(start_plan, "siebel-create-org-structure").id in one(joined, "siebel-grant-account").depends_on
+    assert one(start_plan, "prator-create-org-structure").id in prator.depends_on
+    assert set(history.state.staff[nurse].grants) == set(by_rule)
+
+    changed = history.add(ev.staff_role_changed(person="N1", role="omvardnadspersonal", licensed=False, effective_date="2026-06-01"))
+    assert set(rules(changed)) == {"siths-revoke-card", "prator-revoke-access", "flexite-revoke-access"}
+    assert all(task.due == D("2026-06-01") for task in changed.tasks)
+    assert {task.channel for task in changed.tasks} == {"authorization-admin", "local-admin", "web-form"}
+    assert set(history.state.staff[nurse].grants) == {"siebel-grant-account"}, "Siebel is kept"
+
+    left = history.add(ev.staff_left(person="N1", end_date="2026-08-31"))
+    assert set(rules(left)) == {"siebel-revoke-account"}, "everything still granted is cancelled, nothing twice"
+    assert one(left, "siebel-revoke-account").channel == "sesam"
+    assert not history.state.staff[nurse].active and history.state.staff[nurse].grants == {}
+    # Leaving again changes nothing.
+    assert history.add(ev.staff_left(person="N1")).tasks == []
+
+
+def test_a_role_change_grants_the_difference():
+    history = History()
+    history.add(ev.provider_started(services=("hemtjanst",), hsl=True, uses_flexite=False))
+    history.add(ev.staff_joined(person="A1", role="omvardnadspersonal", licensed=False))
+    assert set(history.state.staff[ev.hsa("A1")].grants) == {"siebel-grant-account", "phoniro-grant-access"}
+
+    promoted = history.add(ev.staff_role_changed(person="A1", role="enhetschef", licensed=False, effective_date="2026-06-01"))
+    # A home-care manager: a SITHS card (managers) and Prator (the home-care role); Siebel and Phoniro kept.
+    assert set(rules(promoted)) == {"siths-grant-card", "prator-grant-access"}
+    assert one(promoted, "siths-grant-card").id in one(promoted, "prator-grant-access").depends_on
+    assert all(task.due < D("2026-06-01") for task in promoted.tasks)
+    # Back again: the two are taken away.
+    demoted = history.add(ev.staff_role_changed(person="A1", role="omvardnadspersonal", licensed=False))
+    assert set(rules(demoted)) == {"siths-revoke-card", "prator-revoke-access"}
+
+
+def test_a_role_change_for_someone_unknown_or_gone_plans_nothing():
+    history = History()
+    history.add(ev.provider_started())
+    assert history.add(ev.staff_role_changed(person="X1")).tasks == []
+    assert history.add(ev.staff_left(person="X1")).tasks == []
+
+
+# -- identity, replays, and what cannot be planned ------------------------------------------------------------
+
+
+def test_a_replayed_event_yields_the_same_task_ids():
+    started = ev.provider_started()
+    first = PLANNER.plan(started, ProviderState(provider_id="p1"))
+    again = PLANNER.plan(started, ProviderState(provider_id="p1"))
+    assert [task.id for task in first.tasks] == [task.id for task in again.tasks]
+    assert len({task.id for task in first.tasks}) == len(first.tasks)
+    other = PLANNER.plan(ev.provider_started(), ProviderState(provider_id="p1"))
+    assert not {task.id for task in other.tasks} & {task.id for task in first.tasks}
+
+
+def test_an_event_for_an_unknown_provider_cannot_be_planned():
+    with pytest.raises(UnknownProvider):
+        PLANNER.plan(ev.staff_joined(), ProviderState(provider_id="p1"))
+
+
+def test_a_contact_assignment_plans_nothing_but_is_remembered():
+    history = History()
+    history.add(ev.provider_started())
+    assert history.add(ev.contact_assigned()).tasks == []
+    assert history.state.contacts[-1].name == "Anna"
+
+
+def test_a_provider_without_health_care_gets_no_siths_or_prator():
+    history = History()
+    plan = history.add(ev.provider_started(hsl=False, services=("hemtjanst",)))
+    assert not systems(plan) & {"siths", "prator"}
+    assert "nightcare-contact-head" in rules(plan)
+    joined = history.add(ev.staff_joined(role="sjukskoterska", licensed=True))
+    assert set(rules(joined)) == {"siebel-grant-account", "phoniro-grant-access"}
