@@ -47,12 +47,12 @@ def handle_event(
     mine = [task for task in plan.tasks if planner.catalog.rule(task.rule).scope in scopes]
     correlation = correlation_id(received.headers) or event.id
     late = [task for task in mine if planner.is_late(event, task)]
-    messages = [_task_message(task, correlation) for task in mine]
+    messages = [task_message(task, correlation) for task in mine]
     messages += _late_notices(event, late, planner, correlation)
     return Outcome(event.provider_id, evolve(state, event, plan, planner.catalog), messages, mine, late)
 
 
-def _task_message(task: Task, correlation: str) -> Outgoing:
+def task_message(task: Task, correlation: str) -> Outgoing:
     task = task.model_copy(update={"correlation_id": correlation})
     return Outgoing(task_topic(task.system), *model_to_kafka(task, task.subject.provider_id, correlation))
 

@@ -14,7 +14,11 @@ import faust
 from schemas.notifications import NotificationRequest
 from schemas.topics import NOTIFICATIONS
 from schemas.wire import model_to_kafka
-from services.reporting.handlers import HANDLERS, Effect
+from schemas.catalog import load_catalog
+from services.planning.handlers import decode_state
+from services.planning.planner import Planner
+from services.planning.state import ProviderState
+from services.reporting.handlers import HANDLERS, Context, Effect
 from services.reporting.ledger import Ledger, notifications_due
 from services.reporting.stats import LedgerStats
 from services.runtime import metrics
@@ -22,6 +26,7 @@ from services.runtime.clock import Clock, clock_from_settings
 from services.runtime.deadletter import dead_letter
 from services.runtime.faust_app import create_app
 from services.runtime.settings import Settings
+from services.planning.handlers import task_message
 from services.runtime.streams import Outgoing, batches, send_all
 
 log = logging.getLogger(__name__)
@@ -97,6 +102,13 @@ def build(settings: Settings, clock: Clock | None = None, **app_options) -> faus
     # the partition its tasks use, so a provider's ledger recovers on the worker that owns it.
     store = LedgerStore(app.Table("ledgers", key_type=bytes, value_type=bytes, use_partitioner=True))
     app.ledger_store = store  # the status API in this process reads it
+    # The provider facts monthly reports need, folded from the events like the planners do.
+    providers = app.Table("providers", key_type=bytes, value_type=bytes, use_partitioner=True)
+    planner = Planner(load_catalog(settings.catalog_path))
+    opened_month: str | None = None  # the last month whose service reports this worker opened
+
+    def load_state(provider_id: str) -> ProviderState:
+        return decode_state(providers.get(provider_id.encode()), provider_id)
 
     @app.on_rebalance_complete.connect
     async def _partitions_moved(sender, **kwargs) -> None:
@@ -109,14 +121,17 @@ def build(settings: Settings, clock: Clock | None = None, **app_options) -> faus
             async with store.lock:
                 now = clock.now()
                 changed: dict[str, tuple[Ledger, Ledger]] = {}  # provider -> (before, after)
+                states: dict[str, ProviderState] = {}
 
                 def load(provider_id: str) -> Ledger:
                     return changed[provider_id][1] if provider_id in changed else store.load(provider_id)
 
+                ctx = Context(load, lambda pid: states.get(pid) or load_state(pid), planner, now)
+
                 for received in batch:
                     started = time.perf_counter()
                     try:
-                        effect: Effect = HANDLERS[received.topic](received, load, now)
+                        effect: Effect = HANDLERS[received.topic](received, ctx)
                     except Exception as error:  # noqa: BLE001 - recorded, and the agent goes on
                         metrics.EVENTS_FAILED.labels(SERVICE, received.topic).inc()
                         metrics.DEAD_LETTERS.labels(SERVICE, received.topic).inc()
@@ -128,6 +143,8 @@ def build(settings: Settings, clock: Clock | None = None, **app_options) -> faus
                         provider_id = effect.ledger.provider_id
                         before = changed[provider_id][0] if provider_id in changed else store.load(provider_id)
                         changed[provider_id] = (before, effect.ledger)
+                    if effect.state is not None:
+                        states[effect.state.provider_id] = effect.state
                     outgoing += [_request_message(request) for request in effect.requests]
                     _count(effect)
                 # Ask first, then record: after a crash the same requests (same ids) are asked
@@ -135,6 +152,26 @@ def build(settings: Settings, clock: Clock | None = None, **app_options) -> faus
                 await send_all(app, outgoing)
                 for before, after in changed.values():
                     store.store(after, before)
+                for state in states.values():
+                    providers[state.provider_id.encode()] = state.model_dump_json().encode()
+
+    async def open_monthly_reports(today: dt.date) -> None:
+        """On the first sweep of a month, open last month's service-report tasks (SB3) for every
+        provider here, by publishing them like any task: the ledger adds each id once."""
+        nonlocal opened_month
+        month = (today.replace(day=1) - dt.timedelta(days=1)).strftime("%Y-%m")
+        if month == opened_month:
+            return
+        tasks = [
+            task
+            for raw in list(providers.values())
+            for task in planner.plan_monthly_reports(ProviderState.model_validate_json(raw), month)
+            if task.id not in store.load(task.subject.provider_id).tasks
+        ]
+        await send_all(app, [task_message(task, task.correlation_id or task.plan_id) for task in tasks])
+        opened_month = month
+        if tasks:
+            log.info("opened %d service-report task(s) for %s", len(tasks), month)
 
     @app.timer(settings.sweep_interval, name="reporting-sweep")
     async def sweep() -> None:
@@ -146,6 +183,7 @@ def build(settings: Settings, clock: Clock | None = None, **app_options) -> faus
         async with store.lock:
             if store.stale:
                 store.rebuild()
+            await open_monthly_reports(today)
             for provider_id in store.due(today):
                 before = store.load(provider_id)
                 ledger, requests = notifications_due(before, today, now)
@@ -161,12 +199,12 @@ def build(settings: Settings, clock: Clock | None = None, **app_options) -> faus
 
 
 def _count(effect: Effect) -> None:
-    if effect.created is not None:
-        metrics.TASKS_CREATED.labels(effect.created.system, effect.created.responsible).inc()
-    if effect.change is not None and effect.ledger is not None:
-        metrics.TASK_STATUS_CHANGES.labels(effect.change.status).inc()
-        if effect.change.status == "done":
-            task = effect.ledger.tasks[effect.change.task_id].task
+    for task in effect.created:
+        metrics.TASKS_CREATED.labels(task.system, task.responsible).inc()
+    for change in effect.changes:
+        metrics.TASK_STATUS_CHANGES.labels(change.status).inc()
+        if change.status == "done" and effect.ledger is not None:
+            task = effect.ledger.tasks[change.task_id].task
             metrics.TASKS_COMPLETED.labels(task.system, task.responsible).inc()
 
 

@@ -97,16 +97,18 @@ def record_task(ledger: Ledger, task: Task, at: dt.datetime) -> tuple[Ledger, bo
     if task.id in ledger.tasks:
         return ledger, False
     status: TaskStatus = task.status
-    if status == "blocked" and all(_is_done(ledger, dep) for dep in task.depends_on):
+    if status == "blocked" and all(_is_resolved(ledger, dep) for dep in task.depends_on):
         status = "open"
     entry = StatusEntry(status=status, by=SYSTEM_ACTOR, at=at, reason=f"planned from event {task.plan_id}")
     tasks = {**ledger.tasks, task.id: TaskRecord(task=task, status=status, history=[entry])}
     return ledger.model_copy(update={"tasks": tasks}), True
 
 
-def _is_done(ledger: Ledger, task_id: str) -> bool:
+def _is_resolved(ledger: Ledger, task_id: str) -> bool:
+    """A prerequisite no longer holds anything up once it is done, or cancelled as not needed
+    (otherwise what waits on a cancelled task would stay blocked for good)."""
     record = ledger.tasks.get(task_id)
-    return record is not None and record.status == "done"
+    return record is not None and record.status in ("done", "cancelled")
 
 
 def check_move(ledger: Ledger, task_id: str, status: TaskStatus) -> TaskRecord:
@@ -118,7 +120,7 @@ def check_move(ledger: Ledger, task_id: str, status: TaskStatus) -> TaskRecord:
     if record.status == status or status in ALLOWED_MOVES[record.status]:
         return record
     if record.status == "blocked" and status == "done":
-        waiting = [dep for dep in record.task.depends_on if not _is_done(ledger, dep)]
+        waiting = [dep for dep in record.task.depends_on if not _is_resolved(ledger, dep)]
         raise IllegalMove(f"task {task_id} is blocked: it waits for {', '.join(waiting)} to be done first")
     raise IllegalMove(f"task {task_id} is {record.status}; it cannot move to {status}")
 
@@ -126,14 +128,15 @@ def check_move(ledger: Ledger, task_id: str, status: TaskStatus) -> TaskRecord:
 def change_status(ledger: Ledger, change: TaskStatusChange) -> tuple[Ledger, list[NotificationRequest]]:
     """Apply one change; a replayed change or a repeat of the current status changes nothing.
 
-    Completing a task opens the tasks that waited only for it, and asks to tell their parties."""
+    Completing (or cancelling) a task opens the tasks that waited only for it, and asks to tell
+    their parties."""
     record = check_move(ledger, change.task_id, change.status)
     if record.status == change.status or any(entry.change_id == change.id for entry in record.history):
         return ledger, []
     entry = StatusEntry(status=change.status, by=change.by, at=change.at, reason=change.reason, change_id=change.id)
     tasks = {**ledger.tasks, change.task_id: record.model_copy(update={"status": change.status, "history": [*record.history, entry]})}
     ledger = ledger.model_copy(update={"tasks": tasks})
-    if change.status != "done":
+    if change.status not in ("done", "cancelled"):
         return ledger, []
     return _unblock(ledger, change)
 
@@ -144,7 +147,7 @@ def _unblock(ledger: Ledger, change: TaskStatusChange) -> tuple[Ledger, list[Not
     for task_id, record in ledger.tasks.items():
         if record.status != "blocked" or change.task_id not in record.task.depends_on:
             continue
-        if all(_is_done(ledger, dep) for dep in record.task.depends_on):
+        if all(_is_resolved(ledger, dep) for dep in record.task.depends_on):
             entry = StatusEntry(status="open", by=SYSTEM_ACTOR, at=change.at, reason="its prerequisites are done")
             tasks[task_id] = record.model_copy(update={"status": "open", "history": [*record.history, entry]})
             opened.append(tasks[task_id])

@@ -177,6 +177,29 @@ def catalog_check(catalog: CatalogOption = None) -> None:
     )
 
 
+@catalog_app.command("coverage")
+def catalog_coverage(
+    catalog: CatalogOption = None,
+    register: Annotated[
+        Path | None, typer.Option(help="The obligation register (default: ../shared/domain/OBLIGATIONS.md).")
+    ] = None,
+) -> None:
+    """Every obligation id with its rules and the events that trigger them, or why it has none.
+    Exit 1 when an id of the register has neither a rule nor a no_task reason."""
+    from schemas.catalog.coverage import coverage, coverage_table, register_ids, uncovered
+
+    loaded = _load_catalog(catalog)
+    try:
+        ids = register_ids(register)
+    except OSError as error:
+        raise _fail(f"cannot read the obligation register: {error}", EXIT_CATALOG) from None
+    rows = coverage(loaded, ids)
+    typer.echo(coverage_table(rows))
+    missing = uncovered(rows)
+    if missing:
+        raise _fail(f"no rule and no no_task reason for: {', '.join(missing)}", EXIT_CATALOG)
+
+
 # -- plan (the dry run) ----------------------------------------------------------------------------
 
 

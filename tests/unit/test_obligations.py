@@ -307,7 +307,7 @@ REGISTER = list(CASES)
 
 def test_register_and_cases_agree():
     if not DEFAULT_REGISTER.exists():
-        pytest.skip(f"the register is not at {DEFAULT_REGISTER}")
+        pytest.fail(f"the register is not at {DEFAULT_REGISTER}: shared/ must lie beside the project root")
     assert register_ids(DEFAULT_REGISTER) == REGISTER
 
 

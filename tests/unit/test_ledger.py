@@ -1,0 +1,195 @@
+"""The task ledger and reporting's handlers: pure, no broker."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from schemas.catalog import load_catalog
+from schemas.status import TaskStatusChange
+from schemas.topics import EVENTS, TASK_STATUS, task_topic
+from schemas.wire import event_to_kafka, model_to_kafka
+from services.planning.planner import Planner
+from services.planning.state import ProviderState, evolve
+from services.reporting.handlers import HANDLERS, Context
+from services.reporting.ledger import IllegalMove, Ledger, UnknownTask, change_status, check_move, notifications_due, record_task
+from services.reporting.app import LedgerStore
+from services.runtime.streams import Received
+from tests.unit import _events
+
+CATALOG = load_catalog()
+PLANNER = Planner(CATALOG)
+NOW = dt.datetime(2025, 11, 3, 9, 0, tzinfo=dt.timezone.utc)
+
+
+def planned_ledger(provider_id: str = "p1") -> tuple[Ledger, list]:
+    plan = PLANNER.plan(_events.provider_started(provider_id), ProviderState(provider_id=provider_id))
+    ledger = Ledger(provider_id=provider_id)
+    for task in plan.tasks:
+        ledger, _ = record_task(ledger, task, NOW)
+    return ledger, plan.tasks
+
+
+def change(task_id: str, status: str, change_id: str = "c1", **kw) -> TaskStatusChange:
+    return TaskStatusChange(id=change_id, task_id=task_id, provider_id="p1", status=status, by="karin", at=NOW, **kw)
+
+
+def by_rule(tasks, rule: str):
+    return next(task for task in tasks if task.rule == rule)
+
+
+def test_a_task_is_recorded_once_with_its_planning_in_the_history():
+    ledger, tasks = planned_ledger()
+    again, added = record_task(ledger, tasks[0], NOW)
+    assert not added and again is ledger
+    assert ledger.tasks[tasks[0].id].history[0].by == "omboard"
+
+
+def test_completing_a_prerequisite_opens_what_waited_and_asks_to_tell_its_party():
+    ledger, tasks = planned_ledger()
+    send = by_rule(tasks, "siebel-send-org-structure")
+    create = by_rule(tasks, "siebel-create-org-structure")
+    assert ledger.tasks[create.id].status == "blocked" and create.depends_on == [send.id]
+
+    ledger, requests = change_status(ledger, change(send.id, "done"))
+
+    assert ledger.tasks[send.id].status == "done"
+    assert ledger.tasks[send.id].history[-1].by == "karin"
+    assert ledger.tasks[create.id].status == "open"
+    unblocked = [r for r in requests if r.responsible == "klk-it"]
+    assert unblocked and unblocked[0].kind == "unblocked"
+    assert create.id in [line.task_id for line in unblocked[0].tasks]
+
+
+def test_a_cancelled_prerequisite_no_longer_holds_its_dependents_up():
+    ledger, tasks = planned_ledger()
+    send = by_rule(tasks, "siebel-send-org-structure")
+    create = by_rule(tasks, "siebel-create-org-structure")
+    ledger, _ = change_status(ledger, change(send.id, "cancelled", reason="structure exists already"))
+    assert ledger.tasks[create.id].status == "open"
+
+
+def test_repeated_and_replayed_changes_are_harmless():
+    ledger, tasks = planned_ledger()
+    send = by_rule(tasks, "siebel-send-org-structure")
+    done, _ = change_status(ledger, change(send.id, "done"))
+    again, requests = change_status(done, change(send.id, "done", change_id="c2"))
+    assert again is done and requests == []
+
+
+def test_unknown_tasks_and_illegal_moves_are_refused_with_the_reason():
+    ledger, tasks = planned_ledger()
+    create = by_rule(tasks, "siebel-create-org-structure")
+    with pytest.raises(UnknownTask):
+        check_move(ledger, "no-such-task", "done")
+    with pytest.raises(IllegalMove, match="waits for"):
+        check_move(ledger, create.id, "done")
+    send = by_rule(tasks, "siebel-send-org-structure")
+    done, _ = change_status(ledger, change(send.id, "done"))
+    with pytest.raises(IllegalMove, match="cannot move to open"):
+        check_move(done, send.id, "open")
+
+
+def test_a_failed_task_needs_a_reason_and_can_be_reopened():
+    ledger, tasks = planned_ledger()
+    send = by_rule(tasks, "siebel-send-org-structure")
+    with pytest.raises(ValueError, match="reason"):
+        change(send.id, "failed")
+    failed, _ = change_status(ledger, change(send.id, "failed", reason="it.support bounced the mail"))
+    reopened, _ = change_status(failed, change(send.id, "open", change_id="c2"))
+    assert [entry.status for entry in reopened.tasks[send.id].history][-2:] == ["failed", "open"]
+
+
+def test_reminders_fire_once_per_date_in_one_digest_per_party():
+    ledger, tasks = planned_ledger()
+    open_provider_tasks = [t for t in tasks if t.status == "open" and t.responsible == "provider"]
+    first = min(day for t in open_provider_tasks for day in t.remind_on)
+
+    ledger, requests = notifications_due(ledger, first, NOW)
+    reminders = [r for r in requests if r.kind == "reminder"]
+    assert [r.responsible for r in reminders] == ["provider"]  # one digest for the party
+    assert {line.task_id for line in reminders[0].tasks} == {t.id for t in open_provider_tasks if first in t.remind_on}
+
+    again, repeated = notifications_due(ledger, first, NOW)
+    assert repeated == [] and again == ledger
+
+
+def test_missed_reminders_are_covered_by_the_newest_one():
+    ledger, tasks = planned_ledger()
+    task = next(t for t in tasks if t.status == "open" and len(t.remind_on) > 2)
+    late_day = task.remind_on[-1]
+    ledger, requests = notifications_due(ledger, late_day, NOW)
+    assert sum(task.id in [line.task_id for line in r.tasks] for r in requests if r.kind == "reminder") == 1
+    assert set(ledger.tasks[task.id].reminded) >= set(task.remind_on)
+
+
+def test_an_unfinished_task_is_escalated_after_its_deadline_and_a_done_one_is_not():
+    planned, tasks = planned_ledger()
+    send = by_rule(tasks, "siebel-send-org-structure")
+    assert send.escalate_on, "the catalog gives every rule an escalation"
+    ledger, requests = notifications_due(planned, send.escalate_on[0], NOW)
+    escalated = [r for r in requests if r.kind == "escalation" and send.id in [line.task_id for line in r.tasks]]
+    assert {r.responsible for r in escalated} == set(send.escalate_to or [send.responsible])
+
+    finished, _ = change_status(planned, change(send.id, "done"))
+    _, requests = notifications_due(finished, send.escalate_on[0], NOW)
+    assert not any(send.id in [l.task_id for l in r.tasks] for r in requests if r.kind == "escalation")
+
+
+def test_the_sweep_index_returns_only_providers_with_something_due():
+    store = LedgerStore({})  # a dict stands in for the Faust table: same get/set/values
+    ledger, _ = planned_ledger("p1")
+    store.store(ledger)
+    store.store(Ledger(provider_id="p2"))
+    first = ledger.next_date()
+    assert store.due(first - dt.timedelta(days=1)) == []
+    assert store.due(first) == ["p1"]
+    assert store.due(first) == []  # popped: the next entry comes with the next store
+    assert store.provider_of(next(iter(ledger.tasks))) == "p1"
+
+
+# -- reporting's handlers, routed by topic -----------------------------------------------------
+
+
+def received(topic: str, key: bytes, value: bytes, headers) -> Received:
+    return Received(topic=topic, partition=0, offset=0, key=key, value=value, headers=tuple(headers))
+
+
+def context(ledgers: dict, states: dict) -> Context:
+    return Context(
+        load_ledger=lambda pid: ledgers.get(pid) or Ledger(provider_id=pid),
+        load_state=lambda pid: states.get(pid) or ProviderState(provider_id=pid),
+        planner=PLANNER,
+        now=NOW,
+    )
+
+
+def test_handlers_route_tasks_status_changes_and_events():
+    ledger, tasks = planned_ledger()
+    task = by_rule(tasks, "siebel-send-org-structure")
+    effect = HANDLERS[task_topic("siebel")](received(task_topic("siebel"), *model_to_kafka(task, "p1", None)), context({}, {}))
+    assert effect.ledger is not None and task.id in effect.ledger.tasks and effect.created == [task]
+
+    moved = HANDLERS[TASK_STATUS](received(TASK_STATUS, *model_to_kafka(change(task.id, "done"), "p1", None)), context({"p1": ledger}, {}))
+    assert moved.ledger.tasks[task.id].status == "done" and moved.changes
+
+    with pytest.raises(IllegalMove):
+        blocked = by_rule(tasks, "siebel-create-org-structure")
+        HANDLERS[TASK_STATUS](received(TASK_STATUS, *model_to_kafka(change(blocked.id, "done"), "p1", None)), context({"p1": ledger}, {}))
+
+
+def test_a_submitted_service_report_completes_its_month_even_before_the_month_was_opened():
+    started = _events.provider_started("p1", services=("sarskilt_boende",), hsl=False)
+    state = evolve(ProviderState(provider_id="p1"), started, PLANNER.plan(started, ProviderState(provider_id="p1")), CATALOG)
+    report = _events.service_report("p1", unit_id="u1", month="2026-03", submitted_on="2026-04-02")
+
+    effect = HANDLERS[EVENTS](received(EVENTS, *event_to_kafka(report)), context({}, {"p1": state}))
+
+    expected = PLANNER.completions(report, state)
+    assert expected, "SB3 applies to special housing"
+    assert all(effect.ledger.tasks[task_id].status == "done" for task_id in expected)
+    assert effect.state is not None and effect.state.has_processed(report)
+    # The month opened later adds nothing: the ids are the same.
+    for task in PLANNER.plan_monthly_reports(state, "2026-03"):
+        assert record_task(effect.ledger, task, NOW)[1] is (task.id not in effect.ledger.tasks)
