@@ -6,13 +6,9 @@ Faust acks a message whose handler raised, so anything not dead-lettered is sile
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
-
-import faust
-from faust.types import TopicT
 
 from schemas.topics import dead_letter_topic
-from services.runtime.streams import Outgoing, Received, send_all
+from services.runtime.streams import Outgoing, Received
 
 # Headers are stored with every record and read by people: keep a reason short. Callers must
 # not put personal identity numbers in it (pydantic errors quote the input: pass a summary).
@@ -33,9 +29,3 @@ def dead_letter(service: str, received: Received, reason: str, at: dt.datetime |
     headers = [*received.headers, *((name, value.encode()) for name, value in provenance.items())]
     return Outgoing(dead_letter_topic(service), received.key, received.value, headers)
 
-
-async def send_dead_letter(
-    target: faust.App | Mapping[str, TopicT], service: str, received: Received, reason: str
-) -> None:
-    """Produce one dead letter and wait until the broker has it."""
-    await send_all(target, [dead_letter(service, received, reason)])
