@@ -1,0 +1,61 @@
+"""One service's worker as a real process, for tests that stop, kill and restart it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from services.runtime.broker import die_with_parent, free_port
+
+
+class WorkerProcess:
+    def __init__(self, service: str, env: dict[str, str], log_path: Path):
+        self.service = service
+        self.env = env
+        self.log_path = log_path
+        self.web_port = free_port()
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 60.0) -> WorkerProcess:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the process
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "services.runtime.worker", self.service],
+            env={**os.environ, **self.env, "OMBOARD_WEB_PORT": str(self.web_port)},
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True, preexec_fn=die_with_parent,
+        )
+        deadline = time.monotonic() + timeout
+        while not self._ready():
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.service} exited with {self.process.returncode}; see {self.log_path}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.service} not ready after {timeout:.0f}s; see {self.log_path}")
+            time.sleep(0.1)
+        return self
+
+    def _ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}/readyz", timeout=1) as response:
+                return response.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no final commit, as when a machine dies."""
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
