@@ -4,15 +4,23 @@ Two agents, each ``concurrency=1``, each catching per message so one bad message
 
 - ``notifier-contacts`` reads ``omboard.events`` in batches and folds ProviderStarted and
   ContactAssigned into the ``contacts`` table (provider id -> ProviderContacts JSON).
-- ``notifier-mail`` reads ``omboard.notifications`` one request at a time: decode, skip what the
-  ``sent`` table (notification id -> DeliveryRecord JSON) says was delivered, resolve recipients,
-  compose, send over SMTP with retries, record in ``sent``, publish the DeliveryRecord on
-  ``omboard.notifications.sent``. Undecodable requests and undeliverable mail are dead-lettered.
+- ``notifier-mail`` reads ``omboard.notifications`` one request at a time: decode, route each
+  task line to its recipients (``domain.route``: one mail per distinct recipient with that
+  recipient's lines), and for each mail: skip it if the ``sent`` table says it was delivered,
+  else compose it from the templates, send it over SMTP with retries, record it in ``sent`` and
+  publish its DeliveryRecord on ``omboard.notifications.sent``. Undecodable requests and
+  undeliverable mail are dead-lettered (one dead letter per request, naming every failed mail).
 
-At-least-once: the ``sent`` record is flushed to its changelog right after the SMTP server took
-the mail, before the next request, so a worker killed at any point re-sends at most the one mail
-in flight (with the same Message-ID). A request already delivered publishes its stored
-DeliveryRecord again instead of mailing: a crash between recording and publishing loses no record.
+The ``sent`` table holds each mail's DeliveryRecord under ``<notification id>|<recipient>``.
+A request that comes again is routed again: recipients already mailed are skipped, so nothing
+is sent twice while the contacts stay the same; a recipient the contacts name now (e.g. after an
+operator replaced an address that bounced, and re-published the dead letter) gets their mail.
+
+At-least-once: each mail's record is flushed to the changelog right after the SMTP server took
+the mail, before the next mail, so a worker killed at any point re-sends at most the one mail in
+flight (with the same Message-ID), and a request cut off between recipients is completed without
+duplicates when it comes again. A mail already delivered publishes its stored DeliveryRecord
+again instead of mailing: a crash between recording and publishing loses no record.
 
 ``build(settings)`` returns the app; ``omboard worker notifier`` runs it.
 """
@@ -26,19 +34,27 @@ from email.message import EmailMessage
 
 import faust
 
+from schemas.events import EVENT_TYPES
 from schemas.notifications import DeliveryRecord, NotificationRequest
 from schemas.topics import EVENTS, NOTIFICATIONS, NOTIFICATIONS_SENT
 from schemas.wire import correlation_id, event_from_kafka, model_from_kafka, model_to_kafka
 from services.notifier import smtp
 from services.notifier.domain import (
+    KINDS,
+    LANGUAGES,
+    PlannedMail,
     ProviderContacts,
     compose,
     delivery_record,
     fold,
+    for_mail,
+    mail_templates,
     matters,
-    recipients,
+    route,
+    sent_key,
     should_send,
 )
+from services.runtime import metrics
 from services.runtime.clock import Clock, clock_from_settings
 from services.runtime.deadletter import dead_letter
 from services.runtime.faust_app import create_app
@@ -53,6 +69,15 @@ BATCH_WITHIN = 0.05  # seconds: a lone event waits at most this long for company
 #: SMTP attempts per mail, and the pause before the second (doubling after each further failure).
 SEND_ATTEMPTS = 4
 SEND_BACKOFF = 1.0
+
+
+#: The EVENTS_CONSUMED/EVENTS_FAILED type of a notification request.
+NOTIFICATION_TYPE = "notification"
+
+
+def _known(event_type: str) -> str:
+    """A label value from a closed set: a header is input, and input must not mint label values."""
+    return event_type if event_type in EVENT_TYPES else "unknown"
 
 
 def _reason(error: BaseException) -> str:
@@ -74,6 +99,8 @@ def build(
     app = create_app(SERVICE, settings, **app_options)
     clock = clock or clock_from_settings(settings.clock_file, settings.timezone)
     send_once = send or (lambda message: smtp.send(message, settings))
+    library = mail_templates(settings)
+    library.check(KINDS, LANGUAGES)  # a missing or broken template stops the worker at start
 
     events_in = app.topic(EVENTS, key_serializer="raw", value_serializer="raw")
     requests_in = app.topic(NOTIFICATIONS, key_serializer="raw", value_serializer="raw")
@@ -104,53 +131,77 @@ def build(
         async for batch in batches(stream, BATCH_SIZE, BATCH_WITHIN):
             rejected: list[Outgoing] = []
             for received in batch:
+                event_type = _known((received.header("ce_type") or b"unknown").decode("utf-8", "replace")[:40])
+                began = time.perf_counter()
+                metrics.observe_age(SERVICE, received.topic, received.timestamp, time.time())
                 try:
                     remember_contacts(received)
                 except Exception as error:  # noqa: BLE001 - recorded, and the agent goes on
                     log.warning("notifier: dead-lettering %s[%d]@%d: %s", received.topic, received.partition,
                                 received.offset, type(error).__name__)
+                    metrics.EVENTS_FAILED.labels(SERVICE, event_type).inc()
+                    metrics.DEAD_LETTERS.labels(SERVICE, received.topic).inc()
                     rejected.append(dead_letter(SERVICE, received, _reason(error)))
+                    continue
+                metrics.EVENTS_CONSUMED.labels(SERVICE, event_type).inc()
+                metrics.PROCESSING_SECONDS.labels(SERVICE).observe(time.perf_counter() - began)
             await send_all(app, rejected)
 
     def record_message(record: DeliveryRecord, provider_id: str, correlation: str | None) -> Outgoing:
         return Outgoing(NOTIFICATIONS_SENT, *model_to_kafka(record, provider_id, correlation))
 
-    async def deliver(received: Received) -> list[Outgoing]:
-        """Everything one notification request leads to, as messages still to produce."""
-        try:
-            request = model_from_kafka(NotificationRequest, received.value)
-        except Exception as error:  # noqa: BLE001
-            return [dead_letter(SERVICE, received, f"not a NotificationRequest: {_reason(error)}")]
-        correlation = correlation_id(received.headers) or request.correlation_id
-        key = request.id.encode()
-        raw = sent.get(key)
-        previous = DeliveryRecord.model_validate_json(raw) if raw else None
-        if not should_send(previous):
-            assert previous is not None
-            log.info("notifier: %s already sent as %s; not mailing again", request.id, previous.message_id)
-            return [record_message(previous, request.provider_id, correlation)]
-
-        known = known_contacts(request.provider_id)
-        to = recipients(known.contacts if known else [], request, settings)
-        message = compose(request, to, settings)
-        outgoing: list[Outgoing] = []
+    async def send_mail(request: NotificationRequest, planned: PlannedMail) -> tuple[DeliveryRecord, str | None]:
+        """Mail one recipient their part of ``request``; the record, and why it failed (or None)."""
+        part = for_mail(request, planned)
+        to = [planned.recipient]
+        message = compose(part, to, settings, library)
         try:
             result, tries = await smtp.send_with_retries(send_once, message, attempts=attempts, backoff=backoff)
         except smtp.DeliveryError as error:
-            kind = "temporary" if error.temporary else "permanent"
+            failure = "temporary" if error.temporary else "permanent"
             tries = getattr(error, "attempts", 1)
-            reason = f"{kind} SMTP failure after {tries} attempt(s): {error.reason}"
-            log.warning("notifier: %s not delivered: %s", request.id, reason)
-            record = delivery_record(request, message, to, "failed", clock.now(), reason)
-            outgoing.append(dead_letter(SERVICE, received, reason))
-        else:
-            refused = "; ".join(f"{address}: {reply}" for address, reply in result.refused.items())
-            record = delivery_record(request, message, to, "sent", clock.now(), f"refused: {refused}" if refused else None)
-            log.info("notifier: sent %s (%s) after %d attempt(s)", request.id, request.kind, tries)
-        # Record the outcome and wait until the changelog has it, before anything else happens.
-        sent[key] = record.model_dump_json().encode()
-        await app.producer.flush()
-        return [record_message(record, request.provider_id, correlation), *outgoing]
+            metrics.EMAIL_RETRIES.labels(request.kind).inc(tries - 1)
+            metrics.EMAILS_FAILED.labels(request.kind, failure).inc()
+            reason = f"{failure} SMTP failure after {tries} attempt(s): {error.reason}"
+            log.warning("notifier: %s to %s not delivered: %s", request.id, message["Message-ID"], reason)
+            return delivery_record(part, message, to, "failed", clock.now(), reason), reason
+        metrics.EMAIL_RETRIES.labels(request.kind).inc(tries - 1)
+        metrics.EMAILS_SENT.labels(request.kind).inc()
+        refused = "; ".join(f"{address}: {reply}" for address, reply in result.refused.items())
+        log.info("notifier: sent %s (%s) as %s after %d attempt(s)", request.id, request.kind, message["Message-ID"], tries)
+        return delivery_record(part, message, to, "sent", clock.now(), f"refused: {refused}" if refused else None), None
+
+    async def deliver(received: Received) -> tuple[list[Outgoing], bool]:
+        """Everything one notification request leads to, as messages still to produce, and
+        whether it failed (was dead-lettered)."""
+        try:
+            request = model_from_kafka(NotificationRequest, received.value)
+        except Exception as error:  # noqa: BLE001
+            return [dead_letter(SERVICE, received, f"not a NotificationRequest: {_reason(error)}")], True
+        correlation = correlation_id(received.headers) or request.correlation_id
+        known = known_contacts(request.provider_id)
+        plan = route(known.contacts if known else [], request, settings)
+        outgoing: list[Outgoing] = []
+        failures: list[str] = []
+        for planned in plan.mails:
+            key = sent_key(request.id, planned.recipient)
+            raw = sent.get(key)
+            previous = DeliveryRecord.model_validate_json(raw) if raw else None
+            if not should_send(previous):
+                assert previous is not None
+                log.info("notifier: %s already sent as %s; not mailing again", request.id, previous.message_id)
+                outgoing.append(record_message(previous, request.provider_id, correlation))
+                continue
+            record, failure = await send_mail(request, planned)
+            # Record the outcome and wait until the changelog has it, before the next mail.
+            sent[key] = record.model_dump_json().encode()
+            await app.producer.flush()
+            outgoing.append(record_message(record, request.provider_id, correlation))
+            if failure is not None:
+                failures.append(f"{failure} (mail {record.message_id})")
+        if failures:
+            outgoing.append(dead_letter(SERVICE, received, "; ".join(failures)))
+        return outgoing, bool(failures)
 
     @app.agent(requests_in, concurrency=1, name="notifier-mail")
     async def mail(stream):
@@ -158,11 +209,19 @@ def build(
         # ``sent`` table's changelog goes to the partition of the request being handled.
         async for event in stream.events():
             received = Received.from_faust_event(event)
+            began = time.perf_counter()
+            metrics.observe_age(SERVICE, received.topic, received.timestamp, time.time())
             try:
-                outgoing = await deliver(received)
+                outgoing, failed = await deliver(received)
             except Exception as error:  # noqa: BLE001 - recorded, and the agent goes on
                 log.exception("notifier: failed on %s[%d]@%d", received.topic, received.partition, received.offset)
-                outgoing = [dead_letter(SERVICE, received, f"notifier failed: {_reason(error)}")]
+                outgoing, failed = [dead_letter(SERVICE, received, f"notifier failed: {_reason(error)}")], True
+            if failed:
+                metrics.EVENTS_FAILED.labels(SERVICE, NOTIFICATION_TYPE).inc()
+                metrics.DEAD_LETTERS.labels(SERVICE, received.topic).inc()
+            else:
+                metrics.EVENTS_CONSUMED.labels(SERVICE, NOTIFICATION_TYPE).inc()
+            metrics.PROCESSING_SECONDS.labels(SERVICE).observe(time.perf_counter() - began)
             try:
                 await send_all(app, outgoing)
             except Exception:  # noqa: BLE001 - the producer gave up; keep the agent alive

@@ -1,10 +1,14 @@
-"""The notifier's pure logic: whom to tell, and what the mail says. No I/O here.
+"""The notifier's pure logic: whom to tell, and what the mail says. No I/O here (the templates
+are read from disk once per process, see ``templating``).
 
 - ``fold`` keeps each provider's contacts from ProviderStarted and ContactAssigned events.
-- ``recipients`` picks the addresses for a notification request, falling back step by step so a
-  notification is never dropped for want of a contact.
-- ``compose`` builds the mail: a Swedish subject, a plain-text body in Swedish then English, and a
-  Message-ID derived from the request id, so a mail sent twice is recognisably the same mail.
+- ``line_recipients`` picks the addresses for one task line (its system and unit), falling back
+  step by step so a task is never dropped for want of a contact.
+- ``route`` turns a request into a ``MailPlan``: one mail per distinct recipient, holding the
+  lines that are that recipient's (a digest: reporting asks once per party and day).
+- ``compose`` builds one mail from templates: a Swedish subject, a plain-text body in Swedish
+  then English, and a Message-ID derived from the request id and the recipient, so a mail sent
+  twice is recognisably the same mail.
 
 Person ids (HSA-ids) never reach a mail: the TaskLine carries none, and free text is scrubbed of
 anything shaped like one before it goes into a body.
@@ -13,11 +17,13 @@ anything shaped like one before it goes into a body.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import re
 from collections.abc import Iterable, Sequence
 from email.message import EmailMessage
 from email.utils import format_datetime
-from typing import Literal, Protocol
+from pathlib import Path
+from typing import Any, Literal, Protocol
 from urllib.parse import quote
 
 from pydantic import Field
@@ -25,6 +31,7 @@ from pydantic import Field
 from schemas.events import Contact, ContactAssigned, Contract, Envelope, ProviderStarted
 from schemas.identifiers import pseudonym
 from schemas.notifications import DeliveryRecord, NotificationKind, NotificationRequest, TaskLine
+from services.notifier.templating import FOOTER, Templates, language_of, templates
 
 SUBJECT_PREFIX = "[omboard]"
 
@@ -50,6 +57,9 @@ class MailConfig(Protocol):
     klk_it_email: str
     fallback_email: str
     status_page_url: str
+    fallback_contacts: dict[str, str]  # provider id -> email
+    system_contacts: dict[str, str]  # system -> email
+    mail_templates_dir: Path | None
 
 
 # --------------------------------------------------------------------------------------- contacts
@@ -106,22 +116,23 @@ def _addresses(contacts: Iterable[Contact]) -> list[str]:
     return result
 
 
-def recipients(contacts: Sequence[Contact], request: NotificationRequest, config: MailConfig) -> list[str]:
-    """Who gets ``request``: never empty.
+def line_recipients(
+    contacts: Sequence[Contact], provider_id: str, responsible: str, line: TaskLine, config: MailConfig
+) -> list[str]:
+    """Who gets one task line: never empty.
 
-    KLK IT's tasks go to the KLK IT address. A provider-side party's go to the first of: the
-    provider's contacts for the request's system and unit; for the system (provider-wide); for the
-    unit (any system); its provider-wide contact persons and administrators; the fallback address,
-    whose owner forwards the mail and chases the missing contact.
+    KLK IT's tasks go to the system's address in ``system_contacts`` (e.g. KLK IT's system
+    manager), else to the KLK IT address. A provider-side party's go to the first of: the
+    provider's contacts for the line's system and unit; for the system (provider-wide); for the
+    unit (any system); its provider-wide contact persons and administrators; the provider's
+    fallback address (``fallback_contacts``); the system's (``system_contacts``); the global
+    fallback address, whose owner forwards the mail and chases the missing contact.
     """
-    if request.responsible == "klk-it":
-        return [config.klk_it_email]
-    system, unit = request.system, request.unit_id
-    steps = []
-    if system and unit:
-        steps.append(lambda c: c.system == system and c.unit_id == unit)
-    if system:
-        steps.append(lambda c: c.system == system and c.unit_id is None)
+    if responsible == "klk-it":
+        return [config.system_contacts.get(line.system) or config.klk_it_email]
+    system, unit = line.system, line.unit_id
+    steps = [lambda c: c.system == system and c.unit_id == unit] if unit else []
+    steps.append(lambda c: c.system == system and c.unit_id is None)
     if unit:
         steps.append(lambda c: c.system is None and c.unit_id == unit)
     steps.append(lambda c: c.system is None and c.unit_id is None and c.role in PROVIDER_WIDE_ROLES)
@@ -129,33 +140,84 @@ def recipients(contacts: Sequence[Contact], request: NotificationRequest, config
         found = _addresses(c for c in contacts if step(c))
         if found:
             return found
-    return [config.fallback_email]
+    fallback = config.fallback_contacts.get(provider_id) or config.system_contacts.get(system) or config.fallback_email
+    return [fallback]
+
+
+class PlannedMail(Contract):
+    """One mail of a request: to one recipient, about the request's tasks that are theirs."""
+
+    recipient: str
+    task_ids: list[str] = Field(min_length=1)
+
+
+class MailPlan(Contract):
+    """Who gets which lines of a notification request: one mail per distinct recipient."""
+
+    notification_id: str
+    mails: list[PlannedMail] = Field(min_length=1)
+
+
+def route(contacts: Sequence[Contact], request: NotificationRequest, config: MailConfig) -> MailPlan:
+    """Resolve the recipients of each task line and give every recipient one mail with their lines.
+
+    Addresses are compared without regard to case. Recipients are in the order their first task
+    comes in the mail (earliest due first), so the plan for the same request and contacts is
+    always the same.
+    """
+    mails: dict[str, tuple[str, list[str]]] = {}  # lower-cased address -> (address, task ids)
+    for line in ordered(request.tasks):
+        for address in line_recipients(contacts, request.provider_id, request.responsible, line, config):
+            _, task_ids = mails.setdefault(address.lower(), (address, []))
+            if line.task_id not in task_ids:
+                task_ids.append(line.task_id)
+    return MailPlan(
+        notification_id=request.id,
+        mails=[PlannedMail(recipient=address, task_ids=task_ids) for address, task_ids in mails.values()],
+    )
+
+
+def for_mail(request: NotificationRequest, mail: PlannedMail) -> NotificationRequest:
+    """The part of ``request`` one planned mail is about (same id, kind and party; fewer tasks)."""
+    wanted = set(mail.task_ids)
+    lines = [line for line in request.tasks if line.task_id in wanted]
+    if not lines:
+        raise ValueError(f"planned mail for {request.id} names none of its tasks")
+    systems = {line.system for line in lines}
+    units = {line.unit_id for line in lines}
+    return request.model_copy(update={
+        "tasks": lines,
+        "system": lines[0].system if len(systems) == 1 else None,
+        "unit_id": lines[0].unit_id if len(units) == 1 else None,
+    })
 
 
 # ------------------------------------------------------------------------------------ composition
 
-_PARTY_SV = {
-    "klk-it": "KLK IT",
-    "provider": "utföraren",
-    "main-provider": "huvudutföraren",
-    "handing-over-provider": "den överlämnande utföraren",
-    "taking-over-provider": "den övertagande utföraren",
+_PARTY = {
+    "sv": {
+        "klk-it": "KLK IT",
+        "provider": "utföraren",
+        "main-provider": "huvudutföraren",
+        "handing-over-provider": "den överlämnande utföraren",
+        "taking-over-provider": "den övertagande utföraren",
+    },
+    "en": {
+        "klk-it": "KLK IT",
+        "provider": "the provider",
+        "main-provider": "the main provider",
+        "handing-over-provider": "the handing-over provider",
+        "taking-over-provider": "the taking-over provider",
+    },
 }
-_PARTY_EN = {
-    "klk-it": "KLK IT",
-    "provider": "the provider",
-    "main-provider": "the main provider",
-    "handing-over-provider": "the handing-over provider",
-    "taking-over-provider": "the taking-over provider",
-}
+#: The mail shows these languages in this order; each is one template (see ``templating``).
+LANGUAGES = ("sv", "en")
+KINDS: tuple[NotificationKind, ...] = ("reminder", "escalation", "late-order", "unblocked")
+ENGLISH_FOLLOWS = "-- In English --"
 
 
 def _tasks_sv(count: int) -> str:
     return "1 uppgift" if count == 1 else f"{count} uppgifter"
-
-
-def _tasks_en(count: int) -> str:
-    return "1 task" if count == 1 else f"{count} tasks"
 
 
 def _one_line(text: str) -> str:
@@ -178,7 +240,7 @@ def first_due(request: NotificationRequest) -> dt.date:
 
 
 def subject(request: NotificationRequest) -> str:
-    """The Swedish subject; each kind has its own wording."""
+    """The Swedish subject; each kind has its own wording. Always one line."""
     n = len(request.tasks)
     tasks = _tasks_sv(n)
     who = provider_label(request)
@@ -189,137 +251,124 @@ def subject(request: NotificationRequest) -> str:
         "late-order": f"Sen beställning: {tasks} för {who} hade tidsgräns redan {due}",
         "unblocked": f"Kan påbörjas: {tasks} för {who} förfaller senast {due}",
     }
-    return f"{SUBJECT_PREFIX} {wording[request.kind]}"
+    return _one_line(f"{SUBJECT_PREFIX} {wording[request.kind]}")
 
 
-def _intro_sv(request: NotificationRequest) -> str:
-    party = _PARTY_SV[request.responsible]
-    who = provider_label(request)
-    one = len(request.tasks) == 1
-    tasks = _tasks_sv(len(request.tasks))
-    them = "den" if one else "dem"
-    return {
-        "reminder": f"Hej! Det här är en påminnelse om {tasks} som {party} ska utföra för {who}.",
-        "escalation": f"Hej! {tasks.capitalize()} som {party} skulle ha utfört för {who} har passerat "
-        f"sin tidsgräns och är inte {'klar' if one else 'klara'}. Åtgärda {them} snarast.",
-        "late-order": f"Hej! {tasks.capitalize()} för {who} beställdes först efter "
-        f"sin tidsgräns. Det som {party} ska göra behöver därför göras omgående.",
-        "unblocked": f"Hej! {tasks.capitalize()} för {who} väntade på att annat arbete skulle bli klart. "
-        f"Nu kan {party} utföra {them}.",
-    }[request.kind]
-
-
-def _intro_en(request: NotificationRequest) -> str:
-    party = _PARTY_EN[request.responsible]
-    who = provider_label(request)
-    one = len(request.tasks) == 1
-    tasks = _tasks_en(len(request.tasks)).capitalize()
-    them = "it" if one else "them"
-    return {
-        "reminder": f"Hello! This is a reminder of {_tasks_en(len(request.tasks))} for {party} to carry out for {who}.",
-        "escalation": f"Hello! {tasks} that {party} should have carried out for {who} "
-        f"{'is' if one else 'are'} past the deadline and not done. Please see to {them} at once.",
-        "late-order": f"Hello! {tasks} for {who} {'was' if one else 'were'} ordered only after the deadline, "
-        f"so what {party} has to do needs doing right away.",
-        "unblocked": f"Hello! {tasks} for {who} {'was' if one else 'were'} waiting for other work to be done. "
-        f"{party[0].upper()}{party[1:]} can now carry {them} out.",
-    }[request.kind]
-
-
-def _ordered(tasks: Iterable[TaskLine]) -> list[TaskLine]:
+def ordered(tasks: Iterable[TaskLine]) -> list[TaskLine]:
+    """The order a mail lists tasks in: earliest due first."""
     return sorted(tasks, key=lambda t: (t.due, t.system, t.action, t.unit_id or "", t.task_id))
-
-
-def _task_block(number: int, task: TaskLine, english: bool) -> list[str]:
-    labels = (
-        ("Due", "Obligation", "Unit", "Quantity", "Channel", "What to do", "Task")
-        if english
-        else ("Senast", "Åtagande", "Enhet", "Antal", "Kanal", "Gör så här", "Uppgift")
-    )
-    due, obligation, unit, quantity, channel, what, ref = labels
-    channel_text = task.channel + (f" ({task.where})" if task.where else "")
-    lines = [f"{number}. {due} {task.due.isoformat()}: {task.system} – {task.action}"]
-    lines.append(f"   {obligation}: {task.obligation}")
-    if task.unit_id:
-        lines.append(f"   {unit}: {task.unit_id}")
-    if task.quantity is not None:
-        lines.append(f"   {quantity}: {task.quantity}")
-    lines.append(f"   {channel}: {channel_text}")
-    lines.append(f"   {what}: {task.instructions_en if english else task.instructions_sv}")
-    lines.append(f"   {ref}: {task.task_id}")
-    return [redact(line) for line in lines]
 
 
 def status_link(request: NotificationRequest, config: MailConfig) -> str:
     return f"{config.status_page_url.rstrip('/')}/providers/{quote(request.provider_id, safe='')}"
 
 
-def body(request: NotificationRequest, config: MailConfig) -> str:
-    tasks = _ordered(request.tasks)
-    link = status_link(request, config)
-    lines = [_intro_sv(request), ""]
-    for number, task in enumerate(tasks, 1):
-        lines += _task_block(number, task, english=False) + [""]
-    lines += [
-        f"Status och alla uppgifter för utföraren: {link}",
-        "Markera en uppgift som klar när den är gjord, så upphör påminnelserna.",
-        "",
-        "-- In English --",
-        "",
-        _intro_en(request),
-        "",
-    ]
-    for number, task in enumerate(tasks, 1):
-        lines += _task_block(number, task, english=True) + [""]
-    lines += [
-        f"Status and all tasks of the provider: {link}",
-        "Mark a task as done once it is, and the reminders stop.",
-        "",
-        "--",
-        "Skickat automatiskt av omboard, svara inte på detta meddelande. / Sent automatically by omboard; do not reply.",
-        f"Referens / Reference: {request.id}",
-    ]
-    return "\n".join(redact(line) for line in lines) + "\n"
+def mail_templates(config: MailConfig) -> Templates:
+    """The templates ``config`` names (an operator's directory over the built-in set)."""
+    return templates(getattr(config, "mail_templates_dir", None))
 
 
-def message_id(request: NotificationRequest) -> str:
-    """``<{request.id}@omboard>``: the same request always yields the same Message-ID.
+def _context(request: NotificationRequest, config: MailConfig, language: str) -> dict[str, Any]:
+    tasks = ordered(request.tasks)
+    return {
+        "kind": request.kind,
+        "language": language,
+        "provider": provider_label(request),
+        "party": _PARTY.get(language, _PARTY["en"])[request.responsible],
+        "tasks": tasks,
+        "n": len(tasks),
+        "first_due": first_due(request),
+        "systems": sorted({task.system for task in tasks}),
+        "link": status_link(request, config),
+        "reference": request.id,
+    }
 
-    Characters a Message-ID cannot hold are replaced; ids are deterministic, so that is stable too.
+
+def body_and_languages(
+    request: NotificationRequest, config: MailConfig, library: Templates | None = None
+) -> tuple[str, list[str]]:
+    """The plain-text body (Swedish, then English) and the languages it is in.
+
+    Each language's part is the kind's template in that language, or its fallback (see
+    ``templating.candidates``); a part that falls back to the same template as English is shown
+    once. Everything is scrubbed of HSA-ids after rendering.
+    """
+    library = library or mail_templates(config)
+    parts: list[str] = []
+    shown: dict[str, str] = {}  # template name -> language it is in
+    for language in LANGUAGES:
+        template = library.resolve(request.kind, language)
+        name = str(template.name)
+        if name in shown:
+            continue
+        shown[name] = language_of(name)
+        parts.append(template.render(_context(request, config, shown[name])).strip("\n"))
+    text = f"\n\n{ENGLISH_FOLLOWS}\n\n".join(parts) + "\n"
+    footer = library.optional(FOOTER)
+    if footer is not None:
+        text += "\n" + footer.render(_context(request, config, "en")).strip("\n") + "\n"
+    return redact(text), list(dict.fromkeys(shown.values()))
+
+
+def body(request: NotificationRequest, config: MailConfig, library: Templates | None = None) -> str:
+    return body_and_languages(request, config, library)[0]
+
+
+def _recipient_hash(to: Sequence[str]) -> str:
+    joined = "\n".join(sorted(address.strip().lower() for address in to))
+    return hashlib.sha256(joined.encode()).hexdigest()[:12]
+
+
+def message_id(request: NotificationRequest, to: Sequence[str]) -> str:
+    """``<{request.id}.{hash of the recipient}@omboard>``: stable per request and recipient.
+
+    The same request to the same recipient always yields the same Message-ID; its mails to
+    different recipients differ. Characters a Message-ID cannot hold are replaced; ids are
+    deterministic, so that is stable too.
     """
     local = _MESSAGE_ID_UNSAFE.sub("-", request.id)
     local = re.sub(r"\.{2,}", ".", local).strip(".") or "notification"
-    return f"<{local}@omboard>"
+    return f"<{local}.{_recipient_hash(to)}@omboard>"
 
 
-def compose(request: NotificationRequest, to: Sequence[str], config: MailConfig) -> EmailMessage:
-    """The complete mail for ``request``; composing the same request twice gives the same mail."""
+def compose(
+    request: NotificationRequest, to: Sequence[str], config: MailConfig, library: Templates | None = None
+) -> EmailMessage:
+    """The complete mail for ``request`` (usually ``for_mail(...)``: one recipient's lines);
+    composing the same request for the same recipients twice gives the same bytes."""
     if not to:
         raise ValueError("a mail needs at least one recipient")
+    text, languages = body_and_languages(request, config, library)
     message = EmailMessage()
     message["Subject"] = subject(request)
     message["From"] = config.mail_from
-    message["To"] = ", ".join(to)
-    message["Message-ID"] = message_id(request)
+    message["To"] = ", ".join(_one_line(address) for address in to)
+    message["Message-ID"] = message_id(request, to)
     # The request's time, not the wall clock: a re-sent mail is byte for byte the same mail.
     requested = request.requested_at
     message["Date"] = format_datetime(requested if requested.tzinfo else requested.replace(tzinfo=dt.timezone.utc))
     message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no out-of-office replies, please
     message["X-Omboard-Notification-Id"] = _one_line(request.id)
     message["X-Omboard-Kind"] = request.kind
-    message.set_content(body(request, config))
-    message["Content-Language"] = "sv, en"  # after set_content, which replaces Content-* headers
+    message.set_content(text)
+    message["Content-Language"] = ", ".join(languages)  # after set_content, which replaces Content-* headers
     return message
 
 
 # ------------------------------------------------------------------------------------ bookkeeping
 
 
-def should_send(previous: DeliveryRecord | None) -> bool:
-    """Send unless this notification was already delivered.
+def sent_key(notification_id: str, recipient: str) -> bytes:
+    """Where the ``sent`` table keeps the DeliveryRecord of one request's mail to one recipient."""
+    return f"{notification_id}|{recipient.strip().lower()}".encode()
 
-    A request seen before whose delivery failed is tried again: that is how an operator retries
-    a dead-lettered notification (the deadline engine asks for each reminder once).
+
+def should_send(previous: DeliveryRecord | None) -> bool:
+    """Send unless this mail (request and recipient) was already delivered.
+
+    A mail seen before whose delivery failed is tried again: that is how an operator retries
+    a dead-lettered notification (the deadline engine asks for each reminder once); the mails
+    of the request that did go out are not sent again.
     """
     return previous is None or previous.status != "sent"
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Protocol
 
 import aiosmtplib
@@ -28,6 +30,7 @@ class SmtpConfig(Protocol):
     smtp_starttls: bool
     smtp_username: str | None
     smtp_password: str | None
+    smtp_cafile: Path | None
 
 
 class DeliveryError(Exception):
@@ -73,6 +76,12 @@ def classify(error: BaseException) -> DeliveryError:
         return _by_code(error.code, f"{type(error).__name__}: {error.code} {error.message}")
     if isinstance(error, aiosmtplib.SMTPNotSupported):  # e.g. STARTTLS or AUTH asked for but not offered
         return PermanentDeliveryError(f"SMTPNotSupported: {error}")
+    if type(error) is aiosmtplib.SMTPException and "not supported" in str(error):
+        # aiosmtplib raises the bare class when the server offers no STARTTLS, or no AUTH (often:
+        # not before STARTTLS): the settings and the server disagree; retrying will not help.
+        return PermanentDeliveryError(f"SMTPException: {error}")
+    if isinstance(error, ssl.SSLCertVerificationError):  # an untrusted or mismatched certificate
+        return PermanentDeliveryError(f"SSLCertVerificationError: {error}")
     if isinstance(error, (OSError, asyncio.TimeoutError, aiosmtplib.SMTPException)):  # connection, timeout
         return TemporaryDeliveryError(f"{type(error).__name__}: {error}")
     return TemporaryDeliveryError(f"{type(error).__name__}: {error}")
@@ -86,6 +95,9 @@ async def send(message: EmailMessage, settings: SmtpConfig, *, timeout: float = 
         "timeout": timeout,
         "start_tls": bool(settings.smtp_starttls),  # never opportunistic: the settings decide
     }
+    cafile = getattr(settings, "smtp_cafile", None)
+    if cafile:
+        options["cert_bundle"] = str(cafile)  # verify the server's certificate against this CA
     if settings.smtp_username:
         options |= {"username": settings.smtp_username, "password": settings.smtp_password or ""}
     try:

@@ -4,6 +4,10 @@ Each mail received is written to ``<directory>/<UTC timestamp>-<Message-ID>.eml`
 mail client or text editor) and kept in memory for tests. A mail received twice is kept twice, so
 a duplicate send is visible. Tests can make the sink refuse recipients or fail the next deliveries.
 
+It can also stand in for a real relay: given a certificate and key it offers STARTTLS and
+requires it, and given credentials it requires AUTH (PLAIN/LOGIN, over TLS when TLS is on).
+``sessions`` then says, per accepted mail, whether it came over TLS and as whom.
+
     python -m services.runtime.mailsink --directory var/mail --port 8025
 """
 
@@ -13,9 +17,10 @@ import argparse
 import datetime as dt
 import re
 import socket
+import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -24,6 +29,7 @@ from types import TracebackType
 from typing import Any
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._@+-]+")
 
@@ -52,18 +58,45 @@ class _Handler:
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        return self._sink._accept(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content or envelope.content)
+        login = session.auth_data.login.decode() if isinstance(session.auth_data, LoginPassword) else None
+        return self._sink._accept(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content or envelope.content,
+                                  (session.ssl is not None, login))
+
+
+class _Authenticator:
+    def __init__(self, credentials: Mapping[str, str]) -> None:
+        self._credentials = dict(credentials)
+
+    def __call__(self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
+        if isinstance(auth_data, LoginPassword):
+            login, password = auth_data.login.decode(), auth_data.password.decode()
+            if login in self._credentials and self._credentials[login] == password:
+                return AuthResult(success=True, auth_data=auth_data)
+        return AuthResult(success=False, handled=False)  # 535 Authentication credentials invalid
 
 
 class MailSink:
     """An aiosmtpd server on ``host:port`` (a free port when none is given) that keeps all mail."""
 
-    def __init__(self, directory: Path, host: str = "127.0.0.1", port: int | None = None) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        *,
+        tls: tuple[Path, Path] | None = None,
+        credentials: Mapping[str, str] | None = None,
+    ) -> None:
+        """``tls``: (certificate, key) PEM files: offer and require STARTTLS. ``credentials``:
+        login -> password: require AUTH."""
         self.directory = Path(directory)
         self.host = host
         self.port = port or free_port(host)  # aiosmtpd's Controller cannot bind port 0
+        self.tls = tls
+        self.credentials = dict(credentials) if credentials else None
         self.messages: list[EmailMessage] = []
         self.envelopes: list[tuple[str, list[str]]] = []  # (MAIL FROM, RCPT TOs) per message
+        self.sessions: list[tuple[bool, str | None]] = []  # (over TLS, AUTH login) per message
         self.paths: list[Path] = []
         self._refusals: dict[str, str] = {}
         self._failures: list[str] = []
@@ -74,7 +107,15 @@ class MailSink:
 
     def start(self) -> MailSink:
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._controller = Controller(_Handler(self), hostname=self.host, port=self.port)
+        options: dict[str, Any] = {}
+        if self.tls is not None:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(*map(str, self.tls))
+            options |= {"tls_context": context, "require_starttls": True}
+        if self.credentials is not None:
+            options |= {"authenticator": _Authenticator(self.credentials), "auth_required": True,
+                        "auth_require_tls": self.tls is not None}
+        self._controller = Controller(_Handler(self), hostname=self.host, port=self.port, **options)
         self._controller.start()  # returns once the server answers
         return self
 
@@ -95,6 +136,10 @@ class MailSink:
         """Answer RCPT TO ``address`` with ``reply`` (a 4xx reply: temporarily, 5xx: for good)."""
         self._refusals[address.lower()] = reply
 
+    def accept(self, address: str) -> None:
+        """Stop refusing ``address``."""
+        self._refusals.pop(address.lower(), None)
+
     def fail_next(self, times: int = 1, reply: str = "451 4.3.0 Try again later") -> None:
         """Answer the next ``times`` DATA commands with ``reply`` instead of accepting the mail."""
         with self._changed:
@@ -102,7 +147,8 @@ class MailSink:
 
     # --- what arrived ----------------------------------------------------------------------
 
-    def _accept(self, mail_from: str, rcpt_tos: list[str], content: bytes) -> str:
+    def _accept(self, mail_from: str, rcpt_tos: list[str], content: bytes,
+                session: tuple[bool, str | None] = (False, None)) -> str:
         with self._changed:
             if self._failures:
                 return self._failures.pop(0)
@@ -114,6 +160,7 @@ class MailSink:
         with self._changed:
             self.messages.append(message)  # type: ignore[arg-type]
             self.envelopes.append((mail_from, rcpt_tos))
+            self.sessions.append(session)
             self.paths.append(path)
             self._changed.notify_all()
         return "250 Message accepted for delivery"

@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -40,17 +40,41 @@ class Settings(BaseSettings):
     smtp_starttls: bool = False
     smtp_username: str | None = None
     smtp_password: str | None = None
+    # CA bundle (PEM) that signed the SMTP server's certificate, for STARTTLS to a relay with an
+    # internal CA; unset: the system's trusted CAs.
+    smtp_cafile: Path | None = None
     mail_from: str = "omboard@uppsala.se"
     klk_it_email: str = "it.support@uppsala.se"
     # Who gets a provider's mail when the provider has named no contact for it.
     fallback_email: str = "it.support@uppsala.se"
-    status_page_url: str = "http://127.0.0.1:8000"
+    # Where mail links point: the status page (served by the reporting worker), + "/providers/<id>".
+    status_page_url: str = "http://127.0.0.1:8001"
+    # Fallbacks when a provider has named nobody for a task: the provider's own fallback address
+    # first, then the system's (e.g. KLK IT's system manager), then fallback_email. JSON objects:
+    # OMBOARD_FALLBACK_CONTACTS='{"p1": "chef@omsorg.example"}'. system_contacts also takes KLK IT's
+    # tasks of that system instead of klk_it_email.
+    fallback_contacts: dict[str, str] = Field(default_factory=dict)  # provider id -> email
+    system_contacts: dict[str, str] = Field(default_factory=dict)  # system -> email
+    # A directory of mail templates (``<kind>.<sv|en>.txt.j2``) that take precedence over the
+    # built-in ones in services/notifier/templates; unset: the built-in ones only.
+    mail_templates_dir: Path | None = None
 
     # HTTP
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     web_port_base: int = 6066  # worker N of schemas.topics.SERVICES serves health and metrics on base + N
     web_port: int | None = None  # overrides the base for a single worker (tests, the launcher)
+    # The status API and page, served inside the reporting worker (its ledger is local to it).
+    status_host: str = "127.0.0.1"
+    status_port: int = 8001
+    # How long POST /v1/tasks/{id}/status waits for the ledger to show a published change.
+    status_wait_timeout: float = Field(default=10.0, gt=0)
+
+    # Access (services/runtime/access.py): a JSON list of {name, key_sha256, role, event_types?,
+    # provider_id?}; make one with `omboard keys hash`. Unset or empty: the APIs refuse everything.
+    api_keys: str | None = None
+    # The key the CLI (`omboard task ...`) presents to the status API.
+    api_key: SecretStr | None = None
 
     log_level: str = "INFO"
 

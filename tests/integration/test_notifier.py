@@ -1,19 +1,24 @@
-"""The notifier as a real Faust worker (a subprocess) against the embedded broker and a real SMTP sink."""
+"""The notifier as a real Faust worker (a subprocess) against the embedded broker and a real SMTP sink;
+and its SMTP client against a server that requires STARTTLS and AUTH."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -23,6 +28,8 @@ from schemas.events import Contact, Envelope, Provider, ProviderStarted, Unit
 from schemas.notifications import DeliveryRecord, NotificationRequest, TaskLine
 from schemas.topics import EVENTS, NOTIFICATIONS, NOTIFICATIONS_SENT, dead_letter_topic
 from schemas.wire import CORRELATION_HEADER, event_to_kafka, model_to_kafka
+from services.notifier import smtp
+from services.notifier.domain import message_id
 from services.runtime.broker import EmbeddedBroker, die_with_parent, free_port
 from services.runtime.mailsink import MailSink
 
@@ -32,6 +39,14 @@ REPO = Path(__file__).resolve().parents[2]
 CONTACTS_CHANGELOG = "omboard-notifier-contacts-changelog"
 DEAD_LETTERS = dead_letter_topic("notifier")
 NOW = dt.datetime(2026, 12, 1, 8, 0, tzinfo=dt.timezone.utc)
+FALLBACK = "fallback@test.example"
+PHONIRO_MANAGER = "phoniro-manager@test.example"
+KLK_IT = "klk-it@test.example"
+
+
+def mid(request: NotificationRequest, to: str = FALLBACK) -> str:
+    """The Message-ID of ``request``'s mail to ``to``."""
+    return message_id(request, [to])
 
 
 def worker_command() -> list[str]:
@@ -163,7 +178,9 @@ def notifier(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -
         "OMBOARD_PARTITIONS": "2",
         "OMBOARD_BROKER_SESSION_TIMEOUT": "3",
         "OMBOARD_SMTP_HOST": "127.0.0.1",
-        "OMBOARD_FALLBACK_EMAIL": "fallback@test.example",
+        "OMBOARD_FALLBACK_EMAIL": FALLBACK,
+        "OMBOARD_KLK_IT_EMAIL": KLK_IT,
+        "OMBOARD_SYSTEM_CONTACTS": json.dumps({"phoniro": PHONIRO_MANAGER}),
         "OMBOARD_STATUS_PAGE_URL": "http://status.test",
         "OMBOARD_WEB_PORT_BASE": str(free_port() - 3),  # the notifier serves on base + 3
         "OMBOARD_LOG_LEVEL": "INFO",
@@ -229,7 +246,7 @@ def test_a_request_is_mailed_once_to_the_providers_contact(notifier: Notifier) -
     request = notification(provider_id)
     publish_request(notifier, request, correlation="corr-1")
 
-    mail = notifier.wait_for_mail(f"<{request.id}@omboard>")
+    mail = notifier.wait_for_mail(mid(request, address))
     print(f"first mail {time.monotonic() - notifier.spawned_at:.2f}s after the worker was spawned")
     assert mail["To"] == address
     assert mail["Subject"] == "[omboard] Påminnelse: 1 uppgift för Omsorg Test AB förfaller senast 2026-12-30"
@@ -237,7 +254,7 @@ def test_a_request_is_mailed_once_to_the_providers_contact(notifier: Notifier) -
     assert ("omboard@uppsala.se", [address]) in notifier.sink.envelopes
 
     (record,) = delivery_records(notifier, request.id)
-    assert (record.status, record.recipients, record.message_id) == ("sent", [address], f"<{request.id}@omboard>")
+    assert (record.status, record.recipients, record.message_id) == ("sent", [address], mid(request, address))
     sent = notifier.topics.find(NOTIFICATIONS_SENT, lambda r: request.id.encode() in (r.value or b""))
     assert sent.key == provider_id.encode()
     assert dict(sent.headers)[CORRELATION_HEADER] == b"corr-1"
@@ -247,8 +264,8 @@ def test_a_request_is_mailed_once_to_the_providers_contact(notifier: Notifier) -
     publish_request(notifier, request, correlation="corr-1")
     marker = notification(provider_id)
     publish_request(notifier, marker)
-    notifier.wait_for_mail(f"<{marker.id}@omboard>")
-    assert len(notifier.mails(f"<{request.id}@omboard>")) == 1
+    notifier.wait_for_mail(mid(marker, address))
+    assert len(notifier.mails(mid(request, address))) == 1
     # ... but its delivery record is published again, identical, in case the first one was lost.
     first, again = delivery_records(notifier, request.id, count=2)
     assert again == first
@@ -258,7 +275,7 @@ def test_a_provider_without_contacts_is_mailed_at_the_fallback_address(notifier:
     provider_id = f"p-{uuid.uuid4().hex[:12]}"
     request = notification(provider_id)  # no ProviderStarted at all
     publish_request(notifier, request)
-    assert notifier.wait_for_mail(f"<{request.id}@omboard>")["To"] == "fallback@test.example"
+    assert notifier.wait_for_mail(mid(request))["To"] == FALLBACK
 
 
 def test_a_malformed_request_is_dead_lettered_and_the_next_one_still_mailed(notifier: Notifier) -> None:
@@ -269,7 +286,7 @@ def test_a_malformed_request_is_dead_lettered_and_the_next_one_still_mailed(noti
     request = notification(provider_id)
     publish_request(notifier, request)  # same key, same partition: behind the bad ones
 
-    notifier.wait_for_mail(f"<{request.id}@omboard>")
+    notifier.wait_for_mail(mid(request))
     dead = notifier.topics.find_all(DEAD_LETTERS, lambda r: r.key == key, count=2)
     headers = [dict(record.headers) for record in dead]
     assert [record.value for record in dead] == [b'{"id": "broken", "kind": "reminder"', b'{"id": "x", "kind": "nonsense"}']
@@ -292,7 +309,7 @@ def test_a_refused_recipient_yields_a_failed_record_and_a_dead_letter(notifier: 
     assert record.reason is not None and record.reason.startswith("permanent SMTP failure after 1 attempt(s)")
     dead = notifier.topics.find(DEAD_LETTERS, lambda r: request.id.encode() in (r.value or b""))
     assert dict(dead.headers)["dlq_reason"].startswith(b"permanent SMTP failure")
-    assert notifier.mails(f"<{request.id}@omboard>") == []
+    assert notifier.mails(mid(request, address)) == []
 
 
 def test_a_temporary_failure_is_retried(notifier: Notifier) -> None:
@@ -300,10 +317,102 @@ def test_a_temporary_failure_is_retried(notifier: Notifier) -> None:
     notifier.sink.fail_next(1, "451 4.3.0 Try again later")
     request = notification(provider_id)
     publish_request(notifier, request)
-    notifier.wait_for_mail(f"<{request.id}@omboard>")
+    notifier.wait_for_mail(mid(request))
     (record,) = delivery_records(notifier, request.id)
     assert record.status == "sent"
     assert "trying again" in notifier.log()
+
+
+def line(task_id: str, system: str, unit_id: str | None = "u1", due: dt.date = dt.date(2026, 12, 30)) -> TaskLine:
+    return TaskLine(task_id=task_id, obligation="SB2", system=system, action=f"order-{system}", due=due,
+                    channel="it-support", where="it.support@uppsala.se", instructions_sv=f"Beställ {system}.",
+                    instructions_en=f"Order {system}.", unit_id=unit_id)
+
+
+def digest_provider(notifier: Notifier) -> tuple[str, str, str]:
+    """A provider with a Siebel administrator and a contact person; returns (id, admin, contact)."""
+    provider_id = f"p-{uuid.uuid4().hex[:12]}"
+    admin, kontakt = f"siebel-{provider_id}@provider.test", f"kontakt-{provider_id}@provider.test"
+    start_provider(notifier, provider_id,
+                   Contact(name="Siv Siebel", email=admin, role="administrator", system="siebel"),
+                   Contact(name="Karl Kontakt", email=kontakt, role="kontaktperson"))
+    return provider_id, admin, kontakt
+
+
+def test_a_multi_system_request_is_one_digest_per_recipient(notifier: Notifier) -> None:
+    provider_id, admin, kontakt = digest_provider(notifier)
+    request = notification(provider_id, system=None, unit_id=None, tasks=[
+        line("t-siebel-1", "siebel", due=dt.date(2027, 1, 4)), line("t-siths", "siths"), line("t-siebel-2", "siebel", None)])
+    publish_request(notifier, request)
+
+    to_admin, to_kontakt = notifier.wait_for_mail(mid(request, admin)), notifier.wait_for_mail(mid(request, kontakt))
+    admin_text, kontakt_text = to_admin.get_content(), to_kontakt.get_content()
+    assert to_admin["To"] == admin and to_kontakt["To"] == kontakt
+    assert "Uppgift: t-siebel-1" in admin_text and "Uppgift: t-siebel-2" in admin_text and "t-siths" not in admin_text
+    assert "Uppgift: t-siths" in kontakt_text and "siebel" not in kontakt_text
+    assert to_admin["Subject"] == "[omboard] Påminnelse: 2 uppgifter för Omsorg Test AB förfaller senast 2026-12-30"
+    assert to_kontakt["Subject"] == "[omboard] Påminnelse: 1 uppgift för Omsorg Test AB förfaller senast 2026-12-30"
+    records = delivery_records(notifier, request.id, count=2)
+    assert sorted((r.recipients[0], r.message_id, r.status) for r in records) == sorted(
+        [(admin, mid(request, admin), "sent"), (kontakt, mid(request, kontakt), "sent")])
+
+    # Delivered again (e.g. reporting asking again after a crash): nobody is mailed twice.
+    publish_request(notifier, request)
+    marker = notification(provider_id, system=None, unit_id=None, tasks=[line("t-marker", "siths")])
+    publish_request(notifier, marker)
+    notifier.wait_for_mail(mid(marker, kontakt))
+    assert len(notifier.mails(mid(request, admin))) == 1 and len(notifier.mails(mid(request, kontakt))) == 1
+
+
+def test_a_partly_delivered_request_completes_without_duplicates(notifier: Notifier) -> None:
+    provider_id, admin, kontakt = digest_provider(notifier)
+    notifier.sink.refuse(kontakt, "550 5.1.1 No such user")
+    request = notification(provider_id, system=None, unit_id=None, tasks=[line("t-siebel", "siebel"), line("t-siths", "siths")])
+    publish_request(notifier, request)
+
+    notifier.wait_for_mail(mid(request, admin))
+    dead = notifier.topics.find(DEAD_LETTERS, lambda r: request.id.encode() in (r.value or b""))
+    reason = dict(dead.headers)["dlq_reason"]
+    assert reason.startswith(b"permanent SMTP failure") and mid(request, kontakt).encode() in reason
+    failed = next(r for r in delivery_records(notifier, request.id, count=2) if r.status == "failed")
+    assert failed.recipients == [kontakt]
+
+    # The operator fixes the mailbox and publishes the dead letter again: only the missing mail goes out.
+    notifier.sink.accept(kontakt)
+    notifier.send(NOTIFICATIONS, dead.key, dead.value, [])
+    notifier.wait_for_mail(mid(request, kontakt))
+    records = delivery_records(notifier, request.id, count=4)
+    assert sorted((r.recipients[0], r.status) for r in records[2:]) == [(kontakt, "sent"), (admin, "sent")]
+    assert len(notifier.mails(mid(request, admin))) == 1 and len(notifier.mails(mid(request, kontakt))) == 1
+
+
+def test_klk_it_tasks_go_to_the_systems_manager_else_to_klk_it(notifier: Notifier) -> None:
+    provider_id = f"p-{uuid.uuid4().hex[:12]}"
+    request = notification(provider_id, responsible="klk-it", system=None, tasks=[line("t-phoniro", "phoniro"), line("t-siebel", "siebel")])
+    publish_request(notifier, request)
+    assert "t-phoniro" in notifier.wait_for_mail(mid(request, PHONIRO_MANAGER)).get_content()
+    assert "t-siebel" in notifier.wait_for_mail(mid(request, KLK_IT)).get_content()
+    assert "t-siebel" not in notifier.mails(mid(request, PHONIRO_MANAGER))[0].get_content()
+
+
+def test_the_worker_counts_what_it_did(notifier: Notifier) -> None:
+    """The earlier tests sent, retried, failed and dead-lettered mail; /metrics says so."""
+    port = int(notifier.env["OMBOARD_WEB_PORT_BASE"]) + 3  # the notifier serves on base + 3
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    samples = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("omboard_") and not line.startswith("#")}
+    for name in ('omboard_notifier_emails_sent_total{kind="reminder"}',
+                 'omboard_notifier_emails_failed_total{failure="permanent",kind="reminder"}',
+                 'omboard_notifier_email_retries_total{kind="reminder"}',
+                 'omboard_events_consumed_total{service="notifier",type="notification"}',
+                 'omboard_events_consumed_total{service="notifier",type="ProviderStarted"}',
+                 'omboard_events_failed_total{service="notifier",type="notification"}',
+                 'omboard_dead_letters_total{service="notifier",topic="omboard.notifications"}',
+                 'omboard_processing_duration_seconds_count{service="notifier"}',
+                 'omboard_message_age_seconds_count{service="notifier",topic="omboard.notifications"}',
+                 'omboard_message_age_seconds_count{service="notifier",topic="omboard.events"}'):
+        assert samples.get(name, 0) > 0, f"{name} not counted:\n" + "\n".join(k for k in samples if "notifier" in k)
 
 
 def test_a_restarted_worker_remembers_what_it_sent(notifier: Notifier) -> None:
@@ -312,7 +421,7 @@ def test_a_restarted_worker_remembers_what_it_sent(notifier: Notifier) -> None:
     provider_id = f"p-{uuid.uuid4().hex[:12]}"
     before = notification(provider_id)
     publish_request(notifier, before)
-    notifier.wait_for_mail(f"<{before.id}@omboard>")
+    notifier.wait_for_mail(mid(before))
     delivery_records(notifier, before.id)  # handled completely
 
     notifier.kill()
@@ -320,9 +429,70 @@ def test_a_restarted_worker_remembers_what_it_sent(notifier: Notifier) -> None:
     publish_request(notifier, before)  # e.g. the deadline engine asking again after its own crash
     after = notification(provider_id)
     publish_request(notifier, after)
-    notifier.wait_for_mail(f"<{after.id}@omboard>", timeout=60)
+    notifier.wait_for_mail(mid(after), timeout=60)
     print(f"first mail {time.monotonic() - notifier.spawned_at:.2f}s after the restart")
-    assert len(notifier.mails(f"<{before.id}@omboard>")) == 1
+    assert len(notifier.mails(mid(before))) == 1
     assert "not mailing again" in notifier.log()
     message_ids = [mail["Message-ID"] for mail in notifier.sink.snapshot()]
     assert len(message_ids) == len(set(message_ids)), "some mail was sent twice"
+
+
+# --- SMTP with STARTTLS and AUTH against a real server ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (made with the openssl CLI), and its key."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("the openssl CLI is not installed")
+    directory = tmp_path_factory.mktemp("tls")
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+def smtp_settings(sink: MailSink, **fields) -> SimpleNamespace:
+    values = dict(smtp_host=sink.host, smtp_port=sink.port, smtp_starttls=True, smtp_username="omboard",
+                  smtp_password="s3cret", smtp_cafile=None)
+    return SimpleNamespace(**(values | fields))
+
+
+def tls_mail(to: str = "a@provider.test") -> EmailMessage:
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = "omboard@uppsala.se", to, "TLS"
+    message["Message-ID"] = f"<tls-{uuid.uuid4().hex}@omboard>"
+    message.set_content("Hej!\n")
+    return message
+
+
+def test_starttls_and_auth_against_a_server_that_requires_both(certificate, tmp_path: Path) -> None:
+    cert, _ = certificate
+    with MailSink(tmp_path / "mail", tls=certificate, credentials={"omboard": "s3cret"}) as sink:
+        message = tls_mail()
+        sent = asyncio.run(smtp.send(message, smtp_settings(sink, smtp_cafile=cert), timeout=10))
+        assert sent.refused == {}
+        assert [m["Message-ID"] for m in sink.snapshot()] == [message["Message-ID"]]
+        assert sink.sessions == [(True, "omboard")]  # over TLS, authenticated
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"smtp_password": "wrong"}, "535"),  # bad credentials
+        ({"smtp_starttls": False}, "AUTH extension is not supported"),  # offered only after STARTTLS
+        ({"smtp_cafile": None}, "CERTIFICATE_VERIFY_FAILED"),  # the self-signed certificate is not trusted
+        ({"smtp_username": None}, "530"),  # the server requires AUTH
+    ],
+)
+def test_what_starttls_and_auth_refuse_is_not_delivered(certificate, tmp_path: Path, fields: dict, expected: str) -> None:
+    cert, _ = certificate
+    with MailSink(tmp_path / "mail", tls=certificate, credentials={"omboard": "s3cret"}) as sink:
+        settings = smtp_settings(sink, **({"smtp_cafile": cert} | fields))
+        with pytest.raises(smtp.DeliveryError) as raised:
+            asyncio.run(smtp.send(tls_mail(), settings, timeout=10))
+        assert expected in raised.value.reason
+        assert not raised.value.temporary  # a configuration mismatch: retrying will not help
+        assert sink.snapshot() == []

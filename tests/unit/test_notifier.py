@@ -1,12 +1,15 @@
-"""The notifier's pure parts: contacts, recipients, the mail, and SMTP failure classification."""
+"""The notifier's pure parts: contacts, routing per task line, templates, the mail, and SMTP
+failure classification."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from dataclasses import dataclass
+import ssl
+from dataclasses import dataclass, field
 from email import policy
 from email.parser import BytesParser
+from pathlib import Path
 
 import aiosmtplib
 import pytest
@@ -14,8 +17,9 @@ import pytest
 from schemas.events import Contact, ContactAssigned, Envelope, Provider, ProviderStarted, StaffLeft, Unit
 from schemas.identifiers import pseudonym
 from schemas.notifications import NotificationRequest, TaskLine
-from services.notifier import domain, smtp
-from services.notifier.domain import ProviderContacts, compose, fold, recipients, should_send
+from services.notifier import domain, smtp, templating
+from services.notifier.domain import ProviderContacts, compose, fold, for_mail, line_recipients, route, should_send
+from services.notifier.templating import Templates
 
 HSA_ID = "SE2321000131-E000000000001"
 T0 = dt.datetime(2026, 12, 1, 8, 0, tzinfo=dt.timezone.utc)
@@ -27,6 +31,9 @@ class Config:
     klk_it_email: str = "it.support@uppsala.se"
     fallback_email: str = "fallback@uppsala.se"
     status_page_url: str = "https://omboard.example/"
+    fallback_contacts: dict[str, str] = field(default_factory=dict)
+    system_contacts: dict[str, str] = field(default_factory=dict)
+    mail_templates_dir: Path | None = None
 
 
 CONFIG = Config()
@@ -94,7 +101,7 @@ def test_fold_is_idempotent_and_ignores_other_events() -> None:
     assert not domain.matters(leaver) and fold(once, leaver) is None
 
 
-# --- recipients ----------------------------------------------------------------------------
+# --- recipients, per task line ---------------------------------------------------------------
 
 CONTACTS = [
     contact("unit1-siebel@x.se", "administrator", "siebel", "u1"),
@@ -107,39 +114,133 @@ CONTACTS = [
 ]
 
 
-def test_klk_it_tasks_go_to_the_klk_it_address() -> None:
-    assert recipients(CONTACTS, request(responsible="klk-it"), CONFIG) == ["it.support@uppsala.se"]
+def for_line(contacts, config=CONFIG, provider_id: str = "p1", responsible: str = "provider", **fields) -> list[str]:
+    return line_recipients(contacts, provider_id, responsible, task(**fields), config)
+
+
+def test_klk_it_tasks_go_to_the_klk_it_address_or_the_systems_manager() -> None:
+    assert for_line(CONTACTS, responsible="klk-it") == ["it.support@uppsala.se"]
+    managers = Config(system_contacts={"siebel": "siebel-forvaltning@uppsala.se"})
+    assert for_line(CONTACTS, managers, responsible="klk-it") == ["siebel-forvaltning@uppsala.se"]
+    assert for_line(CONTACTS, managers, responsible="klk-it", system="siths") == ["it.support@uppsala.se"]
 
 
 def test_provider_tasks_go_to_the_contacts_for_the_system_and_unit_first() -> None:
-    assert recipients(CONTACTS, request(), CONFIG) == ["unit1-siebel@x.se"]
+    assert for_line(CONTACTS) == ["unit1-siebel@x.se"]
 
 
 def test_then_to_the_system_contacts_administrators_first() -> None:
-    assert recipients(CONTACTS, request(unit_id="u3"), CONFIG) == ["siebel-admin@x.se", "siebel-expert@x.se"]
-    assert recipients(CONTACTS, request(unit_id=None), CONFIG) == ["siebel-admin@x.se", "siebel-expert@x.se"]
+    assert for_line(CONTACTS, unit_id="u3") == ["siebel-admin@x.se", "siebel-expert@x.se"]
+    assert for_line(CONTACTS, unit_id=None) == ["siebel-admin@x.se", "siebel-expert@x.se"]
 
 
 def test_then_to_the_units_own_contacts_then_provider_wide_contact_persons() -> None:
-    assert recipients(CONTACTS, request(system="prator"), CONFIG) == ["unit1-chef@x.se"]
-    assert recipients(CONTACTS, request(system="prator", unit_id="u2"), CONFIG) == ["kontakt@x.se"]
-    assert recipients(CONTACTS, request(system=None, unit_id=None), CONFIG) == ["kontakt@x.se"]
+    assert for_line(CONTACTS, system="prator") == ["unit1-chef@x.se"]
+    assert for_line(CONTACTS, system="prator", unit_id="u2") == ["kontakt@x.se"]
+    assert for_line(CONTACTS, system="prator", unit_id=None) == ["kontakt@x.se"]
 
 
 def test_never_dropped_for_want_of_a_contact() -> None:
-    assert recipients([], request(), CONFIG) == ["fallback@uppsala.se"]
+    assert for_line([]) == ["fallback@uppsala.se"]
     # A provider-wide verksamhetschef is no contact person for the systems.
-    assert recipients([contact("chef@x.se", "verksamhetschef")], request(), CONFIG) == ["fallback@uppsala.se"]
+    assert for_line([contact("chef@x.se", "verksamhetschef")]) == ["fallback@uppsala.se"]
     for party in ("main-provider", "handing-over-provider", "taking-over-provider"):
-        assert recipients([], request(responsible=party), CONFIG) == ["fallback@uppsala.se"]
+        assert for_line([], responsible=party) == ["fallback@uppsala.se"]
+
+
+def test_fallbacks_the_providers_then_the_systems_then_the_global_one() -> None:
+    config = Config(fallback_contacts={"p1": "p1-chef@x.se"}, system_contacts={"siebel": "siebel-forvaltning@uppsala.se"})
+    assert for_line([], config) == ["p1-chef@x.se"]
+    assert for_line([], config, provider_id="p2") == ["siebel-forvaltning@uppsala.se"]
+    assert for_line([], config, provider_id="p2", system="siths") == ["fallback@uppsala.se"]
+    # Fallbacks are for want of a contact only.
+    assert for_line([contact("kontakt@x.se")], config) == ["kontakt@x.se"]
 
 
 def test_the_same_address_is_mailed_once() -> None:
     twice = [contact("a@x.se", "administrator", "siebel"), contact("A@x.se", "kontaktperson", "siebel", name="B")]
-    assert recipients(twice, request(unit_id=None), CONFIG) == ["a@x.se"]
+    assert for_line(twice, unit_id=None) == ["a@x.se"]
+
+
+# --- routing: one mail per recipient with their lines (digests) -------------------------------
+
+
+def siebel_and_siths() -> NotificationRequest:
+    return request(system=None, unit_id=None, tasks=[
+        task("t-siebel-1", dt.date(2027, 1, 5)),
+        task("t-siths", dt.date(2026, 12, 30), system="siths", action="order-siths-cards", channel="it-support",
+             where="it.support@uppsala.se", unit_id="u1", quantity=None),
+        task("t-siebel-2", dt.date(2027, 1, 2), unit_id="u2", action="order-expert-users"),
+        task("t-prator", dt.date(2027, 1, 9), system="prator", channel="local-admin", where=None, unit_id=None),
+    ])
+
+
+def test_a_multi_system_request_becomes_one_mail_per_recipient_with_their_lines() -> None:
+    contacts = [contact("siebel-admin@x.se", "administrator", "siebel"), contact("kontakt@x.se", "kontaktperson")]
+    req = siebel_and_siths()
+    plan = route(contacts, req, CONFIG)
+    assert plan.notification_id == req.id
+    assert [(m.recipient, m.task_ids) for m in plan.mails] == [
+        ("kontakt@x.se", ["t-siths", "t-prator"]),  # recipients in the order of their first task
+        ("siebel-admin@x.se", ["t-siebel-2", "t-siebel-1"]),
+    ]
+    mails = [compose(for_mail(req, m), [m.recipient], CONFIG) for m in plan.mails]
+    kontakt, admin = (text_of(mail) for mail in mails)
+    assert "siths – order-siths-cards" in kontakt and "prator" in kontakt and "siebel" not in kontakt
+    assert "Uppgift: t-siebel-1" in admin and "Uppgift: t-siebel-2" in admin and "siths" not in admin
+    assert mails[0]["Subject"] == "[omboard] Påminnelse: 2 uppgifter för Omsorg AB förfaller senast 2026-12-30"
+    assert mails[1]["Subject"] == "[omboard] Påminnelse: 2 uppgifter för Omsorg AB förfaller senast 2027-01-02"
+    assert mails[0]["Message-ID"] != mails[1]["Message-ID"]
+    assert [m["To"] for m in mails] == ["kontakt@x.se", "siebel-admin@x.se"]
+
+
+def test_the_slice_of_a_request_keeps_its_id_and_says_its_own_system_and_unit() -> None:
+    req = siebel_and_siths()
+    part = for_mail(req, domain.PlannedMail(recipient="a@x.se", task_ids=["t-siebel-1", "t-siebel-2"]))
+    assert (part.id, part.kind, part.responsible) == (req.id, req.kind, req.responsible)
+    assert [t.task_id for t in part.tasks] == ["t-siebel-1", "t-siebel-2"]
+    assert (part.system, part.unit_id) == ("siebel", None)
+    one = for_mail(req, domain.PlannedMail(recipient="a@x.se", task_ids=["t-siths"]))
+    assert (one.system, one.unit_id) == ("siths", "u1")
+
+
+def test_a_line_for_several_recipients_reaches_each_of_them_once() -> None:
+    contacts = [contact("a@x.se", "administrator", "siebel"), contact("b@x.se", "expertanvandare", "siebel", name="B"),
+                contact("k@x.se", "kontaktperson")]
+    plan = route(contacts, siebel_and_siths(), CONFIG)
+    assert [(m.recipient, m.task_ids) for m in plan.mails] == [
+        ("k@x.se", ["t-siths", "t-prator"]),
+        ("a@x.se", ["t-siebel-2", "t-siebel-1"]),
+        ("b@x.se", ["t-siebel-2", "t-siebel-1"]),
+    ]
+
+
+def test_klk_it_digests_split_by_system_manager_and_fallbacks_by_system() -> None:
+    config = Config(system_contacts={"siths": "siths-forvaltning@uppsala.se"})
+    plan = route([], siebel_and_siths().model_copy(update={"responsible": "klk-it"}), config)
+    assert [(m.recipient, m.task_ids) for m in plan.mails] == [
+        ("siths-forvaltning@uppsala.se", ["t-siths"]),
+        ("it.support@uppsala.se", ["t-siebel-2", "t-siebel-1", "t-prator"]),
+    ]
+    provider_side = route([], siebel_and_siths(), config)  # no contacts: the siths line to the system's address
+    assert [m.recipient for m in provider_side.mails] == ["siths-forvaltning@uppsala.se", "fallback@uppsala.se"]
+
+
+def test_routing_is_deterministic() -> None:
+    assert route(CONTACTS, siebel_and_siths(), CONFIG) == route(list(reversed(CONTACTS)), siebel_and_siths(), CONFIG)
+
+
+def test_sent_records_are_kept_per_request_and_recipient() -> None:
+    assert domain.sent_key("n1", "A@x.se") == domain.sent_key("n1", "a@x.se") == b"n1|a@x.se"
+    assert domain.sent_key("n1", "b@x.se") != domain.sent_key("n1", "a@x.se")
 
 
 # --- composition ---------------------------------------------------------------------------
+
+
+def text_of(mail) -> str:
+    """The body through the wire format and back, as the recipient's client reads it."""
+    return BytesParser(policy=policy.default).parsebytes(mail.as_bytes()).get_content()
 
 
 def three_tasks() -> list[TaskLine]:
@@ -173,43 +274,129 @@ def test_subject_falls_back_to_the_provider_id_and_cannot_inject_headers() -> No
     assert "för p1 förfaller" in domain.subject(request(provider_name=None))
     mail = compose(request(provider_name="Evil\r\nBcc: all@x.se"), ["a@x.se"], CONFIG)
     assert mail["Bcc"] is None and "Evil Bcc: all@x.se" in mail["Subject"]
+    assert b"\nBcc:" not in mail.as_bytes()
 
 
-def test_message_id_is_stable_so_a_resent_mail_is_recognisable() -> None:
+def test_message_id_is_stable_per_request_and_recipient_so_a_resent_mail_is_recognisable() -> None:
     first = compose(request(), ["a@x.se"], CONFIG)
     again = compose(request(), ["a@x.se"], CONFIG)
-    assert first["Message-ID"] == "<reminder-0001@omboard>"
     assert first.as_bytes() == again.as_bytes()
-    assert compose(request(id="reminder-0002"), ["a@x.se"], CONFIG)["Message-ID"] == "<reminder-0002@omboard>"
-    assert domain.message_id(request(id="odd id<>@x")) == "<odd-id---x@omboard>"
+    assert first["Message-ID"] == domain.message_id(request(), ["a@x.se"])
+    assert first["Message-ID"].startswith("<reminder-0001.") and first["Message-ID"].endswith("@omboard>")
+    assert compose(request(), ["A@x.se"], CONFIG)["Message-ID"] == first["Message-ID"]  # addresses ignore case
+    assert compose(request(), ["b@x.se"], CONFIG)["Message-ID"] != first["Message-ID"]
+    assert compose(request(id="reminder-0002"), ["a@x.se"], CONFIG)["Message-ID"].startswith("<reminder-0002.")
+    assert domain.message_id(request(id="odd id<>@x"), ["a@x.se"]).startswith("<odd-id---x.")
 
 
 def test_headers() -> None:
-    mail = compose(request(), ["a@x.se", "b@x.se"], CONFIG)
+    mail = compose(request(), ["a@x.se"], CONFIG)
     assert mail["From"] == "omboard@uppsala.se"
-    assert mail["To"] == "a@x.se, b@x.se"
+    assert mail["To"] == "a@x.se"
     assert mail["Auto-Submitted"] == "auto-generated"
     assert mail["Date"] == "Tue, 01 Dec 2026 08:00:00 +0000"
     assert mail["Content-Language"] == "sv, en"
+    assert mail["X-Omboard-Kind"] == "reminder" and mail["X-Omboard-Notification-Id"] == "reminder-0001"
     with pytest.raises(ValueError):
         compose(request(), [], CONFIG)
 
 
-def test_body_lists_each_task_in_swedish_then_english_with_the_status_link() -> None:
-    mail = compose(request(tasks=three_tasks()), ["a@x.se"], CONFIG)
-    # Through the wire format and back, as the recipient's client reads it.
-    text = BytesParser(policy=policy.default).parsebytes(mail.as_bytes()).get_content()
+def test_body_lists_each_task_in_swedish_then_english_with_channels_and_the_status_link() -> None:
+    text = text_of(compose(request(tasks=three_tasks()), ["a@x.se"], CONFIG))
     swedish, english = text.split("-- In English --")
     assert swedish.index("Senast 2026-12-30") < swedish.index("Senast 2027-01-02") < swedish.index("Senast 2027-01-05")
     for expected in ("siebel – order-accounts-and-tokens", "Åtagande: SB2", "Enhet: u1", "Antal: 3",
-                     "Kanal: sesam (Sesam)", "Kanal: boka (http://kursbokning.example/)", "Kanal: provider\n",
-                     "Gör så här: Beställ konton i Siebel.", "prator – order-accounts-and-tokens", "Uppgift: t3"):
+                     "Kanal: Sesam", "Var: Sesam\n", "Kanal: BOKA (kursbokning)\n   Var: http://kursbokning.example/",
+                     "Kanal: utföraren gör det själv\n   Gör så här", "Gör så här: Beställ konton i Siebel.",
+                     "prator – order-accounts-and-tokens", "Uppgift: t3", "System: prator, siebel.",
+                     "Den första tidsgränsen är 2026-12-30."):
         assert expected in swedish, expected
-    for expected in ("Due 2026-12-30", "Obligation: SB2", "Unit: u1", "Quantity: 3", "Channel: sesam (Sesam)",
-                     "What to do: Book training in BOKA.", "Task: t2"):
+    for expected in ("Due 2026-12-30", "Obligation: SB2", "Unit: u1", "Quantity: 3", "Channel: Sesam",
+                     "Where: http://kursbokning.example/", "What to do: Book training in BOKA.", "Task: t2",
+                     "The first deadline is 2026-12-30."):
         assert expected in english, expected
     link = "https://omboard.example/providers/p1"
-    assert link in swedish and link in english
+    assert f"Status och alla uppgifter för Omsorg AB: {link}" in swedish
+    assert f"Status and all tasks of Omsorg AB: {link}" in english
+    assert english.rstrip().endswith("Referens / Reference: reminder-0001")
+
+
+@pytest.mark.parametrize(
+    ("kind", "swedish", "english"),
+    [
+        ("reminder", "Hej! Det här är en påminnelse om 3 uppgifter som utföraren ska utföra för Omsorg AB.",
+         "Hello! This is a reminder of 3 tasks for the provider to carry out for Omsorg AB."),
+        ("escalation", "Det här är en eskalering till utföraren",
+         "Hello! 3 tasks for Omsorg AB are past the deadline (the first was due 2026-12-30) and not done."),
+        ("late-order", "beställdes först efter sin tidsgräns (den första var 2026-12-30)",
+         "3 tasks for Omsorg AB were ordered only after the deadline"),
+        ("unblocked", "Nu kan utföraren utföra dem; den första tidsgränsen är 2026-12-30.",
+         "The provider can now carry them out; the first deadline is 2026-12-30."),
+    ],
+)
+def test_each_kind_has_its_own_template_in_swedish_and_english(kind: str, swedish: str, english: str) -> None:
+    text = text_of(compose(request(kind=kind, tasks=three_tasks()), ["a@x.se"], CONFIG))
+    sv, en = text.split("-- In English --")
+    assert swedish in sv and english in en
+    assert "Uppgift: t1" in sv and "Task: t1" in en
+
+
+def test_singular_wording_for_one_task() -> None:
+    text = text_of(compose(request(kind="escalation"), ["a@x.se"], CONFIG))
+    assert "1 uppgift för Omsorg AB har passerat" in text and "är inte klar." in text
+    assert "1 task for Omsorg AB is past the deadline" in text and "see to it at once" in text
+
+
+def test_the_builtin_templates_cover_every_kind_in_both_languages() -> None:
+    library = templating.templates()
+    library.check(domain.KINDS, domain.LANGUAGES)
+    for kind in domain.KINDS:
+        for language in domain.LANGUAGES:
+            assert library.resolve(kind, language).name == f"{kind}.{language}.txt.j2"
+
+
+def write_templates(directory: Path, **templates: str) -> Templates:
+    for name, text in templates.items():
+        (directory / f"{name}.txt.j2").write_text(text, encoding="utf-8")
+    return Templates(directory)
+
+
+def test_a_missing_swedish_template_falls_back_to_english_shown_once(tmp_path: Path) -> None:
+    library = write_templates(tmp_path, **{"reminder.en": "EN {{ n }} for {{ party }}\n", "generic.sv": "GENERIC SV\n"})
+    text, languages = domain.body_and_languages(request(), CONFIG, library)
+    assert text == "EN 1 for the provider\n" and languages == ["en"]
+    mail = compose(request(), ["a@x.se"], CONFIG, library)
+    assert mail["Content-Language"] == "en"
+
+
+def test_a_kind_without_templates_falls_back_to_the_generic_ones(tmp_path: Path) -> None:
+    library = write_templates(tmp_path, **{"generic.sv": "SV {{ kind }}\n", "generic.en": "EN {{ kind }}\n",
+                                           "_footer": "-- {{ reference }}\n"})
+    text, languages = domain.body_and_languages(request(kind="unblocked"), CONFIG, library)
+    assert text == "SV unblocked\n\n-- In English --\n\nEN unblocked\n\n-- reminder-0001\n"
+    assert languages == ["sv", "en"]
+    (tmp_path / "generic.sv.txt.j2").unlink()
+    assert domain.body(request(kind="unblocked"), CONFIG, Templates(tmp_path)) == "EN unblocked\n\n-- reminder-0001\n"
+
+
+def test_the_builtin_generic_templates_stand_in_for_any_kind() -> None:
+    library = Templates(templating.BUILTIN)
+    generic = library.env.get_template("generic.sv.txt.j2").render(
+        domain._context(request(tasks=three_tasks()), CONFIG, "sv"))
+    assert generic.startswith("Hej! Det här gäller 3 uppgifter för Omsorg AB.") and "Uppgift: t2" in generic
+
+
+def test_no_template_at_all_is_an_error_at_start(tmp_path: Path) -> None:
+    with pytest.raises(Exception, match="reminder.sv.txt.j2"):
+        Templates(tmp_path).check(domain.KINDS, domain.LANGUAGES)
+
+
+def test_an_operators_directory_overrides_single_builtin_templates(tmp_path: Path) -> None:
+    (tmp_path / "reminder.sv.txt.j2").write_text("Egen text: {{ n|plural('uppgift', 'uppgifter') }}.\n", encoding="utf-8")
+    config = Config(mail_templates_dir=tmp_path)
+    sv, en = text_of(compose(request(tasks=three_tasks()), ["a@x.se"], config)).split("-- In English --")
+    assert sv.strip() == "Egen text: 3 uppgifter."
+    assert "Hello! This is a reminder of 3 tasks" in en
 
 
 def test_the_status_link_quotes_the_provider_id() -> None:
@@ -228,7 +415,7 @@ def test_delivery_record_and_when_to_send_again() -> None:
     req = request()
     mail = compose(req, ["a@x.se"], CONFIG)
     record = domain.delivery_record(req, mail, ["a@x.se"], "sent", T0)
-    assert (record.notification_id, record.message_id, record.recipients) == ("reminder-0001", "<reminder-0001@omboard>", ["a@x.se"])
+    assert (record.notification_id, record.message_id, record.recipients) == ("reminder-0001", mail["Message-ID"], ["a@x.se"])
     assert record.subject == mail["Subject"]
     assert should_send(None)
     assert not should_send(record)
@@ -251,6 +438,10 @@ def test_delivery_record_and_when_to_send_again() -> None:
         (aiosmtplib.SMTPTimeoutError("slow"), True),
         (ConnectionRefusedError(111, "refused"), True),
         (aiosmtplib.SMTPNotSupported("STARTTLS not offered"), False),
+        (aiosmtplib.SMTPException("SMTP STARTTLS extension not supported by server."), False),
+        (aiosmtplib.SMTPException("The SMTP AUTH extension is not supported by this server."), False),
+        (ssl.SSLCertVerificationError(1, "certificate verify failed: self-signed certificate"), False),
+        (aiosmtplib.SMTPException("something else went wrong"), True),
     ],
 )
 def test_failures_are_temporary_or_permanent(error: Exception, temporary: bool) -> None:
