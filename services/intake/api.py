@@ -4,6 +4,12 @@ Routes only decode, call and emit: ``parse_event`` decides what is valid, ``Even
 decides how it looks on Kafka. 202 means the broker acknowledged the event (acks=all); 422 names
 every bad field and never the value (it may be a personal identity number); 503 means Kafka is
 unavailable and nothing was accepted, so the sender should retry.
+
+Every POST needs an upstream API key allowed to publish the event's type
+(``services.runtime.access``): 401 without a known key, 403 when the key may not publish it. The
+type is checked after validation, so a bad event is a 422 whoever sends it. ``GET /metrics`` is the
+Prometheus exposition of this process, without a key (the API listens on 127.0.0.1 by default;
+keep it behind the network boundary when it does not).
 """
 
 from __future__ import annotations
@@ -14,11 +20,13 @@ import logging
 import re
 from collections.abc import AsyncIterator
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 
 from schemas.events import FieldError, InvalidEvent, parse_event
 from services.intake.publisher import EventPublisher, KafkaUnavailable
+from services.runtime import metrics
+from services.runtime.access import Forbidden, KeyRing, authenticate, count_requests, forbidden
 from services.runtime.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -58,9 +66,18 @@ async def _keep_connected(publisher: EventPublisher) -> None:
         delay = min(delay * 2, RECONNECT_MAX)
 
 
-def create_api(settings: Settings | None = None, publisher: EventPublisher | None = None) -> FastAPI:
+def _rejected(response: JSONResponse) -> JSONResponse:
+    metrics.API_EVENTS_REJECTED.labels(str(response.status_code)).inc()
+    return response
+
+
+def create_api(
+    settings: Settings | None = None, publisher: EventPublisher | None = None, keys: KeyRing | None = None
+) -> FastAPI:
+    """The intake app; ``keys`` defaults to ``OMBOARD_API_KEYS`` (a broken value raises KeyConfigError)."""
     settings = settings or get_settings()
     publisher = publisher or EventPublisher(settings.kafka_bootstrap, settings)
+    keys = keys if keys is not None else KeyRing.from_settings(settings.api_keys, "intake API")
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -86,44 +103,67 @@ def create_api(settings: Settings | None = None, publisher: EventPublisher | Non
         lifespan=lifespan,
     )
     app.state.publisher = publisher
+    count_requests(app)
 
     @app.post(
         "/v1/events",
         status_code=202,
         responses={
             202: {"description": "Published to omboard.events and acknowledged by Kafka"},
+            401: {"description": "No API key, or an unknown one (send Authorization: Bearer <key>)"},
+            403: {"description": "The key may not publish this event type"},
             413: {"description": "Body larger than 1 MB"},
             422: {"description": "Invalid event: every bad field with the reason (never the value)"},
             503: {"description": "Kafka unavailable: nothing was published; retry later"},
         },
     )
     async def post_event(request: Request) -> JSONResponse:
+        try:
+            principal = authenticate(keys, request)
+            principal.require_publisher()
+        except HTTPException as refused:
+            metrics.API_EVENTS_REJECTED.labels(str(refused.status_code)).inc()
+            raise
+        except Forbidden as error:
+            metrics.API_EVENTS_REJECTED.labels("403").inc()
+            raise forbidden(error) from None
         declared = request.headers.get("content-length", "")
         too_large = declared.isdigit() and int(declared) > MAX_BODY_BYTES
         body = b"" if too_large else await request.body()
         if too_large or len(body) > MAX_BODY_BYTES:
-            return _errors([FieldError(field="(body)", reason=f"is larger than {MAX_BODY_BYTES} bytes")], 413)
+            return _rejected(_errors([FieldError(field="(body)", reason=f"is larger than {MAX_BODY_BYTES} bytes")], 413))
         correlation_id = request.headers.get(CORRELATION_HEADER)
         if correlation_id is not None and not _CORRELATION_ID.match(correlation_id):
-            return _errors([FieldError(
+            return _rejected(_errors([FieldError(
                 field=CORRELATION_HEADER,
                 reason="must be 1-200 letters, digits or . _ : / - and start with a letter or digit",
-            )])  # fmt: skip
+            )]))  # fmt: skip
         try:
             event = parse_event(body)
         except InvalidEvent as invalid:
-            return _errors(invalid.errors)
+            return _rejected(_errors(invalid.errors))
+        if not principal.may_publish(event.type):
+            metrics.API_EVENTS_REJECTED.labels("403").inc()
+            log.info("refused %s event %s from key %s", event.type, event.id, principal.name)
+            return JSONResponse({"detail": f"key {principal.name!r} may not publish {event.type}"}, status_code=403)
         try:
             sent = await publisher.publish(event, correlation_id)
         except KafkaUnavailable as error:
             log.warning("event %s not published: %s", event.id, error)
-            return _unavailable(str(error))
-        log.info("accepted %s event %s (correlation %s)", event.type, event.id, sent.correlation_id)
+            return _rejected(_unavailable(str(error)))
+        metrics.API_EVENTS_PUBLISHED.labels(event.type).inc()
+        log.info("accepted %s event %s from key %s (correlation %s)", event.type, event.id, principal.name,
+                 sent.correlation_id)
         return JSONResponse(
             {"id": sent.event_id, "correlation_id": sent.correlation_id},
             status_code=202,
             headers={CORRELATION_HEADER: sent.correlation_id},
         )
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        body, content_type = metrics.exposition()
+        return Response(body, media_type=content_type)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -102,6 +102,9 @@ def build(settings: Settings, clock: Clock | None = None, **app_options) -> faus
     # the partition its tasks use, so a provider's ledger recovers on the worker that owns it.
     store = LedgerStore(app.Table("ledgers", key_type=bytes, value_type=bytes, use_partitioner=True))
     app.ledger_store = store  # the status API in this process reads it
+    from services.reporting.api import install_status_api
+
+    install_status_api(app, store, settings, clock)  # HTTP on settings.status_port, started after recovery
     # The provider facts monthly reports need, folded from the events like the planners do.
     providers = app.Table("providers", key_type=bytes, value_type=bytes, use_partitioner=True)
     planner = Planner(load_catalog(settings.catalog_path))

@@ -2,7 +2,8 @@
 
 Exit codes: 0 done; 1 the catalog (or another configuration file) is broken; 2 bad input (a usage
 error, or an event that fails validation: every bad one is named as ``FILE:LINE: field: reason``);
-3 Kafka is unreachable or did not acknowledge.
+3 Kafka (or, for ``omboard task``, the status API) is unreachable or did not acknowledge;
+4 ``omboard task``: no such task.
 
 Nothing here prints a personal identity number or an HSA-id where a person reads it: validation
 errors never repeat values, and the plan table shows a pseudonym for each person.
@@ -26,6 +27,7 @@ DEFAULT_TIMEOUT = 10.0  # seconds; as services.intake.publisher.DEFAULT_TIMEOUT,
 EXIT_CATALOG = 1
 EXIT_BAD_INPUT = 2
 EXIT_KAFKA = 3
+EXIT_UNKNOWN_TASK = 4  # omboard task: no such task
 
 app = typer.Typer(
     name="omboard",
@@ -38,6 +40,10 @@ schemas_app = typer.Typer(help="The event contract as JSON Schema.", no_args_is_
 catalog_app = typer.Typer(help="The catalog of obligations.", no_args_is_help=True)
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(catalog_app, name="catalog")
+keys_app = typer.Typer(help="API keys: hash one for OMBOARD_API_KEYS.", no_args_is_help=True)
+task_app = typer.Typer(help="Move tasks through the status API.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(task_app, name="task")
 
 
 def _settings():
@@ -305,6 +311,115 @@ def plan(
         typer.echo(plan_table(result))
     else:
         typer.echo(json.dumps(result.model_dump(mode="json"), indent=2, ensure_ascii=False))
+
+
+# -- keys ------------------------------------------------------------------------------------------
+
+
+@keys_app.command("hash")
+def keys_hash(
+    new: Annotated[bool, typer.Option("--new", help="Generate a new key instead of reading one from stdin.")] = False,
+    name: Annotated[str, typer.Option(help="The key's name (shown in logs, errors and task histories).")] = "my-key",
+    role: Annotated[str, typer.Option(help="upstream, operator, provider-admin or system.")] = "operator",
+    event_type: Annotated[
+        list[str] | None, typer.Option("--event-type", help="upstream: an event type it may publish (repeat).")
+    ] = None,
+    provider_id: Annotated[str | None, typer.Option("--provider-id", help="provider-admin: its provider.")] = None,
+) -> None:
+    """Print the SHA-256 of a key (read from stdin, or generated with --new) and the JSON entry to
+    add to OMBOARD_API_KEYS. Only the hash is configured; keep the key itself secret."""
+    from pydantic import ValidationError
+
+    from services.runtime.access import MIN_KEY_LENGTH, ApiKey, generate_key, hash_key
+
+    key = generate_key() if new else typer.get_text_stream("stdin").readline().strip()
+    if len(key) < MIN_KEY_LENGTH:
+        raise _fail(f"a key must be at least {MIN_KEY_LENGTH} characters (try --new)", EXIT_BAD_INPUT)
+    try:
+        entry = ApiKey(name=name, key_sha256=hash_key(key), role=role,  # type: ignore[arg-type]
+                       event_types=event_type or None, provider_id=provider_id)
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, p['loc'])) or '(entry)'}: {p['msg']}" for p in error.errors(include_input=False))
+        raise _fail(f"not a valid key entry: {problems}", EXIT_BAD_INPUT) from None
+    if new:
+        typer.echo(f"key: {key}")
+    typer.echo(f"sha256: {entry.key_sha256}")
+    typer.echo(json.dumps(entry.model_dump(exclude_none=True)))
+
+
+# -- task status (over the status API) -------------------------------------------------------------
+
+
+def _status_call(url: str | None, key: str | None, task_id: str, body: dict, timeout: float) -> None:
+    """POST /v1/tasks/{id}/status and print the outcome; exit 0 ok, 2 refused or illegal, 4 unknown
+    task, 3 the API cannot be reached."""
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    settings = _settings()
+    base = (url or settings.status_page_url).rstrip("/")
+    key = key or (settings.api_key.get_secret_value() if settings.api_key else None)
+    if not key:
+        raise _fail("an API key is needed: --key or OMBOARD_API_KEY", EXIT_BAD_INPUT)
+    request = urllib.request.Request(
+        f"{base}/v1/tasks/{urllib.parse.quote(task_id, safe='')}/status", data=json.dumps(body).encode(), method="POST",
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}", "Accept": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            status, payload = response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as error:
+        status = error.code
+        try:
+            payload = json.loads(error.read() or b"{}")
+        except ValueError:
+            payload = {}
+    except (urllib.error.URLError, OSError, TimeoutError) as error:
+        reason = getattr(error, "reason", error)
+        raise _fail(f"the status API at {base} cannot be reached: {reason}", EXIT_KAFKA) from None
+    detail = payload.get("detail")
+    if isinstance(detail, list):  # a 422 from validation
+        detail = "; ".join(f"{'.'.join(map(str, d.get('loc', [])[1:]))}: {d.get('msg')}" for d in detail)
+    if status in (200, 202):
+        task = payload.get("task") or {}
+        state = task.get("status", body["status"] if status == 202 else "?")
+        typer.echo(f"{task_id}: {state}" + ("" if payload.get("changed", True) else " (unchanged)")
+                   + (f" [{task.get('system')} {task.get('obligation')} {task.get('action')}]" if task else "")
+                   + (f" - {detail}" if status == 202 else ""))
+        return
+    if status == 404:
+        raise _fail(f"unknown task: {detail}", EXIT_UNKNOWN_TASK)
+    if status >= 500:
+        raise _fail(f"the status API failed ({status}): {detail}", EXIT_KAFKA)
+    raise _fail(f"refused ({status}): {detail}", EXIT_BAD_INPUT)
+
+
+StatusUrl = Annotated[str | None, typer.Option("--url", help="The status API (default: OMBOARD_STATUS_PAGE_URL).")]
+StatusKey = Annotated[str | None, typer.Option("--key", help="API key (default: OMBOARD_API_KEY).")]
+Reason = Annotated[str | None, typer.Option("--reason", help="Why (needed for failed).")]
+By = Annotated[str | None, typer.Option("--by", help="Who did it (default: the key's name).")]
+StatusTimeout = Annotated[float, typer.Option(min=0.1, help="Seconds to wait for the API.")]
+
+
+@task_app.command("done")
+def task_done(task_id: Annotated[str, typer.Argument(metavar="ID")], by: By = None, reason: Reason = None,
+              url: StatusUrl = None, key: StatusKey = None, timeout: StatusTimeout = 20.0) -> None:
+    """Mark task ID done."""
+    _status_call(url, key, task_id, {"status": "done", "by": by, "reason": reason}, timeout)
+
+
+@task_app.command("status")
+def task_status(task_id: Annotated[str, typer.Argument(metavar="ID")],
+                status: Annotated[str, typer.Argument(metavar="STATUS", help="open, done, cancelled or failed.")],
+                reason: Reason = None, by: By = None, url: StatusUrl = None, key: StatusKey = None,
+                timeout: StatusTimeout = 20.0) -> None:
+    """Set task ID to STATUS (open reopens a failed task; failed needs --reason)."""
+    if status not in ("open", "done", "cancelled", "failed"):
+        raise _fail(f"STATUS must be open, done, cancelled or failed, not {status!r}", EXIT_BAD_INPUT)
+    if status == "failed" and not reason:
+        raise _fail("a failed task needs --reason", EXIT_BAD_INPUT)
+    _status_call(url, key, task_id, {"status": status, "by": by, "reason": reason}, timeout)
 
 
 # -- processes -------------------------------------------------------------------------------------

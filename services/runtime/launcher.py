@@ -1,6 +1,9 @@
 """The whole system as one command: broker, mail sink, every service and the API (``make run``).
 
 ``Stack`` is also what the end-to-end tests start, so the demo and the tests run the same thing.
+It makes its own API keys at start (an operator, an upstream key for every event type, and a
+provider-admin key for the demo provider; tests add more with ``add_key``) and hands their hashes
+to every process in ``OMBOARD_API_KEYS``. They are demo keys: printed, and gone when it stops.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from schemas.events import EVENT_TYPES
 from schemas.topics import ALL_TOPICS, SERVICES
+from services.runtime.access import ApiKey, Role, generate_key, key_entry, keys_json
 from services.runtime.broker import EmbeddedBroker, create_topics, die_with_parent, free_port
 from services.runtime.mailsink import MailSink
 
@@ -36,14 +41,40 @@ class Stack:
     clock_file: Path | None = None
     services: tuple[str, ...] = SERVICES
     extra_env: dict[str, str] = field(default_factory=dict)
+    status_port: int | None = None  # the status API and page (in the reporting worker); None: a free port
+    demo_provider: str = "demo-omsorg"  # gets a provider-admin key
+
+    keys: dict[str, str] = field(default_factory=dict, init=False)  # key name -> the key itself
+    key_entries: list[ApiKey] = field(default_factory=list, init=False)
 
     broker: EmbeddedBroker | None = field(default=None, init=False)
     mail: MailSink | None = field(default=None, init=False)
     processes: dict[str, subprocess.Popen] = field(default_factory=dict, init=False)
 
+    def __post_init__(self) -> None:
+        self.add_key("operator", "operator")
+        self.add_key("upstream", "upstream", event_types=list(EVENT_TYPES))
+        self.add_key(f"{self.demo_provider}-admin", "provider-admin", provider_id=self.demo_provider)
+
+    def add_key(self, name: str, role: Role, **scope: object) -> str:
+        """A new key for the stack's processes (call before ``start``); returns the key itself."""
+        key = generate_key()
+        self.key_entries.append(key_entry(name, key, role, **scope))  # type: ignore[arg-type]
+        self.keys[name] = key
+        return key
+
+    def auth(self, name: str = "upstream") -> dict[str, str]:
+        """The headers that present key ``name``."""
+        return {"Authorization": f"Bearer {self.keys[name]}"}
+
     @property
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.api_port}"
+
+    @property
+    def status_url(self) -> str:
+        assert self.status_port is not None, "the status port is chosen at start"
+        return f"http://127.0.0.1:{self.status_port}"
 
     @property
     def log_dir(self) -> Path:
@@ -62,7 +93,9 @@ class Stack:
             "OMBOARD_SMTP_HOST": self.mail.host,
             "OMBOARD_SMTP_PORT": str(self.mail.port),
             "OMBOARD_API_PORT": str(self.api_port),
-            "OMBOARD_STATUS_PAGE_URL": self.api_url,
+            "OMBOARD_STATUS_PORT": str(self.status_port),
+            "OMBOARD_STATUS_PAGE_URL": self.status_url,  # mail links land on the status page
+            "OMBOARD_API_KEYS": keys_json(self.key_entries),
             **self.extra_env,
         }
         if self.clock_file:
@@ -79,6 +112,7 @@ class Stack:
             # Every topic before any producer: an auto-created topic gets the wrong partition count.
             create_topics(self.bootstrap, ALL_TOPICS, self.partitions)
             self.mail = MailSink(self.var_dir / "mail", port=self.smtp_port).start()
+            self.status_port = self.status_port or free_port()
             env = self.env()
             for service in self.services:
                 port = self.web_ports.get(service) or free_port()
@@ -102,6 +136,8 @@ class Stack:
     def readiness_urls(self) -> dict[str, str]:
         urls = {service: f"http://127.0.0.1:{port}/readyz" for service, port in self.web_ports.items()}
         urls["api"] = f"{self.api_url}/readyz"
+        if "reporting" in self.services:  # served once the reporting worker has recovered its ledger
+            urls["status"] = f"{self.status_url}/healthz"
         return urls
 
     def not_ready(self) -> list[str]:
@@ -149,7 +185,7 @@ class Stack:
     def publish(self, event: dict) -> dict:
         request = urllib.request.Request(
             f"{self.api_url}/v1/events", data=json.dumps(event).encode(), method="POST",
-            headers={"Content-Type": "application/json"},
+            headers={"Content-Type": "application/json", **self.auth("upstream")},
         )
         with urllib.request.urlopen(request, timeout=10) as response:
             return json.loads(response.read())
@@ -164,7 +200,8 @@ def run_all() -> None:
     var_dir = Path("var").resolve()
     host, _, port = settings.kafka_bootstrap.rpartition(":")
     stack = Stack(var_dir=var_dir, broker_port=int(port), api_port=settings.api_port, smtp_port=settings.smtp_port,
-                  web_ports={service: settings.web_port_base + i for i, service in enumerate(SERVICES)})
+                  web_ports={service: settings.web_port_base + i for i, service in enumerate(SERVICES)},
+                  status_port=settings.status_port)
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     try:
@@ -195,10 +232,16 @@ def _summary(stack: Stack) -> str:
         f"  Kafka (embedded Tansu, memory only)  {stack.bootstrap}",
         f"  intake API                           {stack.api_url}/v1/events  (docs: {stack.api_url}/docs)",
         f"  SMTP sink                            127.0.0.1:{stack.mail.port if stack.mail else '?'}",
+        f"  status page and API                  {stack.status_url}/providers  (API: {stack.status_url}/docs)",
     ]
     for service in stack.services:
         lines.append(f"  {service:<36} http://127.0.0.1:{stack.web_ports[service]}/readyz")
     lines += [
+        "",
+        "Demo API keys (made for this run only; sign in to the status page with one):",
+        *(f"  {name:<36} {key}  ({entry.role})" for (name, key), entry in zip(stack.keys.items(), stack.key_entries)),
+        f"  e.g. curl -H 'Authorization: Bearer {stack.keys['operator']}' {stack.status_url}/v1/providers",
+        f"       export OMBOARD_API_KEY={stack.keys['operator']}; .venv/bin/omboard task done TASK_ID",
         "",
         f"Mail arrives as files in {stack.var_dir / 'mail'} (reminders within a few seconds);",
         f"logs are in {stack.log_dir}. Publish more with: .venv/bin/omboard publish FILE",

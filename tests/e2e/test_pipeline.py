@@ -75,7 +75,8 @@ def test_provider_started_over_http_becomes_tasks_and_a_reminder_mail(stack, tas
     event = factories.provider_started("e2e-home", start_date="2027-03-01", name="Hemma Omsorg AB",
                                        units=[factories.unit("e2e-home-u1", staff_count=21)],
                                        contacts=[factories.contact(email=CONTACT)])
-    response = httpx.post(f"{stack.api_url}/v1/events", json=event, headers={"X-Correlation-ID": "corr-e2e-1"})
+    response = httpx.post(f"{stack.api_url}/v1/events", json=event,
+                          headers={"X-Correlation-ID": "corr-e2e-1", **stack.auth("upstream")})
     assert response.status_code == 202, response.text
     assert response.json()["id"] == event["id"]
 
@@ -118,7 +119,7 @@ def test_provider_started_over_http_becomes_tasks_and_a_reminder_mail(stack, tas
 def _publish_again(stack: Stack, event: dict) -> tuple[int, int]:
     reader = TopicReader(stack.bootstrap, EVENTS)
     try:
-        assert httpx.post(f"{stack.api_url}/v1/events", json=event).status_code == 202
+        assert httpx.post(f"{stack.api_url}/v1/events", json=event, headers=stack.auth("upstream")).status_code == 202
         copies = lambda rs: [r for r in rs if r.headers.get("ce_id") == event["id"].encode()]  # noqa: E731
         last = copies(reader.wait_for(lambda rs: len(copies(rs)) >= 2, what="the repeated event on the topic"))[-1]
         return last.partition, last.offset
@@ -141,7 +142,7 @@ def test_a_malformed_message_is_dead_lettered_and_the_next_event_flows(stack, ta
         assert {"dlq_partition", "dlq_offset", "dlq_at"} <= set(letter.headers)
 
         good = factories.provider_started("e2e-poison", start_date="2027-03-01")
-        assert httpx.post(f"{stack.api_url}/v1/events", json=good).status_code == 202
+        assert httpx.post(f"{stack.api_url}/v1/events", json=good, headers=stack.auth("upstream")).status_code == 202
         tasks.wait_for(lambda rs: len(tasks_of(rs, "e2e-poison")) >= 5, what="tasks of the event after the poison")
     finally:
         producer.close()

@@ -26,6 +26,7 @@ from schemas.wire import CORRELATION_HEADER, event_from_kafka, headers_dict
 from services.intake.api import create_api
 from services.intake.publisher import EventPublisher
 from services.runtime.broker import EmbeddedBroker, create_topics, die_with_parent, free_port
+from services.runtime.access import key_entry, keys_json
 from services.runtime.cli import app as cli
 from services.runtime.settings import Settings
 from tests import factories as f
@@ -33,6 +34,9 @@ from tests import factories as f
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
+UPSTREAM_KEY = "intake-test-upstream-key-0123456789"
+KEYS = keys_json([key_entry("hr", UPSTREAM_KEY, "upstream", event_types=["ProviderStarted", "StaffLeft"])])
+AUTH = {"Authorization": f"Bearer {UPSTREAM_KEY}"}
 
 
 class EventsTopic:
@@ -82,7 +86,7 @@ def api_url(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) ->
     """``omboard api`` in its own process, configured by environment variables like in production."""
     port = free_port()
     log_path = tmp_path_factory.mktemp("intake") / "api.log"
-    env = {**os.environ, "OMBOARD_KAFKA_BOOTSTRAP": broker.bootstrap, "OMBOARD_LOG_LEVEL": "INFO"}
+    env = {**os.environ, "OMBOARD_KAFKA_BOOTSTRAP": broker.bootstrap, "OMBOARD_LOG_LEVEL": "INFO", "OMBOARD_API_KEYS": KEYS}
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "services.runtime.cli", "api", "--host", "127.0.0.1", "--port", str(port)],
@@ -130,7 +134,7 @@ def test_a_valid_event_is_acknowledged_and_on_the_topic_in_binary_mode(api_url: 
     response = httpx.post(
         f"{api_url}/v1/events",
         json=raw,
-        headers={"X-Correlation-ID": "corr-http-1", "Content-Type": "application/cloudevents+json"},
+        headers={"X-Correlation-ID": "corr-http-1", "Content-Type": "application/cloudevents+json", **AUTH},
     )
 
     assert response.status_code == 202, response.text
@@ -153,7 +157,7 @@ def test_a_valid_event_is_acknowledged_and_on_the_topic_in_binary_mode(api_url: 
 
 def test_without_a_correlation_id_the_event_id_is_the_correlation_id(api_url: str, events_topic: EventsTopic) -> None:
     raw = f.staff_left(provider_id="prov-http-2", event_id="evt-http-2")
-    response = httpx.post(f"{api_url}/v1/events", json=raw)
+    response = httpx.post(f"{api_url}/v1/events", json=raw, headers=AUTH)
     assert response.status_code == 202, response.text
     assert response.json() == {"id": "evt-http-2", "correlation_id": "evt-http-2"}
     record = events_topic.read({"evt-http-2"})["evt-http-2"]
@@ -167,10 +171,11 @@ def test_an_invalid_event_is_rejected_naming_the_field_and_nothing_is_published(
     personnummer = f.personal_number_shaped(77)
     before = events_topic.end_offsets()
 
-    invalid = httpx.post(f"{api_url}/v1/events", json=f.provider_started(org=personnummer, start_date="2026-02-30"))
-    not_json = httpx.post(f"{api_url}/v1/events", content=b"{nope", headers={"Content-Type": "application/json"})
+    invalid = httpx.post(f"{api_url}/v1/events", json=f.provider_started(org=personnummer, start_date="2026-02-30"),
+                         headers=AUTH)
+    not_json = httpx.post(f"{api_url}/v1/events", content=b"{nope", headers={"Content-Type": "application/json", **AUTH})
     bad_correlation = httpx.post(
-        f"{api_url}/v1/events", json=f.staff_left(), headers={"X-Correlation-ID": "no spaces allowed"}
+        f"{api_url}/v1/events", json=f.staff_left(), headers={"X-Correlation-ID": "no spaces allowed", **AUTH}
     )
 
     assert invalid.status_code == 422
@@ -229,28 +234,45 @@ def serve(api) -> Iterator[str]:
 
 
 def test_without_kafka_the_api_is_live_but_not_ready_and_answers_503() -> None:
-    settings = Settings(kafka_bootstrap=f"127.0.0.1:{free_port()}")  # nothing listens there
+    settings = Settings(kafka_bootstrap=f"127.0.0.1:{free_port()}", api_keys=KEYS)  # nothing listens there
     with serve(create_api(settings)) as url:
         assert httpx.get(f"{url}/healthz").status_code == 200
         assert httpx.get(f"{url}/readyz").status_code == 503
 
-        response = httpx.post(f"{url}/v1/events", json=f.staff_left())
+        response = httpx.post(f"{url}/v1/events", json=f.staff_left(), headers=AUTH)
         assert response.status_code == 503
         assert "Kafka is unavailable" in response.json()["detail"]
         assert response.headers["Retry-After"]
         # Validation still comes first: a bad event is a 422 whatever the state of Kafka.
-        assert httpx.post(f"{url}/v1/events", json=f.staff_left(person_id="SE1-x")).status_code == 422
+        assert httpx.post(f"{url}/v1/events", json=f.staff_left(person_id="SE1-x"), headers=AUTH).status_code == 422
 
 
 def test_when_kafka_goes_away_the_api_answers_503_in_bounded_time() -> None:
     with EmbeddedBroker() as own_broker:
         create_topics(own_broker.bootstrap, [EVENTS], 1)
         publisher = EventPublisher(own_broker.bootstrap, timeout=1.0)
-        with serve(create_api(Settings(kafka_bootstrap=own_broker.bootstrap), publisher)) as url:
-            assert httpx.post(f"{url}/v1/events", json=f.staff_left()).status_code == 202
+        with serve(create_api(Settings(kafka_bootstrap=own_broker.bootstrap, api_keys=KEYS), publisher)) as url:
+            assert httpx.post(f"{url}/v1/events", json=f.staff_left(), headers=AUTH).status_code == 202
             own_broker.stop()
             started = time.monotonic()
-            response = httpx.post(f"{url}/v1/events", json=f.staff_left(), timeout=30)
+            response = httpx.post(f"{url}/v1/events", json=f.staff_left(), headers=AUTH, timeout=30)
             assert response.status_code == 503, response.text
             assert "Kafka is unavailable" in response.json()["detail"]
             assert time.monotonic() - started < 10
+
+
+def test_without_a_key_or_with_a_key_for_other_types_nothing_is_published(api_url: str, events_topic: EventsTopic) -> None:
+    before = events_topic.end_offsets()
+    missing = httpx.post(f"{api_url}/v1/events", json=f.staff_left())
+    unknown = httpx.post(f"{api_url}/v1/events", json=f.staff_left(), headers={"Authorization": "Bearer not-a-key"})
+    other_type = httpx.post(f"{api_url}/v1/events", json=f.unit_closed(), headers=AUTH)
+    assert missing.status_code == unknown.status_code == 401
+    assert missing.headers["WWW-Authenticate"] == "Bearer"
+    assert other_type.status_code == 403
+    assert other_type.json()["detail"] == "key 'hr' may not publish UnitClosed"
+    assert events_topic.end_offsets() == before
+    exposition = httpx.get(f"{api_url}/metrics")
+    assert exposition.status_code == 200
+    assert 'omboard_api_events_published_total{type="ProviderStarted"}' in exposition.text or \
+        'omboard_api_events_rejected_total{status="401"}' in exposition.text
+    assert 'omboard_api_events_rejected_total{status="403"}' in exposition.text

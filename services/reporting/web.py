@@ -1,0 +1,209 @@
+"""The status page: server-rendered HTML (Jinja2) over the same StatusService as the JSON API.
+
+Browser sign-in: ``/login`` takes an API key and sets it in an ``omboard_key`` cookie (HttpOnly,
+SameSite=Strict, Secure when served over https, 12 hours). The cookie holds the key itself, so
+nothing is kept on the server and a restart signs nobody out; SameSite=Strict keeps other sites'
+forms from using it, and every POST also has its ``Origin`` checked. A client that sends
+``Authorization: Bearer <key>`` needs no cookie. A page asked for without a key redirects to
+``/login?next=<page>``, so the links in mails land on the page after signing in.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from schemas.events import SYSTEMS
+from schemas.status import StatusRequest
+from schemas.tasks import Responsible, TaskStatus
+from services.runtime.access import COOKIE_NAME, Forbidden, KeyRing, Principal, authenticate
+
+TEMPLATES = Path(__file__).parent / "templates"
+COOKIE_MAX_AGE = 12 * 3600
+MAX_FORM_BYTES = 10_000
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+                               "frame-ancestors 'none'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+SYSTEM_LABELS = {
+    "siebel": "Siebel", "siths": "SITHS", "prator": "Prator", "flexite": "Flexite", "phoniro": "Phoniro",
+    "natthemsjukvard": "Natthemsjukvård", "boka": "BOKA", "klk-it": "KLK IT",
+}
+CHANNEL_LABELS = {
+    "it-support": "Ärende till it.support", "iris": "Iris", "sesam": "Sesam", "web-form": "Webbformulär",
+    "boka": "BOKA", "local-admin": "Lokal administratör", "authorization-admin": "Behörighetsadministratör",
+    "provider": "Utföraren själv", "night-care": "Natthemsjukvården",
+}
+RESPONSIBLE = list(Responsible.__args__)  # type: ignore[attr-defined]
+STATUSES = list(TaskStatus.__args__)  # type: ignore[attr-defined]
+
+
+def _env() -> Environment:
+    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]),
+                      trim_blocks=True, lstrip_blocks=True)
+    env.filters["system"] = lambda value: SYSTEM_LABELS.get(value, value)
+    env.filters["channel"] = lambda value: CHANNEL_LABELS.get(value, value)
+    env.filters["action"] = lambda value: value.replace("-", " ").capitalize()
+    env.filters["path"] = lambda value: quote(value, safe="")
+    return env
+
+
+def _pick(value: str | None, allowed: list[str]) -> str | None:
+    """A filter value from a query string: empty or unknown means no filter."""
+    return value if value in allowed else None
+
+
+def _safe_next(target: str | None, default: str = "/providers") -> str:
+    """Only a path on this site (no scheme, no host, no '//'), so a link cannot send anyone away."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return default
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
+        return default
+    return target
+
+
+def _with_message(target: str, **message: str) -> str:
+    parts = urlsplit(target)
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k not in ("notice", "error")]
+    query += list(message.items())
+    return parts.path + ("?" + urlencode(query) if query else "")
+
+
+async def _form(request: Request) -> dict[str, str]:
+    body = await request.body()
+    if len(body) > MAX_FORM_BYTES:
+        raise HTTPException(413, "form too large")
+    return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+
+
+def _same_origin(request: Request) -> None:
+    """Refuse a form POST that another site made (belt and braces beside SameSite=Strict)."""
+    origin = request.headers.get("origin")
+    if origin and origin != "null" and origin != f"{request.url.scheme}://{request.url.netloc}":
+        raise HTTPException(403, "cross-site form post refused")
+
+
+def install_pages(api: FastAPI, service: Any, keys: KeyRing) -> None:
+    env = _env()
+
+    def render(name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+        html = env.get_template(name).render(**context)
+        return HTMLResponse(html, status_code=status_code, headers=SECURITY_HEADERS)
+
+    def signed_in(request: Request) -> Principal | RedirectResponse:
+        try:
+            return authenticate(keys, request, cookie=True)
+        except HTTPException:
+            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            return RedirectResponse(f"/login?{urlencode({'next': target})}", status_code=303)
+
+    def refused(principal: Principal, error: Forbidden) -> HTMLResponse:
+        return render("error.html", 403, principal=principal, message=str(error))
+
+    @api.get("/", include_in_schema=False)
+    async def root() -> RedirectResponse:
+        return RedirectResponse("/providers", status_code=303)
+
+    @api.get("/login", include_in_schema=False)
+    async def login_form(next: str | None = None) -> HTMLResponse:
+        return render("login.html", next=_safe_next(next), error=None, keys_configured=not keys.empty)
+
+    @api.post("/login", include_in_schema=False)
+    async def login(request: Request) -> Response:
+        _same_origin(request)
+        form = await _form(request)
+        target = _safe_next(form.get("next"))
+        key = form.get("key", "").strip()
+        principal = keys.lookup(key) if key else None
+        if principal is None:
+            return render("login.html", 401, next=target, error="Okänd nyckel / unknown key",
+                          keys_configured=not keys.empty)
+        response = RedirectResponse(target, status_code=303)
+        response.set_cookie(COOKIE_NAME, key, max_age=COOKIE_MAX_AGE, path="/", httponly=True, samesite="strict",
+                            secure=request.url.scheme == "https")
+        return response
+
+    @api.post("/logout", include_in_schema=False)
+    async def logout(request: Request) -> RedirectResponse:
+        _same_origin(request)
+        response = RedirectResponse("/login", status_code=303)
+        response.delete_cookie(COOKIE_NAME, path="/", httponly=True, samesite="strict")
+        return response
+
+    @api.get("/providers", include_in_schema=False)
+    async def providers_page(request: Request) -> Response:
+        principal = signed_in(request)
+        if isinstance(principal, Response):
+            return principal
+        from services.reporting.api import provider_summary
+
+        try:
+            ledgers = service.visible_ledgers(principal)
+        except Forbidden as error:
+            return refused(principal, error)
+        today = service.today()
+        summaries = sorted((provider_summary(ledger, today) for ledger in ledgers),
+                           key=lambda s: (-s["overdue"], s["next_due"] or "9999", s["id"]))
+        return render("providers.html", principal=principal, today=today, providers=summaries)
+
+    @api.get("/providers/{provider_id}", include_in_schema=False)
+    async def provider_page(request: Request, provider_id: str, system: str | None = None,
+                            responsible: str | None = None, status: str | None = None,
+                            notice: str | None = None, error: str | None = None) -> Response:
+        principal = signed_in(request)
+        if isinstance(principal, Response):
+            return principal
+        from services.reporting.api import matches, order, provider_summary, task_view
+
+        try:
+            principal.require_sees(provider_id)
+        except Forbidden as refusal:
+            return refused(principal, refusal)
+        ledger = service.store.load(provider_id)
+        if not ledger.tasks:
+            return render("error.html", 404, principal=principal, message=f"Inga uppgifter för {provider_id} / no tasks for this provider")
+        filters = {"system": _pick(system, list(SYSTEMS)), "responsible": _pick(responsible, RESPONSIBLE),
+                   "status": _pick(status, STATUSES)}
+        today = service.today()
+        records = sorted((r for r in ledger.tasks.values() if matches(r, **filters)), key=lambda r: order(r, today))
+        groups: dict[str, list[dict[str, Any]]] = {}
+        for record in records:  # groups in the order of their most urgent task
+            groups.setdefault(record.task.system, []).append(task_view(record, ledger, today))
+        labels = {task_id: f"{r.task.obligation} {r.task.action.replace('-', ' ')}" for task_id, r in ledger.tasks.items()}
+        back = request.url.path + (f"?{urlencode({k: v for k, v in filters.items() if v})}" if any(filters.values()) else "")
+        return render(
+            "provider.html", principal=principal, today=today, provider=provider_summary(ledger, today),
+            groups=groups, filters=filters, systems=list(SYSTEMS), responsibles=RESPONSIBLE, statuses=STATUSES,
+            labels=labels, may_change=principal.may_change(provider_id), back=back, notice=notice, error=error,
+            shown=len(records),
+        )
+
+    @api.post("/providers/{provider_id}/tasks/{task_id}/done", include_in_schema=False)
+    async def mark_done(request: Request, provider_id: str, task_id: str) -> Response:
+        principal = signed_in(request)
+        if isinstance(principal, Response):
+            return principal
+        _same_origin(request)
+        form = await _form(request)
+        back = _safe_next(form.get("back"), f"/providers/{quote(provider_id, safe='')}")
+        if not back.startswith(f"/providers/{quote(provider_id, safe='')}"):
+            back = f"/providers/{quote(provider_id, safe='')}"
+        try:
+            outcome = await service.move(principal, task_id, StatusRequest(status="done"), provider_id=provider_id)
+        except Forbidden as refusal:
+            return refused(principal, refusal)
+        except HTTPException as failure:
+            return RedirectResponse(_with_message(back, error=str(failure.detail)), status_code=303)
+        task = outcome.task or {}
+        label = f"{task.get('obligation', '')} {str(task.get('action', '')).replace('-', ' ')}".strip() or task_id
+        message = f"Klart: {label}" if outcome.status_code == 200 else f"Skickat, visas strax: {label}"
+        return RedirectResponse(_with_message(back, notice=message) + f"#task-{task_id}", status_code=303)

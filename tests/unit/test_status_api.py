@@ -1,0 +1,227 @@
+"""The status API and page over a fake ledger store (real Ledger objects) and a fake publisher that
+applies each change the way the reporting agent would."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import pytest
+from fastapi.testclient import TestClient
+
+from schemas.status import TaskStatusChange
+from services.planning.planner import Planner
+from services.planning.state import ProviderState
+from schemas.catalog import load_catalog
+from services.reporting.api import create_status_api
+from services.reporting.ledger import Ledger, change_status, record_task
+from services.runtime.access import COOKIE_NAME, KeyRing, key_entry
+from services.runtime.clock import FixedClock
+from services.runtime.settings import Settings
+from tests.unit import _events
+
+PLANNER = Planner(load_catalog())
+PLANNED_AT = dt.datetime(2025, 11, 3, 9, 0, tzinfo=dt.timezone.utc)
+OPS, ACME, OTHER, HR = "ops-key-0123456789abcdef", "acme-key-0123456789abcd", "other-key-0123456789abc", "hr-key-0123456789abcdef"
+KEYS = KeyRing([
+    key_entry("klk-it", OPS, "operator"),
+    key_entry("acme-admin", ACME, "provider-admin", provider_id="acme"),
+    key_entry("other-admin", OTHER, "provider-admin", provider_id="other"),
+    key_entry("hr", HR, "upstream", event_types=["StaffJoined"]),
+])
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+class FakeStore:
+    def __init__(self, *ledgers: Ledger):
+        self.tables = {ledger.provider_id: ledger for ledger in ledgers}
+
+    def load(self, provider_id: str) -> Ledger:
+        return self.tables.get(provider_id) or Ledger(provider_id=provider_id)
+
+    def provider_of(self, task_id: str) -> str | None:
+        return next((pid for pid, ledger in self.tables.items() if task_id in ledger.tasks), None)
+
+    def ledgers(self) -> list[Ledger]:
+        return list(self.tables.values())
+
+
+class AgentLikePublisher:
+    """Records what was published and applies it to the store, as the one writer would."""
+
+    def __init__(self, store: FakeStore, apply: bool = True):
+        self.store, self.apply, self.sent = store, apply, []
+
+    async def __call__(self, change: TaskStatusChange, correlation: str | None) -> None:
+        self.sent.append(change)
+        if self.apply:
+            ledger, _ = change_status(self.store.load(change.provider_id), change)
+            self.store.tables[change.provider_id] = ledger
+
+
+def planned(provider_id: str) -> Ledger:
+    plan = PLANNER.plan(_events.provider_started(provider_id), ProviderState(provider_id=provider_id))
+    ledger = Ledger(provider_id=provider_id)
+    for task in plan.tasks:
+        ledger, _ = record_task(ledger, task, PLANNED_AT)
+    return ledger
+
+
+def by_rule(ledger: Ledger, rule: str):
+    return next(record for record in ledger.tasks.values() if record.task.rule == rule)
+
+
+@pytest.fixture
+def world():
+    store = FakeStore(planned("acme"), planned("other"))
+    publisher = AgentLikePublisher(store)
+    # "Today" after some of acme's tasks fell due: they are overdue.
+    dues = sorted({r.task.due for r in store.load("acme").tasks.values()})
+    today = dues[len(dues) // 2]
+    clock = FixedClock(dt.datetime.combine(today, dt.time(10, 0), tzinfo=dt.timezone.utc))
+    api = create_status_api(store, KEYS, publisher, clock, Settings(status_wait_timeout=0.3))
+    return TestClient(api), store, publisher, today
+
+
+def test_every_route_needs_a_key(world):
+    client, *_ = world
+    for path in ("/v1/providers", "/v1/providers/acme/tasks", "/v1/tasks/overdue"):
+        response = client.get(path)
+        assert response.status_code == 401 and response.headers["WWW-Authenticate"] == "Bearer"
+    assert client.post("/v1/tasks/x/status", json={"status": "done"}).status_code == 401
+    assert client.get("/v1/providers", headers=bearer(HR)).status_code == 403
+
+
+def test_providers_with_progress_and_a_provider_admin_sees_only_its_own(world):
+    client, store, _, today = world
+    everything = client.get("/v1/providers", headers=bearer(OPS)).json()
+    assert everything["today"] == today.isoformat()
+    assert {p["id"] for p in everything["providers"]} == {"acme", "other"}
+    acme = next(p for p in everything["providers"] if p["id"] == "acme")
+    ledger = store.load("acme")
+    assert acme["total"] == len(ledger.tasks)
+    assert acme["open"] + acme["blocked"] == acme["total"]
+    assert acme["overdue"] == sum(1 for r in ledger.tasks.values() if r.overdue(today)) > 0
+    assert acme["next_due"] == min(r.task.due for r in ledger.tasks.values()).isoformat()
+    own = client.get("/v1/providers", headers=bearer(ACME)).json()["providers"]
+    assert [p["id"] for p in own] == ["acme"]
+    refused = client.get("/v1/providers/other/tasks", headers=bearer(ACME))
+    assert refused.status_code == 403
+    assert refused.json()["detail"] == "key 'acme-admin' sees only provider acme"
+    assert client.get("/v1/providers/nobody/tasks", headers=bearer(OPS)).status_code == 404
+
+
+def test_the_checklist_puts_overdue_work_first_and_filters(world):
+    client, store, _, today = world
+    body = client.get("/v1/providers/acme/tasks", headers=bearer(ACME)).json()
+    tasks = body["tasks"]
+    assert len(tasks) == len(store.load("acme").tasks)
+    flags = [t["overdue"] for t in tasks]
+    assert flags == sorted(flags, reverse=True) and flags[0]
+    overdue_dues = [t["due"] for t in tasks if t["overdue"]]
+    assert overdue_dues == sorted(overdue_dues)
+    first = tasks[0]
+    assert {"system", "status", "due", "obligation", "channel", "instructions", "depends_on", "history"} <= set(first)
+    assert first["history"][0]["by"] == "omboard"
+    siebel = client.get("/v1/providers/acme/tasks?system=siebel&status=blocked", headers=bearer(ACME)).json()["tasks"]
+    assert siebel and all(t["system"] == "siebel" and t["status"] == "blocked" for t in siebel)
+    assert all(t["waiting_for"] for t in siebel)
+    assert client.get("/v1/providers/acme/tasks?system=nope", headers=bearer(ACME)).status_code == 422
+
+
+def test_overdue_tasks_across_providers_and_for_one(world):
+    client, store, _, today = world
+    every = client.get("/v1/tasks/overdue", headers=bearer(OPS)).json()["tasks"]
+    assert {t["provider_id"] for t in every} == {"acme", "other"}
+    assert all(t["overdue"] and dt.date.fromisoformat(t["due"]) < today for t in every)
+    own = client.get("/v1/tasks/overdue?responsible=provider", headers=bearer(ACME)).json()["tasks"]
+    assert own and {t["provider_id"] for t in own} == {"acme"} and {t["responsible"] for t in own} == {"provider"}
+
+
+def test_marking_a_prerequisite_done_publishes_a_change_and_answers_with_the_applied_task(world):
+    client, store, publisher, _ = world
+    send = by_rule(store.load("acme"), "siebel-send-org-structure")
+    create = by_rule(store.load("acme"), "siebel-create-org-structure")
+
+    response = client.post(f"/v1/tasks/{send.task.id}/status", json={"status": "done", "reason": "mailed"},
+                           headers=bearer(ACME))
+
+    assert response.status_code == 200, response.text
+    assert response.json()["changed"] is True
+    assert response.json()["task"]["status"] == "done"
+    [change] = publisher.sent
+    assert (change.task_id, change.provider_id, change.status, change.by, change.source) == (send.task.id, "acme", "done", "acme-admin", "api")
+    assert store.load("acme").tasks[create.task.id].status == "open"
+    # The same again changes nothing and publishes nothing.
+    again = client.post(f"/v1/tasks/{send.task.id}/status", json={"status": "done"}, headers=bearer(OPS))
+    assert again.status_code == 200 and again.json()["changed"] is False
+    assert len(publisher.sent) == 1
+
+
+def test_unknown_task_illegal_move_and_another_providers_task_change_nothing(world):
+    client, store, publisher, _ = world
+    blocked = by_rule(store.load("acme"), "siebel-create-org-structure")
+    before = store.load("acme")
+
+    unknown = client.post("/v1/tasks/no-such-task/status", json={"status": "done"}, headers=bearer(OPS))
+    illegal = client.post(f"/v1/tasks/{blocked.task.id}/status", json={"status": "done"}, headers=bearer(OPS))
+    foreign = client.post(f"/v1/tasks/{blocked.task.id}/status", json={"status": "cancelled"}, headers=bearer(OTHER))
+    no_reason = client.post(f"/v1/tasks/{blocked.task.id}/status", json={"status": "failed"}, headers=bearer(OPS))
+
+    assert unknown.status_code == 404
+    assert illegal.status_code == 409 and "is blocked: it waits for" in illegal.json()["detail"]
+    assert foreign.status_code == 403 and "other-admin" in foreign.json()["detail"]
+    assert no_reason.status_code == 422
+    assert publisher.sent == [] and store.load("acme") == before
+
+
+def test_a_change_the_ledger_does_not_show_in_time_is_202(world):
+    client, store, publisher, _ = world
+    publisher.apply = False
+    task = by_rule(store.load("acme"), "siebel-send-org-structure")
+    response = client.post(f"/v1/tasks/{task.task.id}/status", json={"status": "done", "by": "Karin"}, headers=bearer(OPS))
+    assert response.status_code == 202
+    assert publisher.sent[0].by == "Karin"
+
+
+def test_the_page_asks_for_a_login_then_shows_the_checklist_and_marks_done(world):
+    client, store, publisher, _ = world
+    first = client.get("/providers/acme", follow_redirects=False)
+    assert first.status_code == 303 and first.headers["location"] == "/login?next=%2Fproviders%2Facme"
+    assert client.post("/login", data={"key": "wrong", "next": "/providers/acme"}).status_code == 401
+
+    login = client.post("/login", data={"key": ACME, "next": "/providers/acme"}, follow_redirects=False)
+    assert login.status_code == 303 and login.headers["location"] == "/providers/acme"
+    cookie = login.headers["set-cookie"]
+    assert f"{COOKIE_NAME}=" in cookie and "HttpOnly" in cookie and "SameSite=strict" in cookie.replace("Strict", "strict")
+
+    page = client.get("/providers/acme")
+    assert page.status_code == 200
+    assert "Content-Security-Policy" in page.headers
+    assert "Siebel" in page.text and "Klar / done" in page.text
+    rows = re.findall(r'data-status="(\w+)" data-overdue="(\w+)"', page.text)
+    assert rows and rows[0][1] == "yes"
+    assert "SE2321000032" not in page.text  # never an HSA-id
+
+    task = by_rule(store.load("acme"), "siebel-send-org-structure")
+    done = client.post(f"/providers/acme/tasks/{task.task.id}/done", data={"back": "/providers/acme?system=siebel"},
+                       follow_redirects=False)
+    assert done.status_code == 303
+    assert done.headers["location"].startswith("/providers/acme?system=siebel&notice=")
+    assert store.load("acme").tasks[task.task.id].status == "done"
+
+    assert client.get("/providers/other").status_code == 403
+    cross_site = client.post(f"/providers/acme/tasks/{task.task.id}/done", headers={"Origin": "https://evil.example"})
+    assert cross_site.status_code == 403
+    assert client.get("/login?next=//evil.example").text.count('value="/providers"') == 1
+
+
+def test_the_provider_list_page(world):
+    client, *_ = world
+    page = client.get("/providers", headers=bearer(OPS))
+    assert page.status_code == 200
+    assert page.text.index("/providers/acme") > 0 and "/providers/other" in page.text
+    assert client.get("/providers", headers=bearer(ACME)).text.count('href="/providers/') == 1
