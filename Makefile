@@ -30,5 +30,10 @@ integration: setup
 bench: setup
 	$(BIN)/python -m tests.benchmarks.pipeline
 
+# Grafana dashboards as code: regenerate deploy/grafana/dashboards/*.json (commit the result).
+.PHONY: dashboards
+dashboards: setup
+	$(BIN)/python -m deploy.grafana.generate
+
 clean:
 	rm -rf $(VENV) var build *.egg-info
