@@ -1,0 +1,1 @@
+"""Deployment files; ``deploy.grafana.generate`` writes the Grafana dashboards (``make dashboards``)."""
