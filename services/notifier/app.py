@@ -34,7 +34,6 @@ from email.message import EmailMessage
 
 import faust
 
-from schemas.events import EVENT_TYPES
 from schemas.notifications import DeliveryRecord, NotificationRequest
 from schemas.topics import EVENTS, NOTIFICATIONS, NOTIFICATIONS_SENT
 from schemas.wire import correlation_id, event_from_kafka, model_from_kafka, model_to_kafka
@@ -73,11 +72,6 @@ SEND_BACKOFF = 1.0
 
 #: The EVENTS_CONSUMED/EVENTS_FAILED type of a notification request.
 NOTIFICATION_TYPE = "notification"
-
-
-def _known(event_type: str) -> str:
-    """A label value from a closed set: a header is input, and input must not mint label values."""
-    return event_type if event_type in EVENT_TYPES else "unknown"
 
 
 def _reason(error: BaseException) -> str:
@@ -131,7 +125,7 @@ def build(
         async for batch in batches(stream, BATCH_SIZE, BATCH_WITHIN):
             rejected: list[Outgoing] = []
             for received in batch:
-                event_type = _known((received.header("ce_type") or b"unknown").decode("utf-8", "replace")[:40])
+                event_type = metrics.metric_event_type(received)
                 began = time.perf_counter()
                 metrics.observe_age(SERVICE, received.topic, received.timestamp, time.time())
                 try:

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import faust
 
 from schemas.notifications import NotificationRequest
-from schemas.topics import NOTIFICATIONS
+from schemas.topics import EVENTS, NOTIFICATIONS, TASK_STATUS
 from schemas.wire import model_to_kafka
 from schemas.catalog import load_catalog
 from services.planning.handlers import decode_state
@@ -22,6 +22,7 @@ from services.reporting.handlers import HANDLERS, Context, Effect
 from services.reporting.ledger import Ledger, notifications_due
 from services.reporting.stats import LedgerStats
 from services.runtime import metrics
+from services.runtime.metrics import metric_event_type
 from services.runtime.clock import Clock, clock_from_settings
 from services.runtime.deadletter import dead_letter
 from services.runtime.faust_app import create_app
@@ -133,14 +134,16 @@ def build(settings: Settings, clock: Clock | None = None, **app_options) -> faus
 
                 for received in batch:
                     started = time.perf_counter()
+                    kind = _kind(received)
+                    metrics.observe_age(SERVICE, received.topic, received.timestamp, time.time())
                     try:
                         effect: Effect = HANDLERS[received.topic](received, ctx)
                     except Exception as error:  # noqa: BLE001 - recorded, and the agent goes on
-                        metrics.EVENTS_FAILED.labels(SERVICE, received.topic).inc()
+                        metrics.EVENTS_FAILED.labels(SERVICE, kind).inc()
                         metrics.DEAD_LETTERS.labels(SERVICE, received.topic).inc()
                         outgoing.append(dead_letter(SERVICE, received, f"{type(error).__name__}: {error}"))
                         continue
-                    metrics.EVENTS_CONSUMED.labels(SERVICE, received.topic).inc()
+                    metrics.EVENTS_CONSUMED.labels(SERVICE, kind).inc()
                     metrics.PROCESSING_SECONDS.labels(SERVICE).observe(time.perf_counter() - started)
                     if effect.ledger is not None:
                         provider_id = effect.ledger.provider_id
@@ -199,6 +202,13 @@ def build(settings: Settings, clock: Clock | None = None, **app_options) -> faus
 
     app.service_agents = [keep_ledger]
     return app
+
+
+def _kind(received) -> str:
+    """The ``type`` label: the event type on omboard.events, else what the topic carries."""
+    if received.topic == EVENTS:
+        return metric_event_type(received)
+    return "TaskStatusChange" if received.topic == TASK_STATUS else "Task"
 
 
 def _count(effect: Effect) -> None:

@@ -16,11 +16,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import typer
 
-from schemas.events import EVENT_TYPES, Envelope, FieldError, InvalidEvent, parse_event
+from schemas.events import Envelope, FieldError, InvalidEvent, parse_event
 
 DEFAULT_TIMEOUT = 10.0  # seconds; as services.intake.publisher.DEFAULT_TIMEOUT, without importing Kafka
 

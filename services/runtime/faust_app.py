@@ -82,8 +82,8 @@ def create_app(
         store="memory://",  # RocksDB is not installed; tables recover from their changelogs
         datadir=settings.data_dir / service,
         web_port=web_port,
-        web_bind="127.0.0.1",
-        web_host="127.0.0.1",
+        web_bind=settings.web_bind,
+        web_host=settings.web_bind if settings.web_bind != "0.0.0.0" else "localhost",
         key_serializer="raw",
         value_serializer="raw",  # agents decode, so a bad message can be dead-lettered
     )

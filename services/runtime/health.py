@@ -12,6 +12,21 @@ from faust.web import Request, Response, View
 from services.runtime import metrics
 
 
+def crashed_agents(app: faust.App) -> list[str]:
+    """Agents with no live actor: Faust leaves the worker running and idle, so only a restart
+    brings them back."""
+    problems = []
+    for name, agent in app.agents.items():
+        actors = list(agent._actors)  # Faust keeps no public list; this is what its supervisor watches
+        if not actors:
+            problems.append(f"agent {name} has no running actor")
+        for actor in actors:
+            task = getattr(actor, "actor_task", None)
+            if actor.crashed or (task is not None and task.done()):
+                problems.append(f"agent {name} crashed")
+    return problems
+
+
 def readiness_problems(app: faust.App) -> list[str]:
     problems = []
     if getattr(app, "rebalancing", False):
@@ -24,15 +39,7 @@ def readiness_problems(app: faust.App) -> list[str]:
         assigned = set()
     if not assigned:
         problems.append("no partitions assigned yet")
-    for name, agent in app.agents.items():
-        actors = list(agent._actors)  # Faust keeps no public list; this is what its supervisor watches
-        if not actors:
-            problems.append(f"agent {name} has no running actor")
-        for actor in actors:
-            task = getattr(actor, "actor_task", None)
-            if actor.crashed or (task is not None and task.done()):
-                problems.append(f"agent {name} crashed")
-    return problems
+    return problems + crashed_agents(app)
 
 
 def consumer_lag(app: faust.App) -> dict[str, int]:
@@ -69,7 +76,12 @@ def install_health(app: faust.App, service: str) -> None:
 
     @app.page("/healthz")
     class Health(View):
+        # Liveness: a crashed agent is a broken process (Faust keeps it running, idle), so an
+        # orchestrator should restart it. Rebalancing or recovering is only "not ready".
         async def get(self, request: Request) -> Response:
+            crashed = [problem for problem in crashed_agents(app) if "crashed" in problem]
+            if crashed:
+                return self.json({"status": "broken", "problems": crashed}, status=503)
             return self.json({"status": "ok"})
 
     @app.page("/readyz")

@@ -86,3 +86,13 @@ def exposition() -> tuple[bytes, str]:
 def observe_age(service: str, topic: str, timestamp: float | None, now: float) -> None:
     if timestamp:
         MESSAGE_AGE_SECONDS.labels(service, topic).observe(max(0.0, now - timestamp))
+
+
+def metric_event_type(received) -> str:
+    """A ``type`` label from a message's ce_type header, from a closed set: a header is input, and
+    input must not mint label values."""
+    from schemas.events import EVENT_TYPES
+
+    raw = received.header("ce_type") or b""
+    event_type = raw.decode("utf-8", "replace")
+    return event_type if event_type in EVENT_TYPES else "unknown"

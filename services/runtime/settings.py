@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     web_port_base: int = 6066  # worker N of schemas.topics.SERVICES serves health and metrics on base + N
+    # Where each worker's health and metrics server listens: loopback on a developer machine; a
+    # container sets 0.0.0.0 so probes and Prometheus can reach it.
+    web_bind: str = "127.0.0.1"
     web_port: int | None = None  # overrides the base for a single worker (tests, the launcher)
     # The status API and page, served inside the reporting worker (its ledger is local to it).
     status_host: str = "127.0.0.1"

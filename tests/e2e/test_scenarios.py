@@ -179,13 +179,22 @@ def test_an_organisation_change_ordered_too_late_warns_and_notifies_at_once(emit
     ticket = next(t for t in tasks if t["obligation"] == "OC1")
     assert ticket["due"] < "2026-05-04"
     reader = TopicReader(broker.bootstrap, NOTIFICATIONS)
+
+    def late_notices(records) -> set[str]:
+        parties = set()
+        for record in records:
+            try:
+                request = json.loads(record.value)
+            except ValueError:
+                continue  # other tests put malformed requests on this topic on purpose
+            if (request.get("provider_id") == "scn-late-org-change" and request.get("kind") == "late-order"
+                    and ticket["id"] in [line["task_id"] for line in request["tasks"]]):
+                parties.add(request["responsible"])
+        return parties
+
     try:
-        records = reader.wait_for(
-            lambda rs: {json.loads(r.value)["responsible"] for r in rs if json.loads(r.value)["provider_id"] == "scn-late-org-change"
-                        and json.loads(r.value)["kind"] == "late-order" and ticket["id"] in [l["task_id"] for l in json.loads(r.value)["tasks"]]}
-            >= {"provider", "klk-it"},
-            what="late-order notices to the provider and KLK IT")
-        assert records
+        reader.wait_for(lambda rs: late_notices(rs) >= {"provider", "klk-it"},
+                        what="late-order notices to the provider and KLK IT")
     finally:
         reader.close()
 
