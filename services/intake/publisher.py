@@ -18,7 +18,7 @@ from typing import Any
 from schemas.events import Envelope
 from schemas.topics import EVENTS
 from schemas.wire import Headers, event_to_kafka
-from services.runtime.broker import aiokafka_client_config, kafka_client_config
+from services.runtime.broker import aiokafka_client_config, bootstrap_servers, kafka_client_config
 from services.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -56,10 +56,6 @@ def encode_event(event: Envelope, correlation_id: str | None = None, topic: str 
     )
 
 
-def _servers(bootstrap: str) -> list[str]:
-    return [server.strip() for server in bootstrap.split(",") if server.strip()]
-
-
 class EventPublisher:
     """An aiokafka producer for domain events; ``start`` may be retried after a failure."""
 
@@ -77,7 +73,7 @@ class EventPublisher:
         self.topic = topic
         self.timeout = timeout
         self._config: dict[str, Any] = {
-            "bootstrap_servers": _servers(bootstrap),
+            "bootstrap_servers": bootstrap_servers(bootstrap),
             "client_id": client_id,
             "acks": "all",
             "request_timeout_ms": int(timeout * 1000),
@@ -167,7 +163,7 @@ class BlockingEventPublisher:
         timeout_ms = int(timeout * 1000)
         try:
             self._producer = KafkaProducer(
-                bootstrap_servers=_servers(bootstrap),
+                bootstrap_servers=bootstrap_servers(bootstrap),
                 client_id=client_id,
                 acks="all",
                 # One request in flight: a retried batch cannot overtake the next one, so one

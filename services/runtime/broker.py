@@ -76,7 +76,8 @@ def aiokafka_client_config(settings: Settings | None) -> dict[str, Any]:
     return config
 
 
-def _bootstrap_servers(bootstrap: str) -> list[str]:
+def bootstrap_servers(bootstrap: str) -> list[str]:
+    """``host:port`` entries of a comma-separated bootstrap setting."""
     return [server.strip() for server in bootstrap.split(",") if server.strip()]
 
 
@@ -85,7 +86,7 @@ def _metadata_consumer(bootstrap: str, settings: Settings | None, timeout_ms: in
     # parse the authorized-operations bits Tansu returns and fail ("14 is not a valid
     # ACLOperation"). allow_auto_create_topics=False so asking never creates a topic.
     return KafkaConsumer(
-        bootstrap_servers=_bootstrap_servers(bootstrap),
+        bootstrap_servers=bootstrap_servers(bootstrap),
         client_id="omboard-admin",
         allow_auto_create_topics=False,
         request_timeout_ms=timeout_ms + 1_000,
@@ -110,7 +111,7 @@ def create_topics(
     """
     wanted = sorted(set(names))
     admin = KafkaAdminClient(
-        bootstrap_servers=_bootstrap_servers(bootstrap), client_id="omboard-admin", **kafka_client_config(settings)
+        bootstrap_servers=bootstrap_servers(bootstrap), client_id="omboard-admin", **kafka_client_config(settings)
     )
     consumer = _metadata_consumer(bootstrap, settings)
     try:

@@ -39,6 +39,10 @@ class FileClock:
         self._path = path
         self._zone = ZoneInfo(zone)
 
+    @property
+    def path(self) -> Path:
+        return self._path
+
     def now(self) -> dt.datetime:
         try:
             text = self._path.read_text().strip()

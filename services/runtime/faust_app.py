@@ -10,7 +10,7 @@ from faust.types.auth import CredentialsT
 from pydantic import BaseModel
 
 from schemas.topics import SERVICES
-from services.runtime.broker import aiokafka_client_config
+from services.runtime.broker import aiokafka_client_config, bootstrap_servers
 from services.runtime.health import install_health
 from services.runtime.settings import Settings
 
@@ -65,7 +65,7 @@ def create_app(
         web_port = settings.web_port or settings.web_port_base + SERVICES.index(service)
     # Faust creates its datadir without parents, and var/data does not exist on a fresh checkout.
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    servers = [server.strip() for server in settings.kafka_bootstrap.split(",") if server.strip()]
+    servers = bootstrap_servers(settings.kafka_bootstrap)
     app = faust.App(
         app_id or f"omboard-{service}",
         broker=[f"kafka://{server}" for server in servers],

@@ -8,6 +8,7 @@ to every process in ``OMBOARD_API_KEYS``. They are demo keys: printed, and gone 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -17,6 +18,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -163,13 +165,13 @@ class Stack:
             time.sleep(0.2)
 
     def stop(self) -> None:
-        # The API first (no new input), then the workers, the mail sink and the broker last.
-        for name in ["api", *reversed(list(self.processes))]:
-            process = self.processes.pop(name, None)
-            if process is None:
-                continue
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
+        # The API first (no new input), then every worker at once, the mail sink and the broker last.
+        for group in (["api"], [name for name in self.processes if name != "api"]):
+            stopping = [self.processes.pop(name) for name in group if name in self.processes]
+            for process in stopping:
+                if process.poll() is None:
+                    process.send_signal(signal.SIGTERM)
+            for process in stopping:
                 try:
                     process.wait(timeout=15)
                 except subprocess.TimeoutExpired:
@@ -181,6 +183,16 @@ class Stack:
         if self.broker is not None:
             self.broker.stop()
             self.broker = None
+
+    @contextlib.contextmanager
+    def running(self, timeout: float = 90.0) -> Iterator[Stack]:
+        """Started and ready inside the block, stopped after it, whatever happens."""
+        self.start()
+        try:
+            self.wait_ready(timeout=timeout)
+            yield self
+        finally:
+            self.stop()
 
     def publish(self, event: dict) -> dict:
         request = urllib.request.Request(

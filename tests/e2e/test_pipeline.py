@@ -45,14 +45,10 @@ def stack(broker, clock, tmp_path_factory) -> Iterator[Stack]:
         api_port=free_port(),
         partitions=TEST_PARTITIONS,
         sweep_interval=0.3,
-        clock_file=clock._path,
+        clock_file=clock.path,
     )
-    stack.start()
-    try:
-        stack.wait_ready(timeout=90)
+    with stack.running(timeout=90):
         yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.fixture

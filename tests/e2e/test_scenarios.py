@@ -82,12 +82,8 @@ def dry_run(events: list[dict]) -> list[dict]:
 def planners(broker, tmp_path_factory) -> Iterator[Stack]:
     stack = Stack(var_dir=tmp_path_factory.mktemp("scenarios"), bootstrap=broker.bootstrap, api_port=free_port(),
                   partitions=TEST_PARTITIONS, services=("orgstructure", "permissions"))
-    stack.start()
-    try:
-        stack.wait_ready(timeout=90)
+    with stack.running(timeout=90):
         yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.fixture(scope="module")

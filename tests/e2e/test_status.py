@@ -36,16 +36,12 @@ def stack(broker, tmp_path_factory) -> Iterator[Stack]:
     clock = FileClock(tmp_path_factory.mktemp("clock") / "now")
     clock.set(NOW)
     stack = Stack(var_dir=tmp_path_factory.mktemp("var"), bootstrap=broker.bootstrap, api_port=free_port(),
-                  partitions=TEST_PARTITIONS, sweep_interval=0.3, clock_file=clock._path,
+                  partitions=TEST_PARTITIONS, sweep_interval=0.3, clock_file=clock.path,
                   extra_env={"OMBOARD_KLK_IT_EMAIL": KLK_IT})
     stack.add_key(f"{PROVIDER}-admin", "provider-admin", provider_id=PROVIDER)
     stack.add_key("elsewhere-admin", "provider-admin", provider_id="e2e-elsewhere")
-    stack.start()
-    try:
-        stack.wait_ready(timeout=90)
+    with stack.running(timeout=90):
         yield stack
-    finally:
-        stack.stop()
 
 
 def eventually(check: Callable[[], object], what: str, timeout: float = 30.0) -> object:

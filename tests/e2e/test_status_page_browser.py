@@ -55,7 +55,7 @@ def stack(broker, tmp_path_factory) -> Iterator[Stack]:
     clock = FileClock(tmp_path_factory.mktemp("clock") / "now")
     clock.set(NOW)
     stack = Stack(var_dir=tmp_path_factory.mktemp("var"), bootstrap=broker.bootstrap, api_port=free_port(),
-                  partitions=TEST_PARTITIONS, sweep_interval=0.3, clock_file=clock._path)
+                  partitions=TEST_PARTITIONS, sweep_interval=0.3, clock_file=clock.path)
     stack.add_key(f"{PROVIDER}-admin", "provider-admin", provider_id=PROVIDER)
     stack.start()
     try:

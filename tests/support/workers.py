@@ -26,7 +26,9 @@ class WorkerProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the process
         self.process = subprocess.Popen(
             [sys.executable, "-m", "services.runtime.worker", self.service],
-            env={**os.environ, **self.env, "OMBOARD_WEB_PORT": str(self.web_port)},
+            # Free ports of its own, so a developer's `make run` or another test's worker is no obstacle.
+            env={**os.environ, **self.env, "OMBOARD_WEB_PORT": str(self.web_port),
+                 "OMBOARD_STATUS_PORT": str(free_port())},
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True, preexec_fn=die_with_parent,
         )
