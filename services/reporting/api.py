@@ -34,7 +34,7 @@ from schemas.events import SystemId
 from schemas.identifiers import pseudonym
 from schemas.status import StatusRequest, TaskStatusChange
 from schemas.tasks import Responsible, TaskStatus
-from services.reporting.ledger import IllegalMove, Ledger, TaskRecord, UnknownTask, check_move
+from services.reporting.ledger import IllegalMove, Ledger, TaskRecord, UnknownTask, check_move, waiting_for
 from services.runtime.access import Forbidden, KeyRing, Principal, count_requests, require_key
 from services.runtime.clock import Clock
 from services.runtime.settings import Settings
@@ -60,7 +60,6 @@ class LedgerReader(Protocol):
 
 def task_view(record: TaskRecord, ledger: Ledger, today: dt.date) -> dict[str, Any]:
     task = record.task
-    waiting = [dep for dep in task.depends_on if (ledger.tasks.get(dep) is None or ledger.tasks[dep].status != "done")]
     return {
         "id": task.id,
         "provider_id": ledger.provider_id,
@@ -79,7 +78,7 @@ def task_view(record: TaskRecord, ledger: Ledger, today: dt.date) -> dict[str, A
         "quantity": task.quantity,
         "instructions": task.instructions.model_dump(),
         "depends_on": list(task.depends_on),
-        "waiting_for": waiting if record.status == "blocked" else [],
+        "waiting_for": waiting_for(ledger, record) if record.status == "blocked" else [],
         "catalog_version": task.catalog_version,
         "history": [entry.model_dump(mode="json") for entry in record.history],
     }

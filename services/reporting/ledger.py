@@ -111,6 +111,11 @@ def _is_resolved(ledger: Ledger, task_id: str) -> bool:
     return record is not None and record.status in ("done", "cancelled")
 
 
+def waiting_for(ledger: Ledger, record: TaskRecord) -> list[str]:
+    """The prerequisites of ``record`` that still hold it up."""
+    return [dep for dep in record.task.depends_on if not _is_resolved(ledger, dep)]
+
+
 def check_move(ledger: Ledger, task_id: str, status: TaskStatus) -> TaskRecord:
     """The task's record if ``status`` may be set now (the same status again is allowed and
     changes nothing); raises UnknownTask or IllegalMove naming why not."""
@@ -120,8 +125,8 @@ def check_move(ledger: Ledger, task_id: str, status: TaskStatus) -> TaskRecord:
     if record.status == status or status in ALLOWED_MOVES[record.status]:
         return record
     if record.status == "blocked" and status == "done":
-        waiting = [dep for dep in record.task.depends_on if not _is_resolved(ledger, dep)]
-        raise IllegalMove(f"task {task_id} is blocked: it waits for {', '.join(waiting)} to be done first")
+        waiting = ", ".join(waiting_for(ledger, record))
+        raise IllegalMove(f"task {task_id} is blocked: it waits for {waiting} to be done first")
     raise IllegalMove(f"task {task_id} is {record.status}; it cannot move to {status}")
 
 
