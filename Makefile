@@ -27,6 +27,9 @@ unit: setup
 integration: setup
 	$(BIN)/python -m pytest tests/integration tests/e2e
 
+lint: setup
+	$(BIN)/ruff check .
+
 bench: setup
 	$(BIN)/python -m tests.benchmarks.pipeline
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -109,7 +109,7 @@ class ProviderStarted(Contract):
         return self.provider.id
 
     @model_validator(mode="after")
-    def _consistent(self) -> "ProviderStarted":
+    def _consistent(self) -> ProviderStarted:
         unit_ids = [unit.id for unit in self.units]
         if len(set(unit_ids)) != len(unit_ids):
             raise ValueError("units: two units share an id")
@@ -184,18 +184,18 @@ class ServiceReportSubmitted(Contract):
     submitted_on: dt.date
 
 
-EventData = Union[
-    ProviderStarted,
-    OrgChangeRequested,
-    SubcontractorStarted,
-    SubcontractorEnded,
-    UnitClosed,
-    StaffJoined,
-    StaffLeft,
-    StaffRoleChanged,
-    ContactAssigned,
-    ServiceReportSubmitted,
-]
+EventData = (
+    ProviderStarted
+    | OrgChangeRequested
+    | SubcontractorStarted
+    | SubcontractorEnded
+    | UnitClosed
+    | StaffJoined
+    | StaffLeft
+    | StaffRoleChanged
+    | ContactAssigned
+    | ServiceReportSubmitted
+)
 
 #: The one table from a CloudEvents ``type`` to the model of its ``data``.
 EVENT_TYPES: dict[str, type[Contract]] = {model.__name__: model for model in EventData.__args__}  # type: ignore[attr-defined]
@@ -232,7 +232,7 @@ class Envelope(Contract):
         return raw
 
     @model_validator(mode="after")
-    def _data_matches_type(self) -> "Envelope":
+    def _data_matches_type(self) -> Envelope:
         if type(self.data).__name__ != self.type:
             raise ValueError(f"data does not match type {self.type}")
         return self

@@ -13,7 +13,6 @@ from schemas.notifications import DeliveryRecord, NotificationRequest
 from schemas.tasks import Task
 from schemas.topics import REGISTRY
 
-
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 

@@ -23,7 +23,7 @@ class StatusRequest(Contract):
     by: Annotated[str, Field(min_length=1, max_length=200)] | None = None  # defaults to the API key's name
 
     @model_validator(mode="after")
-    def _failed_needs_reason(self) -> "StatusRequest":
+    def _failed_needs_reason(self) -> StatusRequest:
         if self.status == "failed" and not self.reason:
             raise ValueError("reason: a failed task needs a reason")
         return self
@@ -42,7 +42,7 @@ class TaskStatusChange(Contract):
     source: Annotated[str, Field(min_length=1, max_length=100)] = "api"
 
     @model_validator(mode="after")
-    def _failed_needs_reason(self) -> "TaskStatusChange":
+    def _failed_needs_reason(self) -> TaskStatusChange:
         if self.status == "failed" and not self.reason:
             raise ValueError("reason: a failed task needs a reason")
         return self

@@ -13,7 +13,7 @@ from schemas.events import field_errors
 
 DEFAULT_CATALOG = Path(__file__).with_name("uppsala.yaml")
 
-__all__ = ["Catalog", "Rule", "CatalogError", "load_catalog", "DEFAULT_CATALOG"]
+__all__ = ["DEFAULT_CATALOG", "Catalog", "CatalogError", "Rule", "load_catalog"]
 
 
 class CatalogError(ValueError):

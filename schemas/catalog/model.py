@@ -54,7 +54,7 @@ class Condition(Contract):
     licensed: bool | None = None  # person-scoped rules
     subcontractor_staff: bool | None = None  # person-scoped rules: the person works for a subcontractor
     subcontractor_unit: bool | None = None  # unit-scoped rules: the unit is a subcontractor's organisation (SC1)
-    any_of: list["Condition"] = Field(default_factory=list)
+    any_of: list[Condition] = Field(default_factory=list)
 
 
 class Deadline(Contract):
@@ -84,7 +84,7 @@ class Escalation(Contract):
     to: list[Responsible] = Field(default_factory=lambda: ["provider", "klk-it"])
 
     @model_validator(mode="after")
-    def _positive(self) -> "Escalation":
+    def _positive(self) -> Escalation:
         if any(days < 1 for days in self.after):
             raise ValueError("after: business days after the due date start at 1")
         return self
@@ -131,7 +131,7 @@ class Rule(Contract):
     instructions: Text
 
     @model_validator(mode="after")
-    def _coherent(self) -> "Rule":
+    def _coherent(self) -> Rule:
         if self.revokes and self.scope != "person":
             raise ValueError("revokes: only a person-scoped rule can cancel a person's access")
         if self.revokes and "StaffJoined" in self.triggers:
@@ -220,7 +220,7 @@ class Catalog(Contract):
         return {**raw, "rules": rules}
 
     @model_validator(mode="after")
-    def _references(self) -> "Catalog":
+    def _references(self) -> Catalog:
         rule_ids = [rule.id for rule in self.rules]
         duplicates = sorted({rid for rid in rule_ids if rule_ids.count(rid) > 1})
         if duplicates:

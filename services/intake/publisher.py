@@ -138,7 +138,7 @@ class EventPublisher:
 async def _quietly_stop(producer: Any) -> None:
     try:
         await producer.stop()
-    except Exception:  # noqa: BLE001 - stopping a producer that never connected may fail; nothing to do
+    except Exception:
         log.debug("stopping the Kafka producer failed", exc_info=True)
 
 

@@ -207,7 +207,7 @@ def build(
             metrics.observe_age(SERVICE, received.topic, received.timestamp, time.time())
             try:
                 outgoing, failed = await deliver(received)
-            except Exception as error:  # noqa: BLE001 - recorded, and the agent goes on
+            except Exception as error:
                 log.exception("notifier: failed on %s[%d]@%d", received.topic, received.partition, received.offset)
                 outgoing, failed = [dead_letter(SERVICE, received, f"notifier failed: {_reason(error)}")], True
             if failed:
@@ -218,7 +218,7 @@ def build(
             metrics.PROCESSING_SECONDS.labels(SERVICE).observe(time.perf_counter() - began)
             try:
                 await send_all(app, outgoing)
-            except Exception:  # noqa: BLE001 - the producer gave up; keep the agent alive
+            except Exception:
                 log.exception("notifier: could not produce the outcome of %s[%d]@%d",
                               received.topic, received.partition, received.offset)
 

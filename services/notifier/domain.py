@@ -346,7 +346,7 @@ def compose(
     message["Message-ID"] = message_id(request, to)
     # The request's time, not the wall clock: a re-sent mail is byte for byte the same mail.
     requested = request.requested_at
-    message["Date"] = format_datetime(requested if requested.tzinfo else requested.replace(tzinfo=dt.timezone.utc))
+    message["Date"] = format_datetime(requested if requested.tzinfo else requested.replace(tzinfo=dt.UTC))
     message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no out-of-office replies, please
     message["X-Omboard-Notification-Id"] = _one_line(request.id)
     message["X-Omboard-Kind"] = request.kind

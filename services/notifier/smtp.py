@@ -102,7 +102,7 @@ async def send(message: EmailMessage, settings: SmtpConfig, *, timeout: float = 
         options |= {"username": settings.smtp_username, "password": settings.smtp_password or ""}
     try:
         refused, response = await aiosmtplib.send(message, **options)
-    except Exception as error:  # noqa: BLE001 - every failure becomes a classified DeliveryError
+    except Exception as error:
         raise classify(error) from error
     return Sent(
         response=response,
@@ -131,7 +131,7 @@ async def send_with_retries(
     for attempt in range(1, attempts + 1):
         try:
             return await send_once(message), attempt
-        except Exception as raised:  # noqa: BLE001
+        except Exception as raised:
             error = classify(raised)
             error.attempts = attempt  # type: ignore[attr-defined]
             if not error.temporary or attempt == attempts:

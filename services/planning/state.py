@@ -10,6 +10,7 @@ import datetime as dt
 
 from pydantic import Field
 
+from schemas.catalog.model import Catalog
 from schemas.events import (
     Contact,
     ContactAssigned,
@@ -21,13 +22,12 @@ from schemas.events import (
     ServiceReportSubmitted,
     StaffJoined,
     StaffLeft,
-    StaffRoleChanged,
     StaffRole,
+    StaffRoleChanged,
     SubcontractorEnded,
     SubcontractorStarted,
     UnitClosed,
 )
-from schemas.catalog.model import Catalog
 from schemas.tasks import Plan
 
 #: How many event ids a provider's state remembers for de-duplication. Redelivery under

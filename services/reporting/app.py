@@ -11,23 +11,22 @@ from zoneinfo import ZoneInfo
 
 import faust
 
+from schemas.catalog import load_catalog
 from schemas.notifications import NotificationRequest
 from schemas.topics import EVENTS, NOTIFICATIONS, TASK_STATUS
 from schemas.wire import model_to_kafka
-from schemas.catalog import load_catalog
-from services.planning.handlers import decode_state
+from services.planning.handlers import decode_state, task_message
 from services.planning.planner import Planner
 from services.planning.state import ProviderState
 from services.reporting.handlers import HANDLERS, Context, Effect
 from services.reporting.ledger import Ledger, notifications_due
 from services.reporting.stats import LedgerStats
 from services.runtime import metrics
-from services.runtime.metrics import metric_event_type
 from services.runtime.clock import Clock, clock_from_settings
 from services.runtime.deadletter import dead_letter
 from services.runtime.faust_app import create_app
+from services.runtime.metrics import metric_event_type
 from services.runtime.settings import Settings
-from services.planning.handlers import task_message
 from services.runtime.streams import Outgoing, batches, send_all
 
 log = logging.getLogger(__name__)

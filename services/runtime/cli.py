@@ -276,10 +276,10 @@ def plan_table(plan: Any) -> str:
         )
         for task in sorted(plan.tasks, key=lambda task: (task.due, task.obligation, task.action))
     ]
-    widths = [max(len(cell) for cell in column) for column in zip(PLAN_COLUMNS, *rows)]
+    widths = [max(len(cell) for cell in column) for column in zip(PLAN_COLUMNS, *rows, strict=True)]
 
     def line(cells: Iterable[str]) -> str:
-        return "  ".join(cell.ljust(width) for cell, width in zip(cells, widths)).rstrip()
+        return "  ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True)).rstrip()
 
     out = [
         f"plan of event {plan.event_id} (catalog version {plan.catalog_version}): {len(plan.tasks)} task(s)",

@@ -14,7 +14,7 @@ class Clock(Protocol):
 
 class SystemClock:
     def now(self) -> dt.datetime:
-        return dt.datetime.now(dt.timezone.utc)
+        return dt.datetime.now(dt.UTC)
 
 
 class FixedClock:
@@ -49,7 +49,7 @@ class FileClock:
         except FileNotFoundError:
             text = ""
         if not text:
-            return dt.datetime.now(dt.timezone.utc)
+            return dt.datetime.now(dt.UTC)
         moment = dt.datetime.fromisoformat(text)
         return moment if moment.tzinfo else moment.replace(tzinfo=self._zone)
 

@@ -17,7 +17,7 @@ MAX_REASON = 1000
 
 def dead_letter(service: str, received: Received, reason: str, at: dt.datetime | None = None) -> Outgoing:
     """The dead-letter record for ``received``, to be produced with the rest of its batch."""
-    at = at or dt.datetime.now(dt.timezone.utc)  # wall clock: when it happened, not domain time
+    at = at or dt.datetime.now(dt.UTC)  # wall clock: when it happened, not domain time
     provenance = {
         "dlq_reason": reason[:MAX_REASON],
         "dlq_service": service,

@@ -15,7 +15,7 @@ from services.planning.calendar import BusinessCalendar
 def demo_events(today: dt.date | None = None) -> list[dict]:
     today = today or dt.date.today()
     start = BusinessCalendar().add_business_days(today, 15)
-    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     return [
         {
             "specversion": "1.0",

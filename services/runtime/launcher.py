@@ -210,7 +210,7 @@ def run_all() -> None:
 
     settings = get_settings()
     var_dir = Path("var").resolve()
-    host, _, port = settings.kafka_bootstrap.rpartition(":")
+    _, _, port = settings.kafka_bootstrap.rpartition(":")
     stack = Stack(var_dir=var_dir, broker_port=int(port), api_port=settings.api_port, smtp_port=settings.smtp_port,
                   web_ports={service: settings.web_port_base + i for i, service in enumerate(SERVICES)},
                   status_port=settings.status_port)
@@ -251,7 +251,7 @@ def _summary(stack: Stack) -> str:
     lines += [
         "",
         "Demo API keys (made for this run only; sign in to the status page with one):",
-        *(f"  {name:<36} {key}  ({entry.role})" for (name, key), entry in zip(stack.keys.items(), stack.key_entries)),
+        *(f"  {name:<36} {key}  ({entry.role})" for (name, key), entry in zip(stack.keys.items(), stack.key_entries, strict=True)),
         f"  e.g. curl -H 'Authorization: Bearer {stack.keys['operator']}' {stack.status_url}/v1/providers",
         f"       export OMBOARD_API_KEY={stack.keys['operator']}; .venv/bin/omboard task done TASK_ID",
         "",

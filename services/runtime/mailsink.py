@@ -43,7 +43,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 def eml_name(message_id: str | None, at: dt.datetime) -> str:
     """``20261230T101500.123456Z-<sanitized Message-ID>.eml``: sorts by arrival, safe on any disk."""
     stem = _UNSAFE.sub("_", (message_id or "").strip().strip("<>"))[:150].strip("._") or "no-message-id"
-    return f"{at.astimezone(dt.timezone.utc):%Y%m%dT%H%M%S.%f}Z-{stem}.eml"
+    return f"{at.astimezone(dt.UTC):%Y%m%dT%H%M%S.%f}Z-{stem}.eml"
 
 
 class _Handler:
@@ -153,7 +153,7 @@ class MailSink:
             if self._failures:
                 return self._failures.pop(0)
         message = BytesParser(policy=policy.default).parsebytes(content)
-        path = self.directory / eml_name(message["Message-ID"], dt.datetime.now(dt.timezone.utc))
+        path = self.directory / eml_name(message["Message-ID"], dt.datetime.now(dt.UTC))
         tmp = path.with_suffix(".tmp")
         tmp.write_bytes(content)
         tmp.replace(path)  # a reader never sees half a mail

@@ -541,7 +541,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         say("interrupted")
         return 130
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 - any failure: keep the logs, report, exit 1
         keep = True
         if not isinstance(error, TimeoutError | RuntimeError):
             traceback.print_exc()

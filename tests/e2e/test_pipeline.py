@@ -27,7 +27,7 @@ from tests.support.kafka import TopicReader, wait_committed_past
 pytestmark = pytest.mark.integration
 
 CONTACT = "e2e.home@example.se"  # other tests share the broker: a recipient only this test uses
-BEFORE_ANY_REMINDER = dt.datetime(2026, 11, 25, 9, 0, tzinfo=dt.timezone.utc)
+BEFORE_ANY_REMINDER = dt.datetime(2026, 11, 25, 9, 0, tzinfo=dt.UTC)
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +87,7 @@ def test_provider_started_over_http_becomes_tasks_and_a_reminder_mail(stack, tas
 
     # Move time to the first reminder of the provider's own tasks: exactly one mail per party and system.
     first = min(dt.date.fromisoformat(day) for t in planned if t["responsible"] == "provider" for day in t["remind_on"])
-    clock.set(dt.datetime.combine(first, dt.time(8, 0), tzinfo=dt.timezone.utc))
+    clock.set(dt.datetime.combine(first, dt.time(8, 0), tzinfo=dt.UTC))
     mails = stack.mail.wait_for(lambda ms: any(CONTACT in m.get("To", "") for m in ms), timeout=30)
     reminder = next(m for m in mails if CONTACT in m.get("To", ""))
     assert reminder["Subject"].startswith("[omboard] Påminnelse")
@@ -105,7 +105,7 @@ def test_provider_started_over_http_becomes_tasks_and_a_reminder_mail(stack, tas
     # The next reminder date brings new mail; the first reminder is still in the sink only once.
     second = min(dt.date.fromisoformat(day) for t in planned if t["responsible"] == "provider"
                  for day in t["remind_on"] if dt.date.fromisoformat(day) > first)
-    clock.set(dt.datetime.combine(second, dt.time(8, 0), tzinfo=dt.timezone.utc))
+    clock.set(dt.datetime.combine(second, dt.time(8, 0), tzinfo=dt.UTC))
     stack.mail.wait_for(lambda ms: len(mails_to(stack, CONTACT)) > count_mail, timeout=30)
     message_ids = [m["Message-ID"] for m in mails_to(stack, CONTACT)]
     assert message_ids.count(reminder["Message-ID"]) == 1

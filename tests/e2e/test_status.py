@@ -28,7 +28,7 @@ pytestmark = pytest.mark.integration
 PROVIDER = "e2e-status"
 CONTACT = "e2e.status@example.se"
 KLK_IT = "klk.e2e-status@example.se"  # where KLK IT's mail goes in this stack
-NOW = dt.datetime(2027, 2, 10, 9, 0, tzinfo=dt.timezone.utc)  # some of the provider's tasks are already late
+NOW = dt.datetime(2027, 2, 10, 9, 0, tzinfo=dt.UTC)  # some of the provider's tasks are already late
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.integration
 
 CHROMIUM = os.environ.get("OMBOARD_CHROMIUM", "/usr/bin/chromium")
 PROVIDER = "e2e-browser"
-NOW = dt.datetime(2027, 2, 10, 9, 0, tzinfo=dt.timezone.utc)  # some tasks are already late
+NOW = dt.datetime(2027, 2, 10, 9, 0, tzinfo=dt.UTC)  # some tasks are already late
 SCREENSHOT = Path("/tmp/omboard-status-page.png")
 WAIT_MS = 15_000
 

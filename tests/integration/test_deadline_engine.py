@@ -26,7 +26,7 @@ PROVIDER = "deadline-restart"
 
 
 def at(day: dt.date) -> dt.datetime:
-    return dt.datetime.combine(day, dt.time(9, 0), tzinfo=dt.timezone.utc)
+    return dt.datetime.combine(day, dt.time(9, 0), tzinfo=dt.UTC)
 
 
 def reminders(records, day: dt.date) -> list[dict]:

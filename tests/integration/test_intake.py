@@ -25,8 +25,8 @@ from schemas.topics import EVENTS
 from schemas.wire import CORRELATION_HEADER, event_from_kafka, headers_dict
 from services.intake.api import create_api
 from services.intake.publisher import EventPublisher
-from services.runtime.broker import EmbeddedBroker, create_topics, die_with_parent, free_port
 from services.runtime.access import key_entry, keys_json
+from services.runtime.broker import EmbeddedBroker, create_topics, die_with_parent, free_port
 from services.runtime.cli import app as cli
 from services.runtime.settings import Settings
 from tests import factories as f

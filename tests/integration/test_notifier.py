@@ -38,7 +38,7 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 CONTACTS_CHANGELOG = "omboard-notifier-contacts-changelog"
 DEAD_LETTERS = dead_letter_topic("notifier")
-NOW = dt.datetime(2026, 12, 1, 8, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 12, 1, 8, 0, tzinfo=dt.UTC)
 FALLBACK = "fallback@test.example"
 PHONIRO_MANAGER = "phoniro-manager@test.example"
 KLK_IT = "klk-it@test.example"

@@ -13,10 +13,10 @@ from typer.testing import CliRunner
 
 from services.runtime.access import (
     ApiKey,
+    Forbidden,
     KeyConfigError,
     KeyRing,
     Principal,
-    Forbidden,
     generate_key,
     hash_key,
     key_entry,

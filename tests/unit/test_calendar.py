@@ -10,7 +10,6 @@ from schemas.catalog import load_catalog
 from services.planning.calendar import BusinessCalendar
 from services.planning.planner import Planner
 from services.planning.state import ProviderState, UnitState
-
 from tests.unit import _events as ev
 
 D = dt.date.fromisoformat

@@ -16,7 +16,6 @@ from schemas.catalog.model import JOINING_EVENTS, LEAVING_EVENTS, MONTHLY_SERVIC
 from schemas.events import EVENT_TYPES
 from services.planning.planner import Planner
 from services.planning.state import ProviderState, evolve
-
 from tests.unit import _events as ev
 
 REPO = Path(__file__).parents[2]

@@ -12,15 +12,23 @@ from schemas.topics import EVENTS, TASK_STATUS, task_topic
 from schemas.wire import event_to_kafka, model_to_kafka
 from services.planning.planner import Planner
 from services.planning.state import ProviderState, evolve
-from services.reporting.handlers import HANDLERS, Context
-from services.reporting.ledger import IllegalMove, Ledger, UnknownTask, change_status, check_move, notifications_due, record_task
 from services.reporting.app import LedgerStore
+from services.reporting.handlers import HANDLERS, Context
+from services.reporting.ledger import (
+    IllegalMove,
+    Ledger,
+    UnknownTask,
+    change_status,
+    check_move,
+    notifications_due,
+    record_task,
+)
 from services.runtime.streams import Received
 from tests.unit import _events
 
 CATALOG = load_catalog()
 PLANNER = Planner(CATALOG)
-NOW = dt.datetime(2025, 11, 3, 9, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2025, 11, 3, 9, 0, tzinfo=dt.UTC)
 
 
 def planned_ledger(provider_id: str = "p1") -> tuple[Ledger, list]:
@@ -128,13 +136,13 @@ def test_an_unfinished_task_is_escalated_after_its_deadline_and_a_done_one_is_no
     planned, tasks = planned_ledger()
     send = by_rule(tasks, "siebel-send-org-structure")
     assert send.escalate_on, "the catalog gives every rule an escalation"
-    ledger, requests = notifications_due(planned, send.escalate_on[0], NOW)
+    _ledger, requests = notifications_due(planned, send.escalate_on[0], NOW)
     escalated = [r for r in requests if r.kind == "escalation" and send.id in [line.task_id for line in r.tasks]]
     assert {r.responsible for r in escalated} == set(send.escalate_to or [send.responsible])
 
     finished, _ = change_status(planned, change(send.id, "done"))
     _, requests = notifications_due(finished, send.escalate_on[0], NOW)
-    assert not any(send.id in [l.task_id for l in r.tasks] for r in requests if r.kind == "escalation")
+    assert not any(send.id in [line.task_id for line in r.tasks] for r in requests if r.kind == "escalation")
 
 
 def test_the_sweep_index_returns_only_providers_with_something_due():

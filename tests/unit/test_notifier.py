@@ -22,7 +22,7 @@ from services.notifier.domain import ProviderContacts, compose, fold, for_mail, 
 from services.notifier.templating import Templates
 
 HSA_ID = "SE2321000131-E000000000001"
-T0 = dt.datetime(2026, 12, 1, 8, 0, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2026, 12, 1, 8, 0, tzinfo=dt.UTC)
 
 
 @dataclass

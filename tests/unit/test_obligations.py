@@ -4,8 +4,9 @@ event and state, or is ``no_task`` with a reason."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -15,7 +16,6 @@ from schemas.events import Envelope
 from schemas.tasks import Task
 from services.planning.planner import Planner, monthly_report_task_id
 from services.planning.state import ProviderState, evolve
-
 from tests.unit import _events as ev
 
 D = dt.date.fromisoformat

@@ -17,7 +17,6 @@ from services.planning.planner import (
     monthly_report_task_id,
 )
 from services.planning.state import ProviderState, evolve, planned_key
-
 from tests.unit import _events as ev
 
 D = dt.date.fromisoformat
@@ -103,7 +102,7 @@ def test_private_home_care_with_health_care_taking_over():
     prator_u2 = next(t for t in by_rule["prator-grant-unit-access"] if t.subject.unit_id == "u2")
     siths_u2 = next(t for t in by_rule["siths-order-cards"] if t.subject.unit_id == "u2")
     assert siths_u2.id in prator_u2.depends_on
-    readiness = [t for t in by_rule["start-readiness-check"] if t.subject.unit_id == "u1"][0]
+    readiness = next(t for t in by_rule["start-readiness-check"] if t.subject.unit_id == "u1")
     assert one(plan, "phoniro-register-takeover").id in readiness.depends_on
     assert history.state.takeover_from == "p0"
 

@@ -9,10 +9,10 @@ import re
 import pytest
 from fastapi.testclient import TestClient
 
+from schemas.catalog import load_catalog
 from schemas.status import TaskStatusChange
 from services.planning.planner import Planner
 from services.planning.state import ProviderState
-from schemas.catalog import load_catalog
 from services.reporting.api import create_status_api
 from services.reporting.ledger import Ledger, change_status, record_task
 from services.runtime.access import COOKIE_NAME, KeyRing, key_entry
@@ -21,7 +21,7 @@ from services.runtime.settings import Settings
 from tests.unit import _events
 
 PLANNER = Planner(load_catalog())
-PLANNED_AT = dt.datetime(2025, 11, 3, 9, 0, tzinfo=dt.timezone.utc)
+PLANNED_AT = dt.datetime(2025, 11, 3, 9, 0, tzinfo=dt.UTC)
 OPS, ACME, OTHER, HR = "ops-key-0123456789abcdef", "acme-key-0123456789abcd", "other-key-0123456789abc", "hr-key-0123456789abcdef"
 KEYS = KeyRing([
     key_entry("klk-it", OPS, "operator"),
@@ -81,7 +81,7 @@ def world():
     # "Today" after some of acme's tasks fell due: they are overdue.
     dues = sorted({r.task.due for r in store.load("acme").tasks.values()})
     today = dues[len(dues) // 2]
-    clock = FixedClock(dt.datetime.combine(today, dt.time(10, 0), tzinfo=dt.timezone.utc))
+    clock = FixedClock(dt.datetime.combine(today, dt.time(10, 0), tzinfo=dt.UTC))
     api = create_status_api(store, KEYS, publisher, clock, Settings(status_wait_timeout=0.3))
     return TestClient(api), store, publisher, today
 
@@ -115,7 +115,7 @@ def test_providers_with_progress_and_a_provider_admin_sees_only_its_own(world):
 
 
 def test_the_checklist_puts_overdue_work_first_and_filters(world):
-    client, store, _, today = world
+    client, store, _, _today = world
     body = client.get("/v1/providers/acme/tasks", headers=bearer(ACME)).json()
     tasks = body["tasks"]
     assert len(tasks) == len(store.load("acme").tasks)
@@ -133,7 +133,7 @@ def test_the_checklist_puts_overdue_work_first_and_filters(world):
 
 
 def test_overdue_tasks_across_providers_and_for_one(world):
-    client, store, _, today = world
+    client, _store, _, today = world
     every = client.get("/v1/tasks/overdue", headers=bearer(OPS)).json()["tasks"]
     assert {t["provider_id"] for t in every} == {"acme", "other"}
     assert all(t["overdue"] and dt.date.fromisoformat(t["due"]) < today for t in every)
@@ -188,7 +188,7 @@ def test_a_change_the_ledger_does_not_show_in_time_is_202(world):
 
 
 def test_the_page_asks_for_a_login_then_shows_the_checklist_and_marks_done(world):
-    client, store, publisher, _ = world
+    client, store, _publisher, _ = world
     first = client.get("/providers/acme", follow_redirects=False)
     assert first.status_code == 303 and first.headers["location"] == "/login?next=%2Fproviders%2Facme"
     assert client.post("/login", data={"key": "wrong", "next": "/providers/acme"}).status_code == 401
