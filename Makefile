@@ -38,5 +38,10 @@ bench: setup
 dashboards: setup
 	$(BIN)/python -m deploy.grafana.generate
 
+# The event contract as an AsyncAPI document for upstream teams (commit the result).
+.PHONY: asyncapi
+asyncapi: setup
+	$(BIN)/python -c "from pathlib import Path; from schemas.export import write_asyncapi; print(write_asyncapi(Path('docs/asyncapi.json')))"
+
 clean:
 	rm -rf $(VENV) var build *.egg-info

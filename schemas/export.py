@@ -10,8 +10,9 @@ from pydantic import BaseModel, create_model
 
 from schemas.events import EVENT_TYPES, Envelope
 from schemas.notifications import DeliveryRecord, NotificationRequest
+from schemas.status import TaskStatusChange
 from schemas.tasks import Task
-from schemas.topics import REGISTRY
+from schemas.topics import DEAD_LETTER_TOPICS, REGISTRY, TASK_TOPICS
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -44,6 +45,8 @@ def export_schemas(directory: Path) -> list[Path]:
     documents["task.json"] = _schema(Task)
     documents["notification-request.json"] = _schema(NotificationRequest)
     documents["delivery-record.json"] = _schema(DeliveryRecord)
+    documents["task-status-change.json"] = _schema(TaskStatusChange)
+    documents["asyncapi.json"] = asyncapi_document()
     documents["topics.json"] = [
         {
             "name": spec.name,
@@ -60,3 +63,122 @@ def export_schemas(directory: Path) -> list[Path]:
         path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         written.append(path)
     return written
+
+
+# -- AsyncAPI -----------------------------------------------------------------------------------
+
+ASYNCAPI_VERSION = "3.0.0"
+_REF = "#/components/schemas/{model}"
+
+#: Who writes and who reads each kind of topic, for the operations section.
+_FLOWS = {
+    "events": ("intake API, omboard publish, upstream systems", "orgstructure, permissions, reporting, notifier"),
+    "tasks": ("orgstructure, permissions, reporting (monthly service reports)", "reporting"),
+    "task-status": ("the status API, other systems", "reporting"),
+    "notifications": ("reporting, orgstructure, permissions (late-order notices)", "notifier"),
+    "notifications-sent": ("notifier", "operators, audit"),
+    "deadletter": ("each consuming service", "operators"),
+}
+
+
+def _channel_id(topic: str) -> str:
+    return topic.removeprefix("omboard.").replace(".", "-")
+
+
+def _flow(topic: str) -> tuple[str, str]:
+    if topic in TASK_TOPICS:
+        return _FLOWS["tasks"]
+    if topic in DEAD_LETTER_TOPICS:
+        return _FLOWS["deadletter"]
+    return _FLOWS[_channel_id(topic)]
+
+
+def asyncapi_document() -> dict[str, Any]:
+    """The topics, their keys, headers and payloads as an AsyncAPI 3 document (JSON)."""
+    schemas: dict[str, Any] = {}
+
+    def payload(model: type[BaseModel]) -> dict[str, Any]:
+        schema = model.model_json_schema(ref_template=_REF)
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+        return {"$ref": _REF.format(model=model.__name__)}
+
+    correlation = {"type": "string", "description": "The correlation id every derived message carries on"}
+    key = {"type": "string", "description": "The provider id: one provider's messages stay in order"}
+    ce_headers = {
+        "type": "object",
+        "required": ["ce_specversion", "ce_id", "ce_source", "ce_type", "ce_time"],
+        "properties": {
+            **{f"ce_{name}": {"type": "string"} for name in ("specversion", "id", "source", "time", "subject")},
+            "content-type": {"const": "application/json"},
+            "omboard_correlation_id": correlation,
+        },
+    }
+    messages: dict[str, Any] = {}
+    for event_type, model in EVENT_TYPES.items():
+        headers = {**ce_headers, "properties": {**ce_headers["properties"], "ce_type": {"const": event_type}}}
+        messages[event_type] = {
+            "name": event_type, "title": event_type, "contentType": "application/json",
+            "summary": f"CloudEvent {event_type} in binary mode: attributes in ce_* headers, data as the value",
+            "headers": headers, "payload": payload(model), "bindings": {"kafka": {"key": key}},
+        }
+    plain_headers = {"type": "object", "properties": {"omboard_correlation_id": correlation}}
+    for model in (Task, TaskStatusChange, NotificationRequest, DeliveryRecord):
+        messages[model.__name__] = {
+            "name": model.__name__, "contentType": "application/json", "headers": plain_headers,
+            "payload": payload(model), "bindings": {"kafka": {"key": key}},
+        }
+    messages["DeadLetter"] = {
+        "name": "DeadLetter",
+        "summary": "A message a service could not process: its key, value and headers unchanged, plus why",
+        "headers": {"type": "object", "properties": {
+            name: {"type": "string"} for name in ("dlq_reason", "dlq_service", "dlq_topic", "dlq_partition", "dlq_offset", "dlq_at")
+        }},
+        "payload": {"description": "the original bytes"},
+    }
+
+    channels: dict[str, Any] = {}
+    operations: dict[str, Any] = {}
+    for spec in REGISTRY:
+        channel = _channel_id(spec.name)
+        if spec.value is Envelope:
+            names = list(EVENT_TYPES)
+        elif spec.value is None:
+            names = ["DeadLetter"]
+        else:
+            names = [spec.value.__name__]
+        channels[channel] = {
+            "address": spec.name,
+            "description": f"{spec.description}. Key: {spec.key}.",
+            "messages": {name: {"$ref": f"#/components/messages/{name}"} for name in names},
+        }
+        writers, readers = _flow(spec.name)
+        for action, who in (("send", writers), ("receive", readers)):
+            operations[f"{action}-{channel}"] = {
+                "action": action,
+                "channel": {"$ref": f"#/channels/{channel}"},
+                "summary": who,
+                "messages": [{"$ref": f"#/channels/{channel}/messages/{name}"} for name in names],
+            }
+    return {
+        "asyncapi": ASYNCAPI_VERSION,
+        "info": {
+            "title": "omboard",
+            "version": "1.0.0",
+            "description": "Events in, provisioning tasks, status changes and notifications out. See docs/events.md.",
+        },
+        "defaultContentType": "application/json",
+        "servers": {
+            "embedded": {"host": "127.0.0.1:9092", "protocol": "kafka",
+                         "description": "make run's embedded broker; production sets OMBOARD_KAFKA_BOOTSTRAP"},
+        },
+        "channels": channels,
+        "operations": operations,
+        "components": {"messages": messages, "schemas": dict(sorted(schemas.items()))},
+    }
+
+
+def write_asyncapi(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(asyncapi_document(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from schemas.events import SYSTEMS, Envelope
 from schemas.notifications import DeliveryRecord, NotificationRequest
+from schemas.status import TaskStatusChange
 from schemas.tasks import Task
 
 EVENTS = "omboard.events"
@@ -51,7 +52,7 @@ class TopicSpec:
 REGISTRY: tuple[TopicSpec, ...] = (
     TopicSpec(EVENTS, "provider id", Envelope, "Domain events, CloudEvents binary mode (ce_* headers, data as value)"),
     *(TopicSpec(name, "provider id", Task, f"Provisioning tasks for {name.removeprefix(_TASKS_PREFIX)}") for name in TASK_TOPICS),
-    TopicSpec(TASK_STATUS, "provider id", None, "Task status changes from people and other systems"),
+    TopicSpec(TASK_STATUS, "provider id", TaskStatusChange, "Task status changes from people and other systems"),
     TopicSpec(NOTIFICATIONS, "provider id", NotificationRequest, "Requests to notify a responsible party"),
     TopicSpec(NOTIFICATIONS_SENT, "provider id", DeliveryRecord, "What the notifier sent, or failed to send"),
     *(TopicSpec(name, "as the original", None, "Messages a service could not process; reason in headers") for name in DEAD_LETTER_TOPICS),
