@@ -15,6 +15,12 @@ from schemas.tasks import TaskStatus
 SettableStatus = Literal["open", "done", "cancelled", "failed"]
 
 
+def _reason_for_failure(change: StatusRequest | TaskStatusChange):
+    if change.status == "failed" and not change.reason:
+        raise ValueError("reason: a failed task needs a reason")
+    return change
+
+
 class StatusRequest(Contract):
     """The body of ``POST /v1/tasks/{id}/status``."""
 
@@ -24,9 +30,7 @@ class StatusRequest(Contract):
 
     @model_validator(mode="after")
     def _failed_needs_reason(self) -> StatusRequest:
-        if self.status == "failed" and not self.reason:
-            raise ValueError("reason: a failed task needs a reason")
-        return self
+        return _reason_for_failure(self)
 
 
 class TaskStatusChange(Contract):
@@ -43,9 +47,7 @@ class TaskStatusChange(Contract):
 
     @model_validator(mode="after")
     def _failed_needs_reason(self) -> TaskStatusChange:
-        if self.status == "failed" and not self.reason:
-            raise ValueError("reason: a failed task needs a reason")
-        return self
+        return _reason_for_failure(self)
 
 
 class StatusEntry(Contract):
