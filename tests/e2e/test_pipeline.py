@@ -23,6 +23,7 @@ from services.runtime.launcher import Stack
 from tests import factories
 from tests.conftest import TEST_PARTITIONS
 from tests.support.kafka import TopicReader, wait_committed_past
+from tests.support.wait import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -143,3 +144,39 @@ def test_a_malformed_message_is_dead_lettered_and_the_next_event_flows(stack, ta
     finally:
         producer.close()
         dead.close()
+
+
+def test_a_monthly_service_report_is_opened_after_the_month_and_completed_when_submitted(stack, clock, broker):
+    """SB3: reporting opens last month's report for every active unit concerned on the first sweep
+    of a month, due on the 5th; ServiceReportSubmitted completes it."""
+    provider = "e2e-sabo"
+    started = factories.provider_started(provider, start_date="2027-01-04", services=["sarskilt_boende"], hsl=False,
+                                         units=[factories.unit("e2e-sabo-u1", staff_count=30)])
+    assert httpx.post(f"{stack.api_url}/v1/events", json=started, headers=stack.auth("upstream")).status_code == 202
+    events = TopicReader(broker.bootstrap, EVENTS)
+    try:
+        record = events.wait_for(lambda rs: any(r.headers.get("ce_id") == started["id"].encode() for r in rs),
+                                 what="the ProviderStarted on the topic")
+        mine = next(r for r in record if r.headers.get("ce_id") == started["id"].encode())
+    finally:
+        events.close()
+    # Reporting folds the provider's facts from omboard.events before the month can be opened.
+    wait_committed_past(broker.bootstrap, "omboard-reporting", EVENTS, mine.partition, mine.offset)
+
+    clock.set(dt.datetime(2027, 2, 1, 8, 0, tzinfo=dt.UTC))
+    operator = stack.auth("operator")
+
+    def report_task() -> dict | None:
+        response = httpx.get(f"{stack.status_url}/v1/providers/{provider}/tasks", headers=operator)
+        tasks = response.json()["tasks"] if response.status_code == 200 else []
+        return next((t for t in tasks if t["obligation"] == "SB3"), None)
+
+    task = eventually(report_task, "the January service-report task")
+    assert task["due"] == "2027-02-05" and task["unit_id"] == "e2e-sabo-u1" and task["status"] == "open"
+
+    submitted = factories.service_report_submitted(provider, unit_id="e2e-sabo-u1", month="2027-01",
+                                                   submitted_on="2027-02-03")
+    assert httpx.post(f"{stack.api_url}/v1/events", json=submitted, headers=stack.auth("upstream")).status_code == 202
+    done = eventually(lambda: (t := report_task()) and t["status"] == "done" and t, "the report task done")
+    assert done["history"][-1]["by"] == submitted["source"]
+

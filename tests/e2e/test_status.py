@@ -4,9 +4,8 @@ the reporting worker -> omboard.task-status -> the agent -> an "unblocked" mail 
 from __future__ import annotations
 
 import datetime as dt
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -22,6 +21,7 @@ from services.runtime.clock import FileClock
 from services.runtime.launcher import Stack
 from tests import factories
 from tests.conftest import TEST_PARTITIONS
+from tests.support.wait import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -42,18 +42,6 @@ def stack(broker, tmp_path_factory) -> Iterator[Stack]:
     stack.add_key("elsewhere-admin", "provider-admin", provider_id="e2e-elsewhere")
     with stack.running(timeout=90):
         yield stack
-
-
-def eventually(check: Callable[[], object], what: str, timeout: float = 30.0) -> object:
-    """Poll ``check`` until it returns something truthy (bounded)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.1)
 
 
 def checklist(stack: Stack, key: str = "operator", **filters: str) -> list[dict]:
