@@ -103,11 +103,9 @@ def api_url(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) ->
         while True:
             if process.poll() is not None:
                 pytest.fail(f"omboard api exited with {process.returncode}:\n{log_path.read_text(errors='replace')}")
-            try:
+            with contextlib.suppress(httpx.TransportError):  # not listening yet
                 if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
                     break
-            except httpx.TransportError:
-                pass
             if time.monotonic() > deadline:
                 pytest.fail(f"omboard api not ready in 30s:\n{log_path.read_text(errors='replace')}")
             time.sleep(0.05)

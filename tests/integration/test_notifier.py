@@ -445,7 +445,7 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1 (made with the openssl CLI), and its key."""
     openssl = shutil.which("openssl")
     if openssl is None:
-        pytest.skip("the openssl CLI is not installed")
+        pytest.fail("the openssl CLI is missing: apt-get install openssl (.ci/run installs it)")
     directory = tmp_path_factory.mktemp("tls")
     cert, key = directory / "cert.pem", directory / "key.pem"
     subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
