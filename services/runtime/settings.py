@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -82,6 +82,18 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
 
 
+class SettingsError(SystemExit):
+    """Settings that cannot be used: stops the process with each variable and what is wrong with it
+    (values are left out: a password or key may be among them)."""
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    try:
+        return Settings()
+    except ValidationError as error:
+        problems = [
+            f"  OMBOARD_{'_'.join(str(part) for part in item['loc']).upper()}: {item['msg']}"
+            for item in error.errors(include_input=False, include_url=False)
+        ]
+        raise SettingsError("omboard: bad settings in the environment:\n" + "\n".join(problems)) from None
