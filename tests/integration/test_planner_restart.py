@@ -1,0 +1,68 @@
+"""A planning worker killed and restarted with nothing on disk restores its provider state from
+the changelog: a replayed event plans nothing new, and the next event still flows."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from kafka import KafkaProducer
+
+from schemas.events import parse_event
+from schemas.topics import EVENTS, TASK_TOPICS
+from schemas.wire import event_to_kafka
+from tests import factories as f
+from tests.conftest import TEST_PARTITIONS
+from tests.support.kafka import TopicReader, wait_committed_past
+from tests.support.workers import WorkerProcess
+
+pytestmark = pytest.mark.integration
+PROVIDER = "restart-planner"
+
+
+def publish(producer: KafkaProducer, raw: dict) -> None:
+    key, value, headers = event_to_kafka(parse_event(raw))
+    producer.send(EVENTS, key=key, value=value, headers=headers)
+    producer.flush()
+
+
+def test_a_killed_planner_comes_back_without_duplicating_tasks(broker, tmp_path):
+    env = {
+        "OMBOARD_KAFKA_BOOTSTRAP": broker.bootstrap, "OMBOARD_PARTITIONS": str(TEST_PARTITIONS),
+        "OMBOARD_BROKER_SESSION_TIMEOUT": "3", "OMBOARD_DATA_DIR": str(tmp_path / "data"),
+    }
+    started = f.provider_started(PROVIDER, start_date="2027-03-01")
+    worker = WorkerProcess("orgstructure", env, tmp_path / "orgstructure.log").start()
+    tasks = TopicReader(broker.bootstrap, *TASK_TOPICS)
+    events = TopicReader(broker.bootstrap, EVENTS)
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
+
+    def mine(records) -> list[dict]:
+        return [t for t in (json.loads(r.value) for r in records) if t["subject"]["provider_id"] == PROVIDER]
+
+    try:
+        publish(producer, started)
+        tasks.wait_for(lambda rs: any(t["obligation"] == "ST1" for t in mine(rs)), what="the start's tasks")
+        planned = len(mine(tasks.records))
+
+        worker.kill()  # no shutdown, no final commit
+        worker = WorkerProcess("orgstructure", {**env, "OMBOARD_DATA_DIR": str(tmp_path / "empty")},
+                               tmp_path / "orgstructure2.log").start()
+        publish(producer, started)  # the same event again, as a redelivery would bring it
+        copies = events.wait_for(
+            lambda rs: sum(r.headers.get("ce_id") == started["id"].encode() for r in rs) >= 2, what="the replay")
+        replay = [r for r in copies if r.headers.get("ce_id") == started["id"].encode()][-1]
+        wait_committed_past(broker.bootstrap, "omboard-orgstructure", EVENTS, replay.partition, replay.offset)
+        tasks.poll()
+        assert len(mine(tasks.records)) == planned, "the restarted worker planned the replayed event again"
+
+        # The provider's facts came back too: without them a closure would be dead-lettered as
+        # an event for an unknown provider instead of planned.
+        publish(producer, f.unit_closed(PROVIDER, unit_id=f.UNIT_ID, closing_date="2027-09-30"))
+        tasks.wait_for(lambda rs: any(t["obligation"].startswith("HO-") for t in mine(rs)),
+                       what="the closure planned against the restored state")
+    finally:
+        producer.close()
+        tasks.close()
+        events.close()
+        worker.stop()
