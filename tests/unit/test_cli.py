@@ -40,6 +40,24 @@ def test_catalog_check_ok():
     assert result.stdout.strip() == expected
 
 
+def test_catalog_coverage_lists_every_obligation_of_the_register_with_its_rules():
+    from schemas.catalog.coverage import register_ids
+
+    result = invoke("catalog", "coverage")
+    assert result.exit_code == 0, result.output
+    listed = {line.split()[0] for line in result.stdout.splitlines() if line and not line.startswith(" ")}
+    assert listed == set(register_ids())
+    assert "siebel-send-org-structure" in result.stdout and "no task:" in result.stdout
+
+
+def test_catalog_coverage_fails_naming_an_obligation_without_rule_or_reason(tmp_path):
+    register = tmp_path / "OBLIGATIONS.md"
+    register.write_text("- **G1** context\n- **ZZ9** an obligation the catalog never heard of\n", encoding="utf-8")
+    result = invoke("catalog", "coverage", "--register", register)
+    assert result.exit_code == 1
+    assert "ZZ9" in result.stderr
+
+
 def test_catalog_check_of_a_broken_copy_names_the_rule_and_the_field(tmp_path):
     raw = yaml.safe_load(DEFAULT_CATALOG.read_text(encoding="utf-8"))
     rule_id = raw["rules"][0]["id"]
