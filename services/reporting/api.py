@@ -30,6 +30,7 @@ from zoneinfo import ZoneInfo
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 
+from schemas.catalog import Catalog, load_catalog
 from schemas.events import SystemId
 from schemas.identifiers import pseudonym
 from schemas.status import StatusRequest, TaskStatusChange
@@ -212,7 +213,7 @@ class StatusService:
 
 
 def create_status_api(store: LedgerReader, keys: KeyRing, publish: Publish, clock: Clock,
-                      settings: Settings) -> FastAPI:
+                      settings: Settings, catalog: Catalog | None = None) -> FastAPI:
     from services.reporting.web import install_pages
 
     service = StatusService(store, publish, clock, settings.timezone, settings.status_wait_timeout)
@@ -291,14 +292,16 @@ def create_status_api(store: LedgerReader, keys: KeyRing, publish: Publish, cloc
         return JSONResponse({"changed": outcome.changed, "detail": outcome.detail, "task": outcome.task},
                             status_code=outcome.status_code)
 
-    install_pages(api, service, keys)
+    catalog = catalog or load_catalog(settings.catalog_path)
+    install_pages(api, service, keys, {channel: info.sv for channel, info in catalog.channels.items()})
     return api
 
 
 # -- inside the reporting worker ---------------------------------------------------------------------
 
 
-def install_status_api(app: Any, store: LedgerReader, settings: Settings, clock: Clock) -> None:
+def install_status_api(app: Any, store: LedgerReader, settings: Settings, clock: Clock,
+                       catalog: Catalog | None = None) -> None:
     """Serve the status API from the reporting worker's Faust app, after table recovery.
 
     Raises KeyConfigError when ``OMBOARD_API_KEYS`` is broken: better not to start than to guess.
@@ -315,7 +318,7 @@ def install_status_api(app: Any, store: LedgerReader, settings: Settings, clock:
     async def publish(change: TaskStatusChange, correlation: str | None) -> None:
         await send_all(app, [Outgoing(TASK_STATUS, *model_to_kafka(change, change.provider_id, correlation))])
 
-    api = create_status_api(store, keys, publish, clock, settings)
+    api = create_status_api(store, keys, publish, clock, settings, catalog)
 
     class _Server(uvicorn.Server):
         @contextlib.contextmanager

@@ -18,6 +18,7 @@ from schemas.wire import model_to_kafka
 from services.planning.handlers import decode_state, task_message
 from services.planning.planner import Planner
 from services.planning.state import ProviderState
+from services.reporting.api import install_status_api
 from services.reporting.handlers import HANDLERS, Context, Effect
 from services.reporting.ledger import Ledger, notifications_due
 from services.reporting.stats import LedgerStats
@@ -102,12 +103,10 @@ def build(settings: Settings, clock: Clock | None = None, **app_options) -> faus
     # the partition its tasks use, so a provider's ledger recovers on the worker that owns it.
     store = LedgerStore(app.Table("ledgers", key_type=bytes, value_type=bytes, use_partitioner=True))
     app.ledger_store = store  # the status API in this process reads it
-    from services.reporting.api import install_status_api
-
-    install_status_api(app, store, settings, clock)  # HTTP on settings.status_port, started after recovery
     # The provider facts monthly reports need, folded from the events like the planners do.
     providers = app.Table("providers", key_type=bytes, value_type=bytes, use_partitioner=True)
     planner = Planner(load_catalog(settings.catalog_path))
+    install_status_api(app, store, settings, clock, planner.catalog)  # on settings.status_port, after recovery
     opened_month: str | None = None  # the last month whose service reports this worker opened
 
     def load_state(provider_id: str) -> ProviderState:

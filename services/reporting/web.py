@@ -10,6 +10,7 @@ forms from using it, and every POST also has its ``Origin`` checked. A client th
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
@@ -37,20 +38,15 @@ SYSTEM_LABELS = {
     "siebel": "Siebel", "siths": "SITHS", "prator": "Prator", "flexite": "Flexite", "phoniro": "Phoniro",
     "natthemsjukvard": "Natthemsjukvård", "boka": "BOKA", "klk-it": "KLK IT",
 }
-CHANNEL_LABELS = {
-    "it-support": "Ärende till it.support", "iris": "Iris", "sesam": "Sesam", "web-form": "Webbformulär",
-    "boka": "BOKA", "local-admin": "Lokal administratör", "authorization-admin": "Behörighetsadministratör",
-    "provider": "Utföraren själv", "night-care": "Natthemsjukvården",
-}
 RESPONSIBLE = list(Responsible.__args__)  # type: ignore[attr-defined]
 STATUSES = list(TaskStatus.__args__)  # type: ignore[attr-defined]
 
 
-def _env() -> Environment:
+def _env(channel_labels: Mapping[str, str]) -> Environment:
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]),
                       trim_blocks=True, lstrip_blocks=True)
     env.filters["system"] = lambda value: SYSTEM_LABELS.get(value, value)
-    env.filters["channel"] = lambda value: CHANNEL_LABELS.get(value, value)
+    env.filters["channel"] = lambda value: channel_labels.get(value, value)
     env.filters["action"] = lambda value: value.replace("-", " ").capitalize()
     env.filters["path"] = lambda value: quote(value, safe="")
     return env
@@ -92,8 +88,9 @@ def _same_origin(request: Request) -> None:
         raise HTTPException(403, "cross-site form post refused")
 
 
-def install_pages(api: FastAPI, service: Any, keys: KeyRing) -> None:
-    env = _env()
+def install_pages(api: FastAPI, service: Any, keys: KeyRing, channel_labels: Mapping[str, str]) -> None:
+    """``channel_labels``: the catalog's Swedish name of each channel (the catalog owns that wording)."""
+    env = _env(channel_labels)
 
     def render(name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
         html = env.get_template(name).render(**context)
