@@ -137,7 +137,17 @@ class Notifier:
             failure=lambda: f"notifier never got its partitions:\n{self.log()}",
         )
         assert process.poll() is None, f"notifier exited with {process.returncode}:\n{self.log()}"
+        # Assigned is not ready: the tables are restored and the streams resumed only after that.
+        wait_for(self.ready, timeout=60, failure=lambda: f"notifier never became ready:\n{self.log()}")
         return ready
+
+    def ready(self) -> bool:
+        try:
+            url = f"http://127.0.0.1:{self.env['OMBOARD_WEB_PORT']}/readyz"
+            with urllib.request.urlopen(url, timeout=1) as response:
+                return response.status == 200
+        except OSError:  # not listening yet, or 503 while recovering (HTTPError is an OSError)
+            return False
 
     def kill(self) -> None:
         assert self.process is not None
@@ -182,7 +192,7 @@ def notifier(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -
         "OMBOARD_KLK_IT_EMAIL": KLK_IT,
         "OMBOARD_SYSTEM_CONTACTS": json.dumps({"phoniro": PHONIRO_MANAGER}),
         "OMBOARD_STATUS_PAGE_URL": "http://status.test",
-        "OMBOARD_WEB_PORT_BASE": str(free_port() - 3),  # the notifier serves on base + 3
+        "OMBOARD_WEB_PORT": str(free_port()),
         "OMBOARD_LOG_LEVEL": "INFO",
     }
     with MailSink(tmp / "mail") as sink:
@@ -397,7 +407,7 @@ def test_klk_it_tasks_go_to_the_systems_manager_else_to_klk_it(notifier: Notifie
 
 def test_the_worker_counts_what_it_did(notifier: Notifier) -> None:
     """The earlier tests sent, retried, failed and dead-lettered mail; /metrics says so."""
-    port = int(notifier.env["OMBOARD_WEB_PORT_BASE"]) + 3  # the notifier serves on base + 3
+    port = int(notifier.env["OMBOARD_WEB_PORT"])
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
         text = response.read().decode()
     samples = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
