@@ -73,6 +73,10 @@ def build_planning_app(service: str, scopes: Collection[str], settings: Settings
             await send_all(app, outgoing)
             for provider_id, state in states.items():
                 providers[provider_id.encode()] = state
+            # Table writes go through Faust's send buffer; make them durable before this batch
+            # is acknowledged (when the next one is taken), so a kill right after the commit
+            # cannot lose the record that says these events were processed.
+            await app.producer.flush()
 
     app.planning_agent = plan_events  # readiness checks look for it
     return app

@@ -158,6 +158,8 @@ def build(settings: Settings, clock: Clock | None = None, **app_options) -> faus
                     store.store(after, before)
                 for state in states.values():
                     providers[state.provider_id.encode()] = state.model_dump_json().encode()
+                # Durable before the batch is acknowledged (see services/planning/app.py).
+                await app.producer.flush()
 
     async def open_monthly_reports(today: dt.date) -> None:
         """On the first sweep of a month, open last month's service-report tasks (SB3) for every
