@@ -55,7 +55,7 @@ from services.notifier.domain import (
 )
 from services.runtime import metrics
 from services.runtime.clock import Clock, clock_from_settings
-from services.runtime.deadletter import dead_letter
+from services.runtime.deadletter import dead_letter, handle_or_dead_letter, reason_of
 from services.runtime.faust_app import create_app
 from services.runtime.settings import Settings
 from services.runtime.streams import Outgoing, Received, batches, send_all
@@ -72,11 +72,6 @@ SEND_BACKOFF = 1.0
 
 #: The EVENTS_CONSUMED/EVENTS_FAILED type of a notification request.
 NOTIFICATION_TYPE = "notification"
-
-
-def _reason(error: BaseException) -> str:
-    # InvalidEvent names fields and reasons, never values; other errors are ours.
-    return f"{type(error).__name__}: {error}"
 
 
 def build(
@@ -125,20 +120,10 @@ def build(
         async for batch in batches(stream, BATCH_SIZE, BATCH_WITHIN):
             rejected: list[Outgoing] = []
             for received in batch:
-                event_type = metrics.metric_event_type(received)
-                began = time.perf_counter()
-                metrics.observe_age(SERVICE, received.topic, received.timestamp, time.time())
-                try:
-                    remember_contacts(received)
-                except Exception as error:  # noqa: BLE001 - recorded, and the agent goes on
-                    log.warning("notifier: dead-lettering %s[%d]@%d: %s", received.topic, received.partition,
-                                received.offset, type(error).__name__)
-                    metrics.EVENTS_FAILED.labels(SERVICE, event_type).inc()
-                    metrics.DEAD_LETTERS.labels(SERVICE, received.topic).inc()
-                    rejected.append(dead_letter(SERVICE, received, _reason(error)))
-                    continue
-                metrics.EVENTS_CONSUMED.labels(SERVICE, event_type).inc()
-                metrics.PROCESSING_SECONDS.labels(SERVICE).observe(time.perf_counter() - began)
+                _, dead = handle_or_dead_letter(SERVICE, received, remember_contacts,
+                                                metrics.metric_event_type(received))
+                if dead is not None:
+                    rejected.append(dead)
             await send_all(app, rejected)
 
     def record_message(record: DeliveryRecord, provider_id: str, correlation: str | None) -> Outgoing:
@@ -171,7 +156,7 @@ def build(
         try:
             request = model_from_kafka(NotificationRequest, received.value)
         except Exception as error:  # noqa: BLE001
-            return [dead_letter(SERVICE, received, f"not a NotificationRequest: {_reason(error)}")], True
+            return [dead_letter(SERVICE, received, f"not a NotificationRequest: {reason_of(error)}")], True
         correlation = correlation_id(received.headers) or request.correlation_id
         known = known_contacts(request.provider_id)
         plan = route(known.contacts if known else [], request, settings)
@@ -209,7 +194,7 @@ def build(
                 outgoing, failed = await deliver(received)
             except Exception as error:
                 log.exception("notifier: failed on %s[%d]@%d", received.topic, received.partition, received.offset)
-                outgoing, failed = [dead_letter(SERVICE, received, f"notifier failed: {_reason(error)}")], True
+                outgoing, failed = [dead_letter(SERVICE, received, f"notifier failed: {reason_of(error)}")], True
             if failed:
                 metrics.EVENTS_FAILED.labels(SERVICE, NOTIFICATION_TYPE).inc()
                 metrics.DEAD_LETTERS.labels(SERVICE, received.topic).inc()
@@ -226,5 +211,4 @@ def build(
     async def _assigned(sender: object, assigned: set, **_: object) -> None:
         log.info("notifier: assigned %d partition(s) %.2fs after start", len(assigned), time.monotonic() - started)
 
-    app.service_agents = [keep_contacts, mail]
     return app

@@ -5,8 +5,6 @@ orgstructure and permissions are the same machine with different scopes of rules
 
 from __future__ import annotations
 
-import logging
-import time
 from collections.abc import Collection
 
 import faust
@@ -16,12 +14,10 @@ from schemas.topics import EVENTS
 from services.planning.handlers import Outcome, handle_event
 from services.planning.planner import Planner
 from services.runtime import metrics
-from services.runtime.deadletter import dead_letter
+from services.runtime.deadletter import handle_or_dead_letter
 from services.runtime.faust_app import create_app
 from services.runtime.settings import Settings
-from services.runtime.streams import Outgoing, batches, send_all
-
-log = logging.getLogger(__name__)
+from services.runtime.streams import Outgoing, Received, batches, send_all
 
 BATCH_SIZE = 500
 BATCH_WITHIN = 0.05  # seconds: a lone event waits at most this long for company
@@ -33,34 +29,26 @@ def build_planning_app(service: str, scopes: Collection[str], settings: Settings
     events = app.topic(EVENTS, key_serializer="raw", value_serializer="raw")
     # Keyed by provider id like the events; use_partitioner puts each key's changelog record on
     # the partition its events use, so a provider's state recovers on the worker that owns it.
-    providers = app.Table(
-        "providers", key_type=bytes, value_type=bytes,
-        use_partitioner=True,
-    )
+    providers = app.Table("providers", key_type=bytes, value_type=bytes, use_partitioner=True)
 
     @app.agent(events, concurrency=1, name=f"{service}-plan")
     async def plan_events(stream):
         async for batch in batches(stream, BATCH_SIZE, BATCH_WITHIN):
             outgoing: list[Outgoing] = []
             states: dict[str, bytes] = {}
+
+            def plan_one(received: Received) -> Outcome:
+                # The batch's own updates first: one provider's events can share a batch.
+                return handle_event(received, lambda pid: states.get(pid) or providers.get(pid.encode()),
+                                    planner, scopes)
+
             for received in batch:
-                event_type = metrics.metric_event_type(received)
-                started = time.perf_counter()
-                metrics.observe_age(service, received.topic, received.timestamp, time.time())
-                try:
-                    # The batch's own updates first: one provider's events can share a batch.
-                    outcome: Outcome = handle_event(
-                        received, lambda pid: states.get(pid) or providers.get(pid.encode()), planner, scopes
-                    )
-                except Exception as error:  # noqa: BLE001 - whatever it is, it is recorded and we go on
-                    log.warning("%s: dead-lettering %s[%d]@%d: %s", service, received.topic,
-                                received.partition, received.offset, type(error).__name__)
-                    metrics.EVENTS_FAILED.labels(service, event_type).inc()
-                    metrics.DEAD_LETTERS.labels(service, received.topic).inc()
-                    outgoing.append(dead_letter(service, received, _reason(error)))
+                outcome, rejected = handle_or_dead_letter(
+                    service, received, plan_one, metrics.metric_event_type(received)
+                )
+                if outcome is None:
+                    outgoing.append(rejected)
                     continue
-                metrics.EVENTS_CONSUMED.labels(service, event_type).inc()
-                metrics.PROCESSING_SECONDS.labels(service).observe(time.perf_counter() - started)
                 for task in outcome.tasks:
                     metrics.TASKS_PLANNED.labels(service, task.system).inc()
                 for task in outcome.late:
@@ -78,11 +66,5 @@ def build_planning_app(service: str, scopes: Collection[str], settings: Settings
             # cannot lose the record that says these events were processed.
             await app.producer.flush()
 
-    app.planning_agent = plan_events  # readiness checks look for it
     return app
 
-
-def _reason(error: Exception) -> str:
-    # InvalidEvent and UnknownProvider name fields and ids, never values; anything else is a bug,
-    # reported by type and message so the dead letter can be replayed once it is fixed.
-    return f"{type(error).__name__}: {error}"

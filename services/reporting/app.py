@@ -24,7 +24,7 @@ from services.reporting.ledger import Ledger, notifications_due
 from services.reporting.stats import LedgerStats
 from services.runtime import metrics
 from services.runtime.clock import Clock, clock_from_settings
-from services.runtime.deadletter import dead_letter
+from services.runtime.deadletter import handle_or_dead_letter
 from services.runtime.faust_app import create_app
 from services.runtime.metrics import metric_event_type
 from services.runtime.settings import Settings
@@ -102,7 +102,6 @@ def build(settings: Settings, clock: Clock | None = None, **app_options) -> faus
     # Keyed by provider id like the task topics; use_partitioner puts each changelog record on
     # the partition its tasks use, so a provider's ledger recovers on the worker that owns it.
     store = LedgerStore(app.Table("ledgers", key_type=bytes, value_type=bytes, use_partitioner=True))
-    app.ledger_store = store  # the status API in this process reads it
     # The provider facts monthly reports need, folded from the events like the planners do.
     providers = app.Table("providers", key_type=bytes, value_type=bytes, use_partitioner=True)
     planner = Planner(load_catalog(settings.catalog_path))
@@ -131,18 +130,12 @@ def build(settings: Settings, clock: Clock | None = None, **app_options) -> faus
                 ctx = Context(load, lambda pid: states.get(pid) or load_state(pid), planner, now)
 
                 for received in batch:
-                    started = time.perf_counter()
-                    kind = _kind(received)
-                    metrics.observe_age(SERVICE, received.topic, received.timestamp, time.time())
-                    try:
-                        effect: Effect = HANDLERS[received.topic](received, ctx)
-                    except Exception as error:  # noqa: BLE001 - recorded, and the agent goes on
-                        metrics.EVENTS_FAILED.labels(SERVICE, kind).inc()
-                        metrics.DEAD_LETTERS.labels(SERVICE, received.topic).inc()
-                        outgoing.append(dead_letter(SERVICE, received, f"{type(error).__name__}: {error}"))
+                    effect, rejected = handle_or_dead_letter(
+                        SERVICE, received, lambda r: HANDLERS[r.topic](r, ctx), _kind(received)
+                    )
+                    if effect is None:
+                        outgoing.append(rejected)
                         continue
-                    metrics.EVENTS_CONSUMED.labels(SERVICE, kind).inc()
-                    metrics.PROCESSING_SECONDS.labels(SERVICE).observe(time.perf_counter() - started)
                     if effect.ledger is not None:
                         provider_id = effect.ledger.provider_id
                         before = changed[provider_id][0] if provider_id in changed else store.load(provider_id)
@@ -200,7 +193,6 @@ def build(settings: Settings, clock: Clock | None = None, **app_options) -> faus
             store.stats.publish(today)
         metrics.SWEEP_SECONDS.observe(time.perf_counter() - started)
 
-    app.service_agents = [keep_ledger]
     return app
 
 

@@ -6,9 +6,17 @@ Faust acks a message whose handler raised, so anything not dead-lettered is sile
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import time
+from collections.abc import Callable
+from typing import TypeVar
 
 from schemas.topics import dead_letter_topic
+from services.runtime import metrics
 from services.runtime.streams import Outgoing, Received
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Headers are stored with every record and read by people: keep a reason short. Callers must
 # not put personal identity numbers in it (pydantic errors quote the input: pass a summary).
@@ -29,3 +37,31 @@ def dead_letter(service: str, received: Received, reason: str, at: dt.datetime |
     headers = [*received.headers, *((name, value.encode()) for name, value in provenance.items())]
     return Outgoing(dead_letter_topic(service), received.key, received.value, headers)
 
+
+
+def reason_of(error: BaseException) -> str:
+    """A dead letter's reason: the error's type and message. Ours name fields and ids, never
+    values (InvalidEvent, UnknownProvider); anything else is a bug, named so the dead letter can be
+    replayed once it is fixed."""
+    return f"{type(error).__name__}: {error}"
+
+
+def handle_or_dead_letter(
+    service: str, received: Received, handle: Callable[[Received], T], type_label: str
+) -> tuple[T, None] | tuple[None, Outgoing]:
+    """Run ``handle`` on one message with a consuming service's bookkeeping: its age and
+    processing time, consumed or failed by ``type_label``, and on any error a dead letter to
+    produce with the rest of the batch (Faust would ack the message anyway and lose it)."""
+    metrics.observe_age(service, received.topic, received.timestamp, time.time())
+    started = time.perf_counter()
+    try:
+        result = handle(received)
+    except Exception as error:  # noqa: BLE001 - whatever it is, it is recorded and the agent goes on
+        log.warning("%s: dead-lettering %s[%d]@%d: %s", service, received.topic, received.partition,
+                    received.offset, type(error).__name__)
+        metrics.EVENTS_FAILED.labels(service, type_label).inc()
+        metrics.DEAD_LETTERS.labels(service, received.topic).inc()
+        return None, dead_letter(service, received, reason_of(error))
+    metrics.EVENTS_CONSUMED.labels(service, type_label).inc()
+    metrics.PROCESSING_SECONDS.labels(service).observe(time.perf_counter() - started)
+    return result, None
