@@ -78,64 +78,42 @@ def timeseries(
     }
 
 
-def stat(title: str, description: str, exprs: list[tuple[str, str]], *, thresholds: list[tuple[float | None, str]],
-         unit: str = "short", mappings: list[dict[str, Any]] | None = None) -> Panel:
+def _steps(thresholds: list[tuple[float | None, str]]) -> dict[str, Any]:
+    return {"mode": "absolute", "steps": [{"color": color, "value": value} for value, color in thresholds]}
+
+
+def _latest_value_panel(kind: str, title: str, description: str, exprs: list[tuple[str, str]],
+                        defaults: dict[str, Any], options: dict[str, Any]) -> Panel:
+    """A panel showing each series' latest value (stat, bar gauge), read with instant queries."""
     return {
-        "type": "stat",
+        "type": kind,
         "title": title,
         "description": description,
         "datasource": DATASOURCE,
-        "fieldConfig": {
-            "defaults": {
-                "unit": unit,
-                "mappings": mappings or [],
-                "thresholds": {
-                    "mode": "absolute",
-                    "steps": [{"color": color, "value": value} for value, color in thresholds],
-                },
-            },
-            "overrides": [],
-        },
-        "options": {
-            "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
-            "colorMode": "background",
-            "graphMode": "none",
-            "textMode": "value_and_name",
-            "justifyMode": "auto",
-            "orientation": "auto",
-        },
+        "fieldConfig": {"defaults": defaults, "overrides": []},
+        "options": {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False}, **options},
         "targets": targets(*exprs, instant=True),
     }
+
+
+def stat(title: str, description: str, exprs: list[tuple[str, str]], *, thresholds: list[tuple[float | None, str]],
+         unit: str = "short", mappings: list[dict[str, Any]] | None = None) -> Panel:
+    return _latest_value_panel(
+        "stat", title, description, exprs,
+        {"unit": unit, "mappings": mappings or [], "thresholds": _steps(thresholds)},
+        {"colorMode": "background", "graphMode": "none", "textMode": "value_and_name", "justifyMode": "auto",
+         "orientation": "auto"},
+    )
 
 
 def bargauge(title: str, description: str, exprs: list[tuple[str, str]], *,
              thresholds: list[tuple[float | None, str]]) -> Panel:
-    return {
-        "type": "bargauge",
-        "title": title,
-        "description": description,
-        "datasource": DATASOURCE,
-        "fieldConfig": {
-            "defaults": {
-                "unit": "short",
-                "min": 0,
-                "thresholds": {
-                    "mode": "absolute",
-                    "steps": [{"color": color, "value": value} for value, color in thresholds],
-                },
-            },
-            "overrides": [],
-        },
-        "options": {
-            "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
-            "displayMode": "gradient",
-            "orientation": "horizontal",
-            "showUnfilled": True,
-            "valueMode": "color",
-            "namePlacement": "left",
-        },
-        "targets": targets(*exprs, instant=True),
-    }
+    return _latest_value_panel(
+        "bargauge", title, description, exprs,
+        {"unit": "short", "min": 0, "thresholds": _steps(thresholds)},
+        {"displayMode": "gradient", "orientation": "horizontal", "showUnfilled": True, "valueMode": "color",
+         "namePlacement": "left"},
+    )
 
 
 def row(title: str) -> Panel:
