@@ -26,14 +26,14 @@ from schemas.wire import CORRELATION_HEADER, event_from_kafka, headers_dict
 from services.intake.api import create_api
 from services.intake.publisher import EventPublisher
 from services.runtime.access import key_entry, keys_json
-from services.runtime.broker import EmbeddedBroker, create_topics, die_with_parent, free_port
+from services.runtime.broker import EmbeddedBroker, create_topics, free_port
 from services.runtime.cli import app as cli
 from services.runtime.settings import Settings
 from tests import factories as f
+from tests.support.workers import spawn_logged
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
 UPSTREAM_KEY = "intake-test-upstream-key-0123456789"
 KEYS = keys_json([key_entry("hr", UPSTREAM_KEY, "upstream", event_types=["ProviderStarted", "StaffLeft"])])
 AUTH = {"Authorization": f"Bearer {UPSTREAM_KEY}"}
@@ -87,16 +87,9 @@ def api_url(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) ->
     port = free_port()
     log_path = tmp_path_factory.mktemp("intake") / "api.log"
     env = {**os.environ, "OMBOARD_KAFKA_BOOTSTRAP": broker.bootstrap, "OMBOARD_LOG_LEVEL": "INFO", "OMBOARD_API_KEYS": KEYS}
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "services.runtime.cli", "api", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=REPO,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            preexec_fn=die_with_parent,
-        )
+    process = spawn_logged(
+        [sys.executable, "-m", "services.runtime.cli", "api", "--host", "127.0.0.1", "--port", str(port)], env, log_path
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30

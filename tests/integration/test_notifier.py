@@ -30,12 +30,13 @@ from schemas.topics import EVENTS, NOTIFICATIONS, NOTIFICATIONS_SENT, dead_lette
 from schemas.wire import CORRELATION_HEADER, event_to_kafka, model_to_kafka
 from services.notifier import smtp
 from services.notifier.domain import message_id
-from services.runtime.broker import EmbeddedBroker, die_with_parent, free_port
+from services.runtime.broker import EmbeddedBroker, free_port
 from services.runtime.mailsink import MailSink
+from tests.support.wait import wait_until
+from tests.support.workers import spawn_logged
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
 CONTACTS_CHANGELOG = "omboard-notifier-contacts-changelog"
 DEAD_LETTERS = dead_letter_topic("notifier")
 NOW = dt.datetime(2026, 12, 1, 8, 0, tzinfo=dt.UTC)
@@ -55,16 +56,6 @@ def worker_command() -> list[str]:
     if script.exists():
         return [str(script), "worker", "notifier"]
     return [sys.executable, "-c", "from services.runtime.worker import run_service; run_service('notifier')"]
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, failure: Callable[[], str]) -> float:
-    """Poll until ``condition`` holds; returns the seconds it took."""
-    start = time.monotonic()
-    while not condition():
-        if time.monotonic() - start > timeout:
-            pytest.fail(failure())
-        time.sleep(0.05)
-    return time.monotonic() - start
 
 
 class Topics:
@@ -127,18 +118,16 @@ class Notifier:
         self.log_path = self.directory / f"{name}.log"
         env = self.env | {"OMBOARD_DATA_DIR": str(self.directory / f"{name}-data")}
         self.spawned_at = time.monotonic()
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(worker_command(), cwd=REPO, env=env, stdin=subprocess.DEVNULL,
-                                            stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
+        self.process = spawn_logged(worker_command(), env, self.log_path)
         process = self.process
-        ready = wait_for(
+        ready = wait_until(
             lambda: process.poll() is not None or "notifier: assigned" in self.log(),
             timeout=60,
             failure=lambda: f"notifier never got its partitions:\n{self.log()}",
         )
         assert process.poll() is None, f"notifier exited with {process.returncode}:\n{self.log()}"
         # Assigned is not ready: the tables are restored and the streams resumed only after that.
-        wait_for(self.ready, timeout=60, failure=lambda: f"notifier never became ready:\n{self.log()}")
+        wait_until(self.ready, timeout=60, failure=lambda: f"notifier never became ready:\n{self.log()}")
         return ready
 
     def ready(self) -> bool:

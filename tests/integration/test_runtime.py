@@ -16,12 +16,13 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
 from schemas.topics import ALL_TOPICS, EVENTS, NOTIFICATIONS_SENT, dead_letter_topic
-from services.runtime.broker import EmbeddedBroker, create_topics, die_with_parent, free_port
+from services.runtime.broker import EmbeddedBroker, create_topics, free_port
+from tests.support.wait import wait_until
+from tests.support.workers import spawn_logged
 
 pytestmark = pytest.mark.integration
 
 ECHO_WORKER = Path(__file__).with_name("_echo_worker.py")
-REPO = Path(__file__).resolve().parents[2]
 
 
 def partitions_of(bootstrap: str, topic: str) -> set[int]:
@@ -44,16 +45,6 @@ def test_create_topics_is_idempotent_and_keeps_partition_counts(broker: Embedded
 
     with pytest.raises(RuntimeError, match="other partition counts"):
         create_topics(broker.bootstrap, [fresh], 2)
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, failure: Callable[[], str]) -> float:
-    """Poll until ``condition`` holds; returns the seconds it took."""
-    start = time.monotonic()
-    while not condition():
-        if time.monotonic() - start > timeout:
-            pytest.fail(failure())
-        time.sleep(0.05)
-    return time.monotonic() - start
 
 
 def find_record(bootstrap: str, topic: str, match: Callable[[ConsumerRecord], bool], timeout: float) -> ConsumerRecord:
@@ -84,22 +75,13 @@ def echo_worker(broker: EmbeddedBroker, tmp_path: Path) -> Iterator[Path]:
         "ECHO_WEB_PORT": str(free_port()),
         "ECHO_APP_ID": f"omboard-echo-{uuid.uuid4().hex[:8]}",  # never joins a real service's group
     }
-    with log_path.open("wb") as log:
-        worker = subprocess.Popen(
-            [sys.executable, str(ECHO_WORKER), "worker", "--loglevel", "info"],
-            cwd=REPO,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            preexec_fn=die_with_parent,
-        )
+    worker = spawn_logged([sys.executable, str(ECHO_WORKER), "worker", "--loglevel", "info"], env, log_path)
 
     def tail() -> str:
         return log_path.read_text(errors="replace")[-3000:]
 
     try:
-        ready = wait_for(
+        ready = wait_until(
             lambda: worker.poll() is not None or "ASSIGNED" in log_path.read_text(errors="replace"),
             timeout=30,
             failure=lambda: f"echo worker never got its partitions:\n{tail()}",

@@ -17,3 +17,16 @@ def eventually(check: Callable[[], T], what: str, timeout: float = 30.0, interva
             raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(interval)
     return result
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, failure: Callable[[], str]) -> float:
+    """Poll ``condition`` until it holds, or fail the test with ``failure()`` (e.g. a log tail);
+    returns the seconds it took."""
+    import pytest
+
+    start = time.monotonic()
+    while not condition():
+        if time.monotonic() - start > timeout:
+            pytest.fail(failure())
+        time.sleep(0.05)
+    return time.monotonic() - start

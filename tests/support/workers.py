@@ -13,6 +13,18 @@ from pathlib import Path
 
 from services.runtime.broker import die_with_parent, free_port
 
+REPO = Path(__file__).resolve().parents[2]
+
+
+def spawn_logged(command: list[str], env: dict[str, str], log_path: Path, *,
+                 new_session: bool = False) -> subprocess.Popen:
+    """A child process of the test, run from the repository, writing stdout and stderr to
+    ``log_path``, and killed by the kernel if the test process dies first."""
+    with log_path.open("ab") as log:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(command, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=new_session,
+                                preexec_fn=die_with_parent)
+
 
 class WorkerProcess:
     def __init__(self, service: str, env: dict[str, str], log_path: Path):
@@ -23,15 +35,10 @@ class WorkerProcess:
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 60.0) -> WorkerProcess:
-        log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the process
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "services.runtime.worker", self.service],
-            # Free ports of its own, so a developer's `make run` or another test's worker is no obstacle.
-            env={**os.environ, **self.env, "OMBOARD_WEB_PORT": str(self.web_port),
-                 "OMBOARD_STATUS_PORT": str(free_port())},
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, preexec_fn=die_with_parent,
-        )
+        # Free ports of its own, so a developer's `make run` or another test's worker is no obstacle.
+        env = {**os.environ, **self.env, "OMBOARD_WEB_PORT": str(self.web_port), "OMBOARD_STATUS_PORT": str(free_port())}
+        self.process = spawn_logged([sys.executable, "-m", "services.runtime.worker", self.service], env,
+                                    self.log_path, new_session=True)
         deadline = time.monotonic() + timeout
         while not self._ready():
             if self.process.poll() is not None:
