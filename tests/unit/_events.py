@@ -11,29 +11,12 @@ import itertools
 from typing import Any
 
 from schemas.events import Envelope, parse_event
+from tests.factories import hsa_id as hsa
+from tests.factories import org_number
 
 SENT = dt.datetime(2025, 11, 3, 9, 0, tzinfo=dt.timezone(dt.timedelta(hours=1)))
 START = "2026-03-02"  # a Monday
-ISSUER = "2321000032"  # Luhn-valid organisation number under which test HSA-ids are issued
 _ids = itertools.count(1)
-
-
-def _luhn_digit(body: str) -> str:
-    total = 0
-    for index, char in enumerate(reversed(body)):
-        value = int(char) * (2 if index % 2 == 0 else 1)
-        total += value - 9 if value > 9 else value
-    return str((10 - total % 10) % 10)
-
-
-def org_number(n: int) -> str:
-    body = f"556{n:06d}"
-    digits = body + _luhn_digit(body)
-    return f"{digits[:6]}-{digits[6:]}"
-
-
-def hsa(suffix: str) -> str:
-    return f"SE{ISSUER}-{suffix}"
 
 
 def event(event_type: str, data: dict[str, Any], *, sent: dt.datetime | str = SENT, event_id: str | None = None) -> Envelope:
