@@ -165,7 +165,7 @@ def build(settings: Settings, clock: Clock | None = None, **app_options) -> faus
             task
             for raw in list(providers.values())
             for task in planner.plan_monthly_reports(ProviderState.model_validate_json(raw), month)
-            if task.id not in store.load(task.subject.provider_id).tasks
+            if store.provider_of(task.id) is None  # the in-memory index: no ledger is read per task
         ]
         await send_all(app, [task_message(task, task.correlation_id or task.plan_id) for task in tasks])
         opened_month = month

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
+from schemas.events import EVENT_TYPES
+
 # -- every consuming service -------------------------------------------------------------------
 EVENTS_CONSUMED = Counter(
     "omboard_events_consumed_total", "Messages a service consumed, by event type", ["service", "type"]
@@ -91,8 +93,6 @@ def observe_age(service: str, topic: str, timestamp: float | None, now: float) -
 def metric_event_type(received) -> str:
     """A ``type`` label from a message's ce_type header, from a closed set: a header is input, and
     input must not mint label values."""
-    from schemas.events import EVENT_TYPES
-
     raw = received.header("ce_type") or b""
     event_type = raw.decode("utf-8", "replace")
     return event_type if event_type in EVENT_TYPES else "unknown"
