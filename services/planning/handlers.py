@@ -6,12 +6,13 @@ person rules) run this with their own scopes over the same state, so they agree 
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import defaultdict
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 from schemas.events import Envelope
-from schemas.notifications import NotificationRequest, TaskLine
+from schemas.notifications import NotificationKind, NotificationRequest, TaskLine
 from schemas.tasks import Task
 from schemas.topics import NOTIFICATIONS, task_topic
 from schemas.wire import correlation_id, event_from_kafka, model_to_kafka
@@ -73,6 +74,26 @@ def task_line(task: Task) -> TaskLine:
     )
 
 
+def notification_about(tasks: list[Task], *, notification_id: str, kind: NotificationKind, provider_id: str,
+                       party: str, at: dt.datetime, correlation: str | None) -> NotificationRequest:
+    """One notification listing ``tasks``, earliest due first; it names a system or unit only
+    when every task shares it (the notifier routes each line by its own system and unit)."""
+    tasks = sorted(tasks, key=lambda t: (t.due, t.system, t.id))
+    first = tasks[0]
+    return NotificationRequest(
+        id=notification_id,
+        kind=kind,
+        provider_id=provider_id,
+        provider_name=first.provider_name,
+        responsible=party,  # type: ignore[arg-type]
+        system=first.system if len({t.system for t in tasks}) == 1 else None,
+        unit_id=first.subject.unit_id if len({t.subject.unit_id for t in tasks}) == 1 else None,
+        tasks=[task_line(t) for t in tasks],
+        requested_at=at,
+        correlation_id=correlation,
+    )
+
+
 def _late_notices(event: Envelope, late: list[Task], planner: Planner, correlation: str) -> list[Outgoing]:
     """Tell the parties the catalog names at once when orders are already too late: one notice
     per party and provider for the whole event, listing every late task."""
@@ -82,18 +103,9 @@ def _late_notices(event: Envelope, late: list[Task], planner: Planner, correlati
             groups[(task.subject.provider_id, party)].append(task)
     messages = []
     for (provider_id, party), tasks in sorted(groups.items()):
-        tasks.sort(key=lambda t: (t.due, t.system, t.id))
-        request = NotificationRequest(
-            id=task_id(LATE_ORDER, event_key(event), provider_id, party),
-            kind="late-order",
-            provider_id=provider_id,
-            provider_name=tasks[0].provider_name,
-            responsible=party,
-            system=tasks[0].system if len({t.system for t in tasks}) == 1 else None,
-            unit_id=tasks[0].subject.unit_id if len({t.subject.unit_id for t in tasks}) == 1 else None,
-            tasks=[task_line(t) for t in tasks],
-            requested_at=event.time,
-            correlation_id=correlation,
+        request = notification_about(
+            tasks, notification_id=task_id(LATE_ORDER, event_key(event), provider_id, party), kind="late-order",
+            provider_id=provider_id, party=party, at=event.time, correlation=correlation,
         )
         messages.append(Outgoing(NOTIFICATIONS, *model_to_kafka(request, provider_id, correlation)))
     return messages

@@ -18,7 +18,7 @@ from schemas.events import Contract
 from schemas.notifications import NotificationKind, NotificationRequest
 from schemas.status import StatusEntry, TaskStatusChange
 from schemas.tasks import Task, TaskStatus
-from services.planning.handlers import task_line
+from services.planning.handlers import notification_about
 
 NOTIFICATION_NAMESPACE = uuid.UUID("0b7d7c1e-60a4-5c35-8d0e-7e1f3c2a9b44")
 ACTIVE: frozenset[TaskStatus] = frozenset({"open", "blocked"})
@@ -171,21 +171,11 @@ def _request(provider_id: str, kind: NotificationKind, party: str, records: list
              at: dt.datetime, occasion: str) -> NotificationRequest:
     """One notification about ``records``; its id is derived from what it is about, so asking
     again after a crash asks for the same notification, which the notifier sends once."""
-    records = sorted(records, key=lambda r: (r.task.due, r.task.system, r.task.id))
-    first = records[0].task
-    systems = {r.task.system for r in records}
-    units = {r.task.subject.unit_id for r in records}
-    return NotificationRequest(
-        id=str(uuid.uuid5(NOTIFICATION_NAMESPACE, f"{provider_id}|{kind}|{party}|{occasion}|{','.join(r.task.id for r in records)}")),
-        kind=kind,
-        provider_id=provider_id,
-        provider_name=first.provider_name,
-        responsible=party,  # type: ignore[arg-type]
-        system=first.system if len(systems) == 1 else None,
-        unit_id=first.subject.unit_id if len(units) == 1 else None,
-        tasks=[task_line(r.task) for r in records],
-        requested_at=at,
-        correlation_id=first.correlation_id,
+    tasks = sorted((r.task for r in records), key=lambda t: (t.due, t.system, t.id))
+    ids = ",".join(t.id for t in tasks)
+    return notification_about(
+        tasks, notification_id=str(uuid.uuid5(NOTIFICATION_NAMESPACE, f"{provider_id}|{kind}|{party}|{occasion}|{ids}")),
+        kind=kind, provider_id=provider_id, party=party, at=at, correlation=tasks[0].correlation_id,
     )
 
 
