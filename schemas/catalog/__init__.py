@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 
 import yaml
@@ -48,8 +47,3 @@ def load_catalog(path: Path | None = None) -> Catalog:
             location = item.field.split(".")
             problems.append(f"{_rule_name(raw, location)}: {item.reason}")
         raise CatalogError(f"{path}: " + "; ".join(problems)) from None
-
-
-@lru_cache(maxsize=4)
-def cached_catalog(path: Path | None = None) -> Catalog:
-    return load_catalog(path)

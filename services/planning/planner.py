@@ -358,9 +358,6 @@ class Planner:
             return month_end or last_day_of_month(event.anchor_date)
         return event.anchor_date
 
-    def due_date(self, rule: Rule, event: Envelope, month_end: dt.date | None = None) -> dt.date:
-        return self._due(rule, self.anchor(rule, event, month_end))
-
     def _due(self, rule: Rule, anchor: dt.date) -> dt.date:
         deadline = rule.deadline
         if deadline.unit == "business_days":

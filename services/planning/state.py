@@ -78,9 +78,6 @@ class ProviderState(Contract):
     def has_processed(self, event: Envelope) -> bool:
         return event_key(event) in self.processed
 
-    def active_units(self) -> list[UnitState]:
-        return [unit for unit in self.units.values() if unit.active]
-
 
 def event_key(event: Envelope) -> str:
     """CloudEvents ids are unique per source, so the pair identifies an event."""

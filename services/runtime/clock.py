@@ -18,16 +18,13 @@ class SystemClock:
 
 
 class FixedClock:
-    """For unit tests: time moves only when the test says so."""
+    """For unit tests: now is what the test says it is."""
 
     def __init__(self, at: dt.datetime):
         self._at = at
 
     def now(self) -> dt.datetime:
         return self._at
-
-    def advance(self, delta: dt.timedelta) -> None:
-        self._at += delta
 
 
 class FileClock:
