@@ -14,15 +14,14 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.consumer.fetcher import ConsumerRecord
+from kafka import KafkaProducer
 
 from schemas.events import Contact, Envelope, Provider, ProviderStarted, Unit
 from schemas.notifications import DeliveryRecord, NotificationRequest, TaskLine
@@ -32,6 +31,7 @@ from services.notifier import smtp
 from services.notifier.domain import message_id
 from services.runtime.broker import EmbeddedBroker, free_port
 from services.runtime.mailsink import MailSink
+from tests.support.kafka import Topics
 from tests.support.wait import wait_until
 from tests.support.workers import spawn_logged
 
@@ -56,48 +56,6 @@ def worker_command() -> list[str]:
     if script.exists():
         return [str(script), "worker", "notifier"]
     return [sys.executable, "-c", "from services.runtime.worker import run_service; run_service('notifier')"]
-
-
-class Topics:
-    """Reads topics from the beginning, one consumer each, keeping what it has seen."""
-
-    def __init__(self, bootstrap: str) -> None:
-        self.bootstrap = bootstrap
-        self.consumers: dict[str, KafkaConsumer] = {}
-        self.seen: dict[str, list[ConsumerRecord]] = {}
-
-    def _consumer(self, topic: str) -> KafkaConsumer:
-        if topic not in self.consumers:
-            consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
-                                     allow_auto_create_topics=False)
-            consumer.topics()
-            partitions = consumer.partitions_for_topic(topic) or set()
-            assert partitions, f"topic {topic} does not exist"
-            consumer.assign([TopicPartition(topic, p) for p in partitions])
-            consumer.seek_to_beginning()
-            self.consumers[topic], self.seen[topic] = consumer, []
-        return self.consumers[topic]
-
-    def find(self, topic: str, match: Callable[[ConsumerRecord], bool], timeout: float = 30) -> ConsumerRecord:
-        return self.find_all(topic, match, 1, timeout)[0]
-
-    def find_all(self, topic: str, match: Callable[[ConsumerRecord], bool], count: int,
-                 timeout: float = 30) -> list[ConsumerRecord]:
-        """The first ``count`` matching records, in offset order per partition."""
-        deadline = time.monotonic() + timeout
-        while True:
-            consumer = self._consumer(topic)
-            hits = [record for record in self.seen.get(topic, []) if match(record)]
-            if len(hits) >= count:
-                return hits[:count]
-            if time.monotonic() > deadline:
-                pytest.fail(f"{len(hits)} of {count} matching records on {topic} within {timeout}s")
-            for records in consumer.poll(timeout_ms=200).values():
-                self.seen[topic] += records
-
-    def close(self) -> None:
-        for consumer in self.consumers.values():
-            consumer.close()
 
 
 @dataclass

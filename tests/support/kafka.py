@@ -72,3 +72,25 @@ def wait_committed_past(bootstrap: str, group: str, topic: str, partition: int, 
         if time.monotonic() > deadline:
             raise AssertionError(f"{group} did not commit past {topic}[{partition}]@{offset} in {timeout:.0f}s")
         time.sleep(0.2)
+
+
+class Topics:
+    """A TopicReader per topic, opened on first use: find what a test expects on any topic."""
+
+    def __init__(self, bootstrap: str):
+        self.bootstrap = bootstrap
+        self._readers: dict[str, TopicReader] = {}
+
+    def find_all(self, topic: str, match: Callable[[Record], bool], count: int, timeout: float = 30.0) -> list[Record]:
+        """The first ``count`` matching records, in the order they were read."""
+        reader = self._readers.get(topic) or self._readers.setdefault(topic, TopicReader(self.bootstrap, topic))
+        records = reader.wait_for(lambda rs: sum(map(match, rs)) >= count, timeout,
+                                  what=f"{count} matching record(s) on {topic}")
+        return [record for record in records if match(record)][:count]
+
+    def find(self, topic: str, match: Callable[[Record], bool], timeout: float = 30.0) -> Record:
+        return self.find_all(topic, match, 1, timeout)[0]
+
+    def close(self) -> None:
+        for reader in self._readers.values():
+            reader.close()
