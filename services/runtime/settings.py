@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     # Faust's first group join waits about half of this; keep it low on the embedded broker.
     broker_session_timeout: float = Field(default=10.0, gt=0)
     data_dir: Path = Path("var/data")
+    # The broker `omboard run` (and the test suite) starts: unset, Apache Kafka where Java and its
+    # jars are (make setup), else Tansu; "kafka" or "tansu" chooses explicitly.
+    embedded_broker: Literal["kafka", "tansu"] | None = None
 
     # The catalog that plans tasks (a second municipality is a second file).
     catalog_path: Path | None = None

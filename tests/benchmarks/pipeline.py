@@ -52,7 +52,7 @@ from services.orgstructure.app import SCOPES
 from services.planning.handlers import handle_event
 from services.planning.planner import Planner
 from services.planning.state import ProviderState
-from services.runtime.broker import EmbeddedBroker, create_topics, die_with_parent, free_port
+from services.runtime.broker import TansuBroker, create_topics, die_with_parent, free_port
 from services.runtime.streams import Received
 from tests import factories
 
@@ -388,7 +388,7 @@ class Worker:
             **os.environ,
             "OMBOARD_KAFKA_BOOTSTRAP": bootstrap,
             "OMBOARD_PARTITIONS": str(partitions),
-            "OMBOARD_BROKER_SESSION_TIMEOUT": "3",
+            "OMBOARD_BROKER_SESSION_TIMEOUT": "6",
             "OMBOARD_DATA_DIR": str(var_dir / "data"),
             "OMBOARD_WEB_PORT": str(self.port),
         }
@@ -438,8 +438,8 @@ class Worker:
 # -- the whole run -----------------------------------------------------------------------------------
 
 
-def broker_pid(broker: EmbeddedBroker) -> int:
-    process = getattr(broker, "_process", None)  # EmbeddedBroker keeps it private; only for CPU figures
+def broker_pid(broker: TansuBroker) -> int:
+    process = getattr(broker, "_process", None)  # TansuBroker keeps it private; only for CPU figures
     return process.pid if process is not None else -1
 
 
@@ -480,7 +480,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     var_dir = Path(tempfile.mkdtemp(prefix="omboard-bench-"))
     keep = args.keep
-    broker = EmbeddedBroker(log_path=var_dir / "broker.log")
+    broker = TansuBroker(log_path=var_dir / "broker.log")
     worker: Worker | None = None
     began = time.monotonic()
     try:

@@ -47,7 +47,7 @@ def test_reminders_fire_once_across_a_crash_and_none_is_skipped(broker, tmp_path
     clock.set(at(first))
     env = {
         "OMBOARD_KAFKA_BOOTSTRAP": broker.bootstrap, "OMBOARD_PARTITIONS": str(TEST_PARTITIONS),
-        "OMBOARD_BROKER_SESSION_TIMEOUT": "3", "OMBOARD_SWEEP_INTERVAL": "0.3",
+        "OMBOARD_BROKER_SESSION_TIMEOUT": "6", "OMBOARD_SWEEP_INTERVAL": "0.3",
         "OMBOARD_CLOCK_FILE": str(tmp_path / "now"), "OMBOARD_DATA_DIR": str(tmp_path / "data"),
     }
     worker = WorkerProcess("reporting", env, tmp_path / "reporting.log").start()

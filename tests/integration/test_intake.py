@@ -26,8 +26,10 @@ from schemas.wire import CORRELATION_HEADER, event_from_kafka, headers_dict
 from services.intake.api import create_api
 from services.intake.publisher import EventPublisher
 from services.runtime.access import key_entry, keys_json
-from services.runtime.broker import EmbeddedBroker, create_topics, free_port
+from services.runtime.apache_kafka import ApacheKafka
+from services.runtime.broker import create_topics, free_port
 from services.runtime.cli import app as cli
+from services.runtime.embedded import Broker
 from services.runtime.settings import Settings
 from tests import factories as f
 from tests.support.workers import spawn_logged
@@ -75,14 +77,14 @@ class EventsTopic:
 
 
 @pytest.fixture
-def events_topic(broker: EmbeddedBroker) -> Iterator[EventsTopic]:
+def events_topic(broker: Broker) -> Iterator[EventsTopic]:
     topic = EventsTopic(broker.bootstrap)
     yield topic
     topic.close()
 
 
 @pytest.fixture(scope="module")
-def api_url(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def api_url(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``omboard api`` in its own process, configured by environment variables like in production."""
     port = free_port()
     log_path = tmp_path_factory.mktemp("intake") / "api.log"
@@ -183,7 +185,7 @@ def test_an_invalid_event_is_rejected_naming_the_field_and_nothing_is_published(
 
 
 def test_omboard_publish_puts_every_event_of_a_jsonl_file_on_the_topic(
-    broker: EmbeddedBroker, events_topic: EventsTopic, tmp_path: Path
+    broker: Broker, events_topic: EventsTopic, tmp_path: Path
 ) -> None:
     events = [
         f.provider_started(provider_id="prov-cli-1", event_id="evt-cli-1"),
@@ -239,7 +241,7 @@ def test_without_kafka_the_api_is_live_but_not_ready_and_answers_503() -> None:
 
 
 def test_when_kafka_goes_away_the_api_answers_503_in_bounded_time() -> None:
-    with EmbeddedBroker() as own_broker:
+    with ApacheKafka() as own_broker:
         create_topics(own_broker.bootstrap, [EVENTS], 1)
         publisher = EventPublisher(own_broker.bootstrap, timeout=1.0)
         with serve(create_api(Settings(kafka_bootstrap=own_broker.bootstrap, api_keys=KEYS), publisher)) as url:

@@ -29,7 +29,8 @@ from schemas.topics import EVENTS, NOTIFICATIONS, NOTIFICATIONS_SENT, dead_lette
 from schemas.wire import CORRELATION_HEADER, event_to_kafka, model_to_kafka
 from services.notifier import smtp
 from services.notifier.domain import message_id
-from services.runtime.broker import EmbeddedBroker, free_port
+from services.runtime.broker import free_port
+from services.runtime.embedded import Broker
 from services.runtime.mailsink import MailSink
 from tests.support.kafka import Topics
 from tests.support.wait import wait_until
@@ -128,12 +129,12 @@ class Notifier:
 
 
 @pytest.fixture(scope="module")
-def notifier(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Notifier]:
+def notifier(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Notifier]:
     tmp = tmp_path_factory.mktemp("notifier")
     env = os.environ | {
         "OMBOARD_KAFKA_BOOTSTRAP": broker.bootstrap,
         "OMBOARD_PARTITIONS": "2",
-        "OMBOARD_BROKER_SESSION_TIMEOUT": "3",
+        "OMBOARD_BROKER_SESSION_TIMEOUT": "6",
         "OMBOARD_SMTP_HOST": "127.0.0.1",
         "OMBOARD_FALLBACK_EMAIL": FALLBACK,
         "OMBOARD_KLK_IT_EMAIL": KLK_IT,

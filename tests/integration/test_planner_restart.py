@@ -30,7 +30,7 @@ def publish(producer: KafkaProducer, raw: dict) -> None:
 def test_a_killed_planner_comes_back_without_duplicating_tasks(broker, tmp_path):
     env = {
         "OMBOARD_KAFKA_BOOTSTRAP": broker.bootstrap, "OMBOARD_PARTITIONS": str(TEST_PARTITIONS),
-        "OMBOARD_BROKER_SESSION_TIMEOUT": "3", "OMBOARD_DATA_DIR": str(tmp_path / "data"),
+        "OMBOARD_BROKER_SESSION_TIMEOUT": "6", "OMBOARD_DATA_DIR": str(tmp_path / "data"),
     }
     started = f.provider_started(PROVIDER, start_date="2027-03-01")
     worker = WorkerProcess("orgstructure", env, tmp_path / "orgstructure.log").start()

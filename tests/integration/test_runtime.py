@@ -16,7 +16,8 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
 from schemas.topics import ALL_TOPICS, EVENTS, NOTIFICATIONS_SENT, dead_letter_topic
-from services.runtime.broker import EmbeddedBroker, create_topics, free_port
+from services.runtime.broker import create_topics, free_port
+from services.runtime.embedded import Broker
 from tests.support.wait import wait_until
 from tests.support.workers import spawn_logged
 
@@ -34,7 +35,7 @@ def partitions_of(bootstrap: str, topic: str) -> set[int]:
         consumer.close()
 
 
-def test_create_topics_is_idempotent_and_keeps_partition_counts(broker: EmbeddedBroker) -> None:
+def test_create_topics_is_idempotent_and_keeps_partition_counts(broker: Broker) -> None:
     create_topics(broker.bootstrap, ALL_TOPICS, 2)  # the fixture already made them
     assert all(partitions_of(broker.bootstrap, topic) == {0, 1} for topic in ALL_TOPICS)
 
@@ -64,13 +65,13 @@ def find_record(bootstrap: str, topic: str, match: Callable[[ConsumerRecord], bo
 
 
 @pytest.fixture
-def echo_worker(broker: EmbeddedBroker, tmp_path: Path) -> Iterator[Path]:
+def echo_worker(broker: Broker, tmp_path: Path) -> Iterator[Path]:
     """The echo worker, running and assigned its partitions; yields its log file."""
     log_path = tmp_path / "echo-worker.log"
     env = os.environ | {
         "OMBOARD_KAFKA_BOOTSTRAP": broker.bootstrap,
         "OMBOARD_PARTITIONS": "2",
-        "OMBOARD_BROKER_SESSION_TIMEOUT": "3",
+        "OMBOARD_BROKER_SESSION_TIMEOUT": "6",
         "OMBOARD_DATA_DIR": str(tmp_path / "data"),
         "ECHO_WEB_PORT": str(free_port()),
         "ECHO_APP_ID": f"omboard-echo-{uuid.uuid4().hex[:8]}",  # never joins a real service's group
@@ -100,7 +101,7 @@ def echo_worker(broker: EmbeddedBroker, tmp_path: Path) -> Iterator[Path]:
     assert code in (0, -signal.SIGTERM), f"echo worker exited with {code}:\n{tail()}"
 
 
-def test_worker_dead_letters_bad_input_and_echoes_what_follows(broker: EmbeddedBroker, echo_worker: Path) -> None:
+def test_worker_dead_letters_bad_input_and_echoes_what_follows(broker: Broker, echo_worker: Path) -> None:
     key = f"provider-{uuid.uuid4().hex}".encode()
     good = b'{"marker": "%s"}' % key
     producer = KafkaProducer(bootstrap_servers=broker.bootstrap)
