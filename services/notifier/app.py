@@ -58,7 +58,7 @@ from services.runtime.clock import Clock, clock_from_settings
 from services.runtime.deadletter import dead_letter, handle_or_dead_letter, reason_of
 from services.runtime.faust_app import create_app
 from services.runtime.settings import Settings
-from services.runtime.streams import Outgoing, Received, batches, send_all
+from services.runtime.streams import Outgoing, Received, batches, changelogs_known, check_fits, send_all
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,9 @@ def build(
         known = known_contacts(event.provider_id)
         updated = fold(known, event)
         if updated is not None and updated != known:
-            contacts[event.provider_id.encode()] = updated.model_dump_json().encode()
+            key = event.provider_id.encode()
+            contacts[key] = check_fits(f"the contacts of provider {event.provider_id}", key,
+                                       updated.model_dump_json().encode())
 
     @app.agent(events_in, concurrency=1, name="notifier-contacts")
     async def keep_contacts(stream):
@@ -186,6 +188,7 @@ def build(
     async def mail(stream):
         # One request at a time: each send is recorded before the next one starts, and the
         # ``sent`` table's changelog goes to the partition of the request being handled.
+        await changelogs_known(app)
         async for event in stream.events():
             received = Received.from_faust_event(event)
             began = time.perf_counter()

@@ -17,7 +17,7 @@ from services.runtime import metrics
 from services.runtime.deadletter import handle_or_dead_letter
 from services.runtime.faust_app import create_app
 from services.runtime.settings import Settings
-from services.runtime.streams import Outgoing, Received, batches, send_all
+from services.runtime.streams import Outgoing, Received, batches, check_fits, send_all
 
 BATCH_SIZE = 500
 BATCH_WITHIN = 0.05  # seconds: a lone event waits at most this long for company
@@ -37,25 +37,34 @@ def build_planning_app(service: str, scopes: Collection[str], settings: Settings
             outgoing: list[Outgoing] = []
             states: dict[str, bytes] = {}
 
-            def plan_one(received: Received) -> Outcome:
+            def plan_one(received: Received) -> tuple[Outcome, bytes | None]:
                 # The batch's own updates first: one provider's events can share a batch.
-                return handle_event(received, lambda pid: states.get(pid) or providers.get(pid.encode()),
-                                    planner, scopes)
+                outcome = handle_event(received, lambda pid: states.get(pid) or providers.get(pid.encode()),
+                                       planner, scopes)
+                # Measured here, so that what the producer would refuse is this event's dead
+                # letter and not a crash that loses the whole batch.
+                for message in outcome.messages:
+                    message.checked()
+                if outcome.state is None:
+                    return outcome, None
+                return outcome, check_fits(f"the planning state of provider {outcome.provider_id}",
+                                           outcome.provider_id.encode(), outcome.state.model_dump_json().encode())
 
             for received in batch:
-                outcome, rejected = handle_or_dead_letter(
+                planned, rejected = handle_or_dead_letter(
                     service, received, plan_one, metrics.metric_event_type(received)
                 )
-                if outcome is None:
+                if planned is None:
                     outgoing.append(rejected)
                     continue
+                outcome, state = planned
                 for task in outcome.tasks:
                     metrics.TASKS_PLANNED.labels(service, task.system).inc()
                 for task in outcome.late:
                     metrics.LATE_ORDERS.labels(service, task.system).inc()
                 outgoing += outcome.messages
-                if outcome.state is not None:
-                    states[outcome.provider_id] = outcome.state.model_dump_json().encode()
+                if state is not None:
+                    states[outcome.provider_id] = state
             # Send first, then record: a crash in between replays the batch, which yields the
             # same task ids (de-duplicated downstream) instead of losing tasks.
             await send_all(app, outgoing)

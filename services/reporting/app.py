@@ -7,6 +7,7 @@ import datetime as dt
 import heapq
 import logging
 import time
+from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 import faust
@@ -28,7 +29,15 @@ from services.runtime.deadletter import handle_or_dead_letter
 from services.runtime.faust_app import create_app
 from services.runtime.metrics import metric_event_type
 from services.runtime.settings import Settings
-from services.runtime.streams import Outgoing, batches, send_all
+from services.runtime.streams import (
+    Outgoing,
+    Received,
+    RecordTooLarge,
+    batches,
+    changelogs_known,
+    check_fits,
+    send_all,
+)
 
 log = logging.getLogger(__name__)
 SERVICE = "reporting"
@@ -58,8 +67,8 @@ class LedgerStore:
     def ledgers(self) -> list[Ledger]:
         return [Ledger.model_validate_json(raw) for raw in list(self.table.values())]
 
-    def store(self, ledger: Ledger, before: Ledger | None = None) -> None:
-        self.table[ledger.provider_id.encode()] = ledger.model_dump_json().encode()
+    def store(self, ledger: Ledger, before: Ledger | None = None, encoded: bytes | None = None) -> None:
+        self.table[ledger.provider_id.encode()] = encoded or ledger.model_dump_json().encode()
         self._index(ledger, before)
 
     def _index(self, ledger: Ledger, before: Ledger | None) -> None:
@@ -122,35 +131,42 @@ def build(settings: Settings, clock: Clock | None = None, **app_options) -> faus
             async with store.lock:
                 now = clock.now()
                 changed: dict[str, tuple[Ledger, Ledger]] = {}  # provider -> (before, after)
+                encoded: dict[str, bytes] = {}  # provider -> the ledger as it will be stored
                 states: dict[str, ProviderState] = {}
+                encoded_states: dict[str, bytes] = {}
 
                 def load(provider_id: str) -> Ledger:
                     return changed[provider_id][1] if provider_id in changed else store.load(provider_id)
 
                 ctx = Context(load, lambda pid: states.get(pid) or load_state(pid), planner, now)
 
+                def handle(received: Received) -> Checked:
+                    effect = HANDLERS[received.topic](received, ctx)
+                    return _checked(effect)
+
                 for received in batch:
-                    effect, rejected = handle_or_dead_letter(
-                        SERVICE, received, lambda r: HANDLERS[r.topic](r, ctx), _kind(received)
-                    )
-                    if effect is None:
+                    checked, rejected = handle_or_dead_letter(SERVICE, received, handle, _kind(received))
+                    if checked is None:
                         outgoing.append(rejected)
                         continue
+                    effect = checked.effect
                     if effect.ledger is not None:
                         provider_id = effect.ledger.provider_id
                         before = changed[provider_id][0] if provider_id in changed else store.load(provider_id)
                         changed[provider_id] = (before, effect.ledger)
+                        encoded[provider_id] = checked.ledger
                     if effect.state is not None:
                         states[effect.state.provider_id] = effect.state
-                    outgoing += [_request_message(request) for request in effect.requests]
+                        encoded_states[effect.state.provider_id] = checked.state
+                    outgoing += checked.messages
                     _count(effect)
                 # Ask first, then record: after a crash the same requests (same ids) are asked
                 # again and the notifier sends each once.
                 await send_all(app, outgoing)
-                for before, after in changed.values():
-                    store.store(after, before)
-                for state in states.values():
-                    providers[state.provider_id.encode()] = state.model_dump_json().encode()
+                for provider_id, (before, after) in changed.items():
+                    store.store(after, before, encoded[provider_id])
+                for provider_id, state in encoded_states.items():
+                    providers[provider_id.encode()] = state
                 # Durable before the batch is acknowledged (see services/planning/app.py).
                 await app.producer.flush()
 
@@ -176,6 +192,7 @@ def build(settings: Settings, clock: Clock | None = None, **app_options) -> faus
     async def sweep() -> None:
         if app.in_recovery:
             return  # the table is still being restored; an index built now would miss providers
+        await changelogs_known(app)  # the sweep writes ledgers too
         started = time.perf_counter()
         now = clock.now()
         today = now.astimezone(zone).date()
@@ -186,14 +203,47 @@ def build(settings: Settings, clock: Clock | None = None, **app_options) -> faus
             for provider_id in store.due(today):
                 before = store.load(provider_id)
                 ledger, requests = notifications_due(before, today, now)
-                await send_all(app, [_request_message(request) for request in requests])
-                store.store(ledger, before)
+                try:
+                    checked = _checked(Effect(ledger=ledger, requests=requests))
+                except RecordTooLarge as error:
+                    # Nothing is asked that could not be recorded as asked (it would be asked
+                    # again on every sweep); the ledger stays as it was, and says so each sweep.
+                    log.error("reporting: reminders for provider %s held back: %s", provider_id, error)
+                    metrics.RECORDS_TOO_LARGE.labels(SERVICE).inc()
+                    continue
+                await send_all(app, checked.messages)
+                store.store(ledger, before, checked.ledger)
                 for request in requests:
                     metrics.NOTIFICATIONS_REQUESTED.labels(request.kind).inc()
             store.stats.publish(today)
         metrics.SWEEP_SECONDS.observe(time.perf_counter() - started)
 
     return app
+
+
+@dataclass(frozen=True)
+class Checked:
+    """An effect with what it writes already encoded and measured against the record limit."""
+
+    effect: Effect
+    messages: list[Outgoing]
+    ledger: bytes | None
+    state: bytes | None
+
+
+def _checked(effect: Effect) -> Checked:
+    """Encode what ``effect`` writes; RecordTooLarge if any of it would not fit in a record, so the
+    message behind it is dead-lettered and the rest of the batch goes on (issue 9 makes state per
+    task, so that a provider's ledger no longer grows with its work)."""
+    messages = [_request_message(request).checked() for request in effect.requests]
+    ledger = state = None
+    if effect.ledger is not None:
+        pid = effect.ledger.provider_id
+        ledger = check_fits(f"the ledger of provider {pid}", pid.encode(), effect.ledger.model_dump_json().encode())
+    if effect.state is not None:
+        pid = effect.state.provider_id
+        state = check_fits(f"the facts of provider {pid}", pid.encode(), effect.state.model_dump_json().encode())
+    return Checked(effect, messages, ledger, state)
 
 
 def _kind(received) -> str:

@@ -13,7 +13,7 @@ from typing import TypeVar
 
 from schemas.topics import dead_letter_topic
 from services.runtime import metrics
-from services.runtime.streams import Outgoing, Received
+from services.runtime.streams import MAX_RECORD_BYTES, Outgoing, Received, RecordTooLarge, record_size
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -35,8 +35,16 @@ def dead_letter(service: str, received: Received, reason: str, at: dt.datetime |
         "dlq_at": at.isoformat(),
     }
     headers = [*received.headers, *((name, value.encode()) for name, value in provenance.items())]
-    return Outgoing(dead_letter_topic(service), received.key, received.value, headers)
-
+    value = received.value
+    if record_size(received.key, value, headers) > MAX_RECORD_BYTES:
+        # The dead letter must fit where the original barely did: leave the value out and say
+        # where it still is (the provenance headers), rather than fail to record anything.
+        omitted = f"{len(value or b''):,} bytes, too large to copy; read it at dlq_topic/dlq_partition/dlq_offset"
+        headers = [*headers, ("dlq_value_omitted", omitted.encode())]
+        value = None
+        if record_size(received.key, value, headers) > MAX_RECORD_BYTES:  # huge headers: keep ours only
+            headers = [(name, value_) for name, value_ in headers if name.startswith("dlq_")]
+    return Outgoing(dead_letter_topic(service), received.key, value, headers)
 
 
 def reason_of(error: BaseException) -> str:
@@ -60,6 +68,8 @@ def handle_or_dead_letter(
         log.warning("%s: dead-lettering %s[%d]@%d: %s", service, received.topic, received.partition,
                     received.offset, type(error).__name__)
         metrics.EVENTS_FAILED.labels(service, type_label).inc()
+        if isinstance(error, RecordTooLarge):
+            metrics.RECORDS_TOO_LARGE.labels(service).inc()
         metrics.DEAD_LETTERS.labels(service, received.topic).inc()
         return None, dead_letter(service, received, reason_of(error))
     metrics.EVENTS_CONSUMED.labels(service, type_label).inc()

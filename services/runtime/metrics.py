@@ -21,6 +21,11 @@ EVENTS_FAILED = Counter(
 DEAD_LETTERS = Counter(
     "omboard_dead_letters_total", "Records written to a dead-letter topic, by source topic", ["service", "topic"]
 )
+RECORDS_TOO_LARGE = Counter(
+    "omboard_records_too_large_total",
+    "Writes held back because the record would be over Kafka's limit (the message behind it is dead-lettered)",
+    ["service"],
+)
 PROCESSING_SECONDS = Histogram(
     "omboard_processing_duration_seconds", "Time to process one message", ["service"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),

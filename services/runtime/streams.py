@@ -13,10 +13,34 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, cast
 
 import faust
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from faust.types import EventT, StreamT
 
 Header = tuple[str, bytes | None]  # Kafka allows a null header value
 Headers = tuple[Header, ...]
+
+# Faust's producer refuses a record over producer_max_request_size, 1,000,000 bytes by default
+# (Apache Kafka's own message.max.bytes is 1,048,588; Tansu has no limit). Refused inside a send,
+# it crashes the agent and its batch is acknowledged unprocessed, so records are measured before.
+MAX_RECORD_BYTES = 1_000_000
+
+
+class RecordTooLarge(ValueError):
+    """What would be written does not fit in one Kafka record; names what it is, never its content."""
+
+
+def record_size(key: bytes | None, value: bytes | None, headers: Sequence[Header] = ()) -> int:
+    """The bytes of one record as the producer counts them against its limit."""
+    return DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, list(headers))
+
+
+def check_fits(what: str, key: bytes | None, value: bytes | None, headers: Sequence[Header] = ()) -> bytes | None:
+    """``value`` when the record fits; else RecordTooLarge, so the message that caused it is
+    dead-lettered instead of the agent crashing on the send."""
+    size = record_size(key, value, headers)
+    if size > MAX_RECORD_BYTES:
+        raise RecordTooLarge(f"{what} would be a record of {size:,} bytes, over the {MAX_RECORD_BYTES:,} a Kafka record may hold")
+    return value
 
 
 @dataclass(frozen=True)
@@ -65,9 +89,29 @@ class Outgoing(NamedTuple):
     value: bytes | None
     headers: Sequence[Header] = ()
 
+    def checked(self) -> Outgoing:
+        """Itself, or RecordTooLarge when the producer would refuse it."""
+        check_fits(f"a message to {self.topic}", self.key, self.value, self.headers)
+        return self
+
+
+async def changelogs_known(app: faust.App) -> None:
+    """Wait until the producer's metadata knows every table's changelog topic.
+
+    A table with ``use_partitioner`` picks a write's partition from that metadata without waiting
+    for it. On Apache Kafka a changelog topic Faust has just created is not in it yet: the write
+    raised TypeError, the agent crashed and Faust acked its batch unprocessed (seen on a fresh
+    broker; Tansu's metadata knows a new topic at once). Cheap once they are known.
+    """
+    producer = await app.maybe_start_producer()
+    client = cast(Any, producer)._ensure_producer()  # the aiokafka producer under Faust's
+    for table in app.tables.values():
+        await client.partitions_for(table.changelog_topic.get_topic_name())
+
 
 async def batches(stream: StreamT[Any], size: int, within: float) -> AsyncIterator[list[Received]]:
-    """Yield lists of up to ``size`` received messages, or what arrived ``within`` seconds.
+    """Yield lists of up to ``size`` received messages, or what arrived ``within`` seconds,
+    once the tables' changelog topics are known (``changelogs_known``).
 
     ``stream.take()`` yields values only; ``stream.take_events()`` (faust-streaming >= 0.10)
     yields the events, whose messages carry topic, partition, offset and headers. Faust acks a
@@ -75,6 +119,7 @@ async def batches(stream: StreamT[Any], size: int, within: float) -> AsyncIterat
     its body ran (at-least-once). If the body raises, Faust acks the batch anyway and it is lost:
     catch per message and dead-letter instead.
     """
+    await changelogs_known(stream.app)
     # StreamT's annotations lack take_events; faust.Stream, what agents get, has it.
     async for events in cast(Any, stream).take_events(size, within=within):
         yield [Received.from_faust_event(event) for event in events]

@@ -53,6 +53,11 @@ class TopicReader:
             self.poll()
         return self.records
 
+    def end_offsets(self) -> dict[int, int]:
+        """Partition -> the offset after its last record (for a reader of one topic)."""
+        ends = self._consumer.end_offsets(list(self._consumer.assignment()))
+        return {tp.partition: offset for tp, offset in ends.items()}
+
     def close(self) -> None:
         self._consumer.close()
 
