@@ -40,6 +40,7 @@ class Stack:
     smtp_port: int | None = None
     web_ports: dict[str, int] = field(default_factory=dict)
     partitions: int = 4
+    replication_factor: int = 1  # of every topic, Faust's changelogs included
     # Apache Kafka refuses a consumer's session timeout under its group.min.session.timeout.ms (6 s
     # by default: InvalidSessionTimeoutError, and the worker waits forever); on Tansu the first
     # join waits about half of it.
@@ -95,6 +96,7 @@ class Stack:
             **os.environ,
             "OMBOARD_KAFKA_BOOTSTRAP": self.bootstrap,
             "OMBOARD_PARTITIONS": str(self.partitions),
+            "OMBOARD_REPLICATION_FACTOR": str(self.replication_factor),
             "OMBOARD_BROKER_SESSION_TIMEOUT": str(self.session_timeout),
             "OMBOARD_SWEEP_INTERVAL": str(self.sweep_interval),
             "OMBOARD_DATA_DIR": str(self.var_dir / "data"),
@@ -119,7 +121,7 @@ class Stack:
                                               log_path=self.log_dir / "broker.log").start()
                 self.bootstrap = self.broker.bootstrap
             # Every topic before any producer: an auto-created topic gets the wrong partition count.
-            create_topics(self.bootstrap, ALL_TOPICS, self.partitions)
+            create_topics(self.bootstrap, ALL_TOPICS, self.partitions, self.replication_factor)
             self.mail = MailSink(self.var_dir / "mail", port=self.smtp_port).start()
             self.status_port = self.status_port or free_port()
             env = self.env()
