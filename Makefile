@@ -43,8 +43,9 @@ integration: setup
 lint: setup
 	$(BIN)/ruff check .
 
+# make bench BENCH_ARGS="--broker tansu" for the fallback broker's figure; --help lists the rest.
 bench: setup
-	$(BIN)/python -m tests.benchmarks.pipeline
+	$(BIN)/python -m tests.benchmarks.pipeline $(BENCH_ARGS)
 
 # Grafana dashboards as code: regenerate deploy/grafana/dashboards/*.json (commit the result).
 .PHONY: dashboards

@@ -17,14 +17,17 @@ from services.runtime.broker import TansuBroker, create_topics
 from services.runtime.embedded import Broker, choose, embedded_broker
 
 TEST_PARTITIONS = 2
+#: The broker the suite runs on: Apache Kafka unless ``OMBOARD_EMBEDDED_BROKER=tansu``.
+SUITE_BROKER = os.environ.get("OMBOARD_EMBEDDED_BROKER") or "kafka"
+#: For tests of what only Apache Kafka has: its log on disk, a cluster of several nodes.
+needs_apache_kafka = pytest.mark.skipif(SUITE_BROKER == "tansu", reason="the suite runs on Tansu (OMBOARD_EMBEDDED_BROKER)")
 
 
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     # Apache Kafka unless the environment asks for Tansu: a machine that cannot run it fails here,
     # naming why, rather than testing on the fallback unnoticed.
-    requested = os.environ.get("OMBOARD_EMBEDDED_BROKER") or "kafka"
-    choice = choose(requested)  # type: ignore[arg-type]
+    choice = choose(SUITE_BROKER)  # type: ignore[arg-type]
     data = tmp_path_factory.mktemp("broker")
     embedded = embedded_broker(choice, data, log_path=data / "broker.log").start()
     try:

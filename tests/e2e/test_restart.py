@@ -15,11 +15,11 @@ from services.runtime.broker import free_port
 from services.runtime.clock import FileClock
 from services.runtime.launcher import Stack
 from tests import factories
-from tests.conftest import TEST_PARTITIONS
+from tests.conftest import TEST_PARTITIONS, needs_apache_kafka
 from tests.support.kafka import TopicReader, committed_offset
 from tests.support.wait import eventually
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, needs_apache_kafka]
 
 PROVIDER = "restart-stack"
 CONTACT = "restart.contact@example.se"

@@ -26,11 +26,11 @@ from services.runtime.broker import create_topics, free_port
 from services.runtime.clock import FileClock
 from services.runtime.launcher import Stack
 from tests import factories
-from tests.conftest import TEST_PARTITIONS
+from tests.conftest import TEST_PARTITIONS, needs_apache_kafka
 from tests.support.kafka import TopicReader
 from tests.support.wait import eventually
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, needs_apache_kafka]
 
 EVENT_COUNT = 120
 RATE = 12.0  # events per second: a steady stream of about ten seconds, the kill in its middle

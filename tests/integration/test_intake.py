@@ -26,12 +26,12 @@ from schemas.wire import CORRELATION_HEADER, event_from_kafka, headers_dict
 from services.intake.api import create_api
 from services.intake.publisher import EventPublisher
 from services.runtime.access import key_entry, keys_json
-from services.runtime.apache_kafka import ApacheKafka
 from services.runtime.broker import create_topics, free_port
 from services.runtime.cli import app as cli
-from services.runtime.embedded import Broker
+from services.runtime.embedded import Broker, choose, embedded_broker
 from services.runtime.settings import Settings
 from tests import factories as f
+from tests.conftest import SUITE_BROKER
 from tests.support.workers import spawn_logged
 
 pytestmark = pytest.mark.integration
@@ -240,8 +240,8 @@ def test_without_kafka_the_api_is_live_but_not_ready_and_answers_503() -> None:
         assert httpx.post(f"{url}/v1/events", json=f.staff_left(person_id="SE1-x"), headers=AUTH).status_code == 422
 
 
-def test_when_kafka_goes_away_the_api_answers_503_in_bounded_time() -> None:
-    with ApacheKafka() as own_broker:
+def test_when_kafka_goes_away_the_api_answers_503_in_bounded_time(tmp_path: Path) -> None:
+    with embedded_broker(choose(SUITE_BROKER), tmp_path) as own_broker:
         create_topics(own_broker.bootstrap, [EVENTS], 1)
         publisher = EventPublisher(own_broker.bootstrap, timeout=1.0)
         with serve(create_api(Settings(kafka_bootstrap=own_broker.bootstrap, api_keys=KEYS), publisher)) as url:

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from schemas.topics import ALL_TOPICS, SERVICES
+from services.runtime.apache_kafka import kafka_version
 from services.runtime.settings import Settings
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -134,6 +135,16 @@ def test_kafka_topic_partitions_and_replicas_match_the_settings(k8s: list[dict[s
     pools = _of_kind(k8s, "KafkaNodePool")
     brokers = sum(p["spec"]["replicas"] for p in pools if "broker" in p["spec"]["roles"])
     assert int(settings["OMBOARD_REPLICATION_FACTOR"]) <= brokers
+
+
+def test_compose_and_strimzi_run_the_kafka_release_the_tests_run(compose: dict[str, Any], k8s: list[dict[str, Any]]) -> None:
+    tested = kafka_version()  # deploy/kafka/pom.xml: what make setup fetches and every test runs on
+    for name in ("kafka", "kafka-topics"):
+        assert compose["services"][name]["image"] == f"apache/kafka:{tested}", name
+    (kafka,) = _of_kind(k8s, "Kafka")
+    assert kafka["spec"]["kafka"]["version"] == tested
+    major_minor = ".".join(tested.split(".")[:2])
+    assert kafka["spec"]["kafka"]["metadataVersion"].startswith(f"{major_minor}-IV")
 
 
 def test_strimzi_kafka_runs_in_kraft_mode_with_node_pools(k8s: list[dict[str, Any]]) -> None:
