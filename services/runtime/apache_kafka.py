@@ -211,6 +211,8 @@ class ApacheKafka:
     def start(self, timeout: float = 60.0) -> Self:
         if reason := unavailable_reason(self.libs):
             raise RuntimeError(f"cannot start Apache Kafka: {reason}")
+        for node in self.nodes:
+            self._refuse_taken_port(node)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.fresh = not all((node.data_dir / "log" / "meta.properties").exists() for node in self.nodes)
         if self.fresh:
@@ -222,7 +224,6 @@ class ApacheKafka:
         deadline = time.monotonic() + timeout
         try:
             for node in self.nodes:
-                self._refuse_taken_port(node)
                 self.start_node(node.node_id)
             self.wait_ready(deadline - time.monotonic())
         except BaseException:
