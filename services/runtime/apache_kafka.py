@@ -136,12 +136,15 @@ class ApacheKafka:
     def _layout(self, count: int, port: int | None) -> list[Node]:
         # Ports are kept beside the data, so that a restarted broker listens where it did and the
         # controller quorum, which records its voters' endpoints at format, still finds itself.
+        # A broker port asked for wins (clients find it there); the controller's stays as recorded.
         ports_file = self.data_dir / "ports"
+        recorded = []
         if ports_file.exists():
             recorded = [tuple(map(int, line.split())) for line in ports_file.read_text().split("\n") if line]
-            if len(recorded) == count and (port is None or recorded[0][0] == port):
-                return [Node(i + 1, p, c, self.data_dir / f"node-{i + 1}") for i, (p, c) in enumerate(recorded)]
-        chosen = [(port if i == 0 and port else free_port(), free_port()) for i in range(count)]
+        if len(recorded) == count:
+            chosen = [(port if i == 0 and port else p, c) for i, (p, c) in enumerate(recorded)]
+        else:
+            chosen = [(port if i == 0 and port else free_port(), free_port()) for i in range(count)]
         return [Node(i + 1, p, c, self.data_dir / f"node-{i + 1}") for i, (p, c) in enumerate(chosen)]
 
     @property
