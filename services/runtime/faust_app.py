@@ -70,7 +70,10 @@ def create_app(
         app_id or f"omboard-{service}",
         broker=[f"kafka://{server}" for server in servers],
         broker_credentials=broker_credentials(settings),
-        # TODO(measurement) comment
+        # Default at_least_once, handlers idempotent: with exactly_once our agents crash at start
+        # (maybe_start_producer() is then a TransactionManager), and even made to start they
+        # duplicated tasks and mail in kill tests, since send_all's sends stay outside Faust's
+        # transactions (tests/benchmarks/exactly_once.py; docs/decisions.md).
         processing_guarantee=settings.processing_guarantee,
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,

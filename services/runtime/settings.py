@@ -28,7 +28,8 @@ class Settings(BaseSettings):
     # The broker `omboard run` (and the test suite) starts: unset, Apache Kafka where Java and its
     # jars are (make setup), else Tansu; "kafka" or "tansu" chooses explicitly.
     embedded_broker: Literal["kafka", "tansu"] | None = None
-    # Faust's processing guarantee; stays at_least_once (idempotent handlers): see docs/decisions.md.
+    # Faust's processing guarantee. Only at_least_once (idempotent handlers) works: exactly_once is
+    # here to be measured (tests/benchmarks/exactly_once.py) and crashed or duplicated (docs/decisions.md).
     processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
 
     # The catalog that plans tasks (a second municipality is a second file).
