@@ -10,9 +10,19 @@ import datetime as dt
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from schemas.identifiers import HsaId, OrgNumber
+from schemas.identifiers import HsaId, OrgNumber, not_a_personal_number
 
 
 class Contract(BaseModel):
@@ -21,10 +31,50 @@ class Contract(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
 
 
-Id = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")]
-Name = Annotated[str, Field(min_length=1, max_length=200)]
+# -- limits: what a plan can handle, enforced where input enters (docs/events.md, "Limits") ---------
+
+#: Dates a plan can be made for: the business calendar and the deadline arithmetic stay within it.
+FIRST_DATE, LAST_DATE = dt.date(2000, 1, 1), dt.date(2099, 12, 31)
+MAX_UNITS = 300  # of one ProviderStarted; Uppsala's largest operation runs about a hundred
+MAX_FIELD_GROUPS = 50  # of one unit
+MAX_CONTACTS = 200  # of one ProviderStarted
+MAX_STAFF = 100_000  # staff_count of a unit or subcontractor
+
+
+def _iso_date_only(value: Any) -> Any:
+    # Without this, pydantic reads 0 as 1970-01-01 and 1.7e9 as a date in 2023.
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return value
+    if isinstance(value, str) and len(value) == 10 and value[4] == value[7] == "-":
+        return value
+    raise ValueError("must be an ISO date, YYYY-MM-DD")
+
+
+def _plannable(value: dt.date) -> dt.date:
+    if not FIRST_DATE <= value <= LAST_DATE:
+        raise ValueError(f"must be between {FIRST_DATE} and {LAST_DATE}")
+    return value
+
+
+Date = Annotated[dt.date, BeforeValidator(_iso_date_only), AfterValidator(_plannable)]
+Count = Annotated[int, Strict(), Field(ge=0, le=MAX_STAFF)]  # strict: true is not 1
+Flag = Annotated[bool, Strict()]  # strict: "yes" and 1 are not true
+Id = Annotated[
+    str,
+    Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"),
+    AfterValidator(not_a_personal_number),
+]
+# Printable text: no control characters (CR/LF would forge log lines and break Kafka headers).
+Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f-\x9f]+$")]
 Email = Annotated[str, Field(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
-Month = Annotated[str, Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")]
+
+
+def _plannable_month(value: str) -> str:
+    _plannable(dt.date.fromisoformat(f"{value}-01"))
+    return value
+
+
+Month = Annotated[str, Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$"), AfterValidator(_plannable_month)]
 
 Regi = Literal["egen", "privat"]
 Service = Literal["hemtjanst", "sarskilt_boende", "korttid", "lss"]
@@ -57,8 +107,8 @@ class Provider(Contract):
     org_number: OrgNumber
     regi: Regi
     services: list[Service] = Field(min_length=1)
-    hsl: bool
-    uses_flexite: bool
+    hsl: Flag
+    uses_flexite: Flag
 
     @field_validator("services")
     @classmethod
@@ -71,8 +121,8 @@ class Provider(Contract):
 class Unit(Contract):
     id: Id
     name: Name
-    staff_count: int = Field(ge=0, le=100_000)
-    field_groups: list[Name] = Field(default_factory=list)
+    staff_count: Count
+    field_groups: list[Name] = Field(default_factory=list, max_length=MAX_FIELD_GROUPS)
 
 
 class Contact(Contract):
@@ -88,7 +138,7 @@ class Person(Contract):
     name: Name
     email: Email
     role: StaffRole
-    licensed: bool
+    licensed: Flag
 
 
 class Subcontractor(Contract):
@@ -99,10 +149,10 @@ class Subcontractor(Contract):
 
 class ProviderStarted(Contract):
     provider: Provider
-    start_date: dt.date
+    start_date: Date
     takeover_from: Id | None = None
-    units: list[Unit] = Field(min_length=1)
-    contacts: list[Contact] = Field(default_factory=list)
+    units: list[Unit] = Field(min_length=1, max_length=MAX_UNITS)
+    contacts: list[Contact] = Field(default_factory=list, max_length=MAX_CONTACTS)
 
     @property
     def provider_id(self) -> str:
@@ -125,51 +175,51 @@ class OrgChangeRequested(Contract):
     provider_id: Id
     change_id: Id
     size: Literal["small", "large"]
-    decided_on: dt.date
-    effective_date: dt.date
+    decided_on: Date
+    effective_date: Date
     description: Annotated[str, Field(min_length=1, max_length=2000)]
-    unit_ids: list[Id] = Field(default_factory=list)
+    unit_ids: list[Id] = Field(default_factory=list, max_length=MAX_UNITS)
 
 
 class SubcontractorStarted(Contract):
     provider_id: Id
     subcontractor: Subcontractor
-    start_date: dt.date
-    staff_count: int = Field(ge=0, le=100_000)
+    start_date: Date
+    staff_count: Count
 
 
 class SubcontractorEnded(Contract):
     provider_id: Id
     subcontractor_id: Id
-    end_date: dt.date
+    end_date: Date
 
 
 class UnitClosed(Contract):
     provider_id: Id
     unit_id: Id
-    closing_date: dt.date
+    closing_date: Date
     taken_over_by: Id | None = None
 
 
 class StaffJoined(Contract):
     provider_id: Id
     unit_id: Id
-    start_date: dt.date
+    start_date: Date
     person: Person
 
 
 class StaffLeft(Contract):
     provider_id: Id
     person_id: HsaId
-    end_date: dt.date
+    end_date: Date
 
 
 class StaffRoleChanged(Contract):
     provider_id: Id
     person_id: HsaId
     role: StaffRole
-    licensed: bool
-    effective_date: dt.date
+    licensed: Flag
+    effective_date: Date
 
 
 class ContactAssigned(Contract):
@@ -181,7 +231,7 @@ class ServiceReportSubmitted(Contract):
     provider_id: Id
     unit_id: Id
     month: Month
-    submitted_on: dt.date
+    submitted_on: Date
 
 
 EventData = (
@@ -206,11 +256,12 @@ class Envelope(Contract):
     """CloudEvents 1.0 attributes plus the typed ``data``."""
 
     specversion: Literal["1.0"]
-    id: Annotated[str, Field(min_length=1, max_length=200)]
-    source: Annotated[str, Field(min_length=1, max_length=500)]
+    # Printable ASCII without spaces: they travel as Kafka headers and appear in logs.
+    id: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[!-~]+$")]
+    source: Annotated[str, Field(min_length=1, max_length=500, pattern=r"^[!-~]+$")]
     type: EventType
     time: dt.datetime
-    subject: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    subject: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[!-~]+$")] | None = None
     datacontenttype: Literal["application/json"] = "application/json"
     data: EventData
 
@@ -219,6 +270,7 @@ class Envelope(Contract):
     def _time_has_zone(cls, value: dt.datetime) -> dt.datetime:
         if value.tzinfo is None:
             raise ValueError("must carry a time zone offset (RFC 3339)")
+        _plannable(value.date())
         return value
 
     @model_validator(mode="before")
@@ -276,6 +328,13 @@ def field_errors(error: ValidationError, prefix: tuple[str | int, ...] = ()) -> 
 
 def parse_event(raw: Any) -> Envelope:
     """Validate a structured-mode CloudEvent (a dict or JSON text); errors name every bad field."""
+    try:
+        return _parse(raw)
+    except RecursionError:  # JSON nested thousands deep: refused, not a crash
+        raise InvalidEvent([FieldError(field="(body)", reason="nests too deeply")]) from None
+
+
+def _parse(raw: Any) -> Envelope:
     if isinstance(raw, (str, bytes)):
         try:
             raw = json.loads(raw)
@@ -283,8 +342,14 @@ def parse_event(raw: Any) -> Envelope:
             raise InvalidEvent([FieldError(field="(body)", reason=f"is not valid JSON: {error}")]) from None
     if not isinstance(raw, dict):
         raise InvalidEvent([FieldError(field="(body)", reason="must be a JSON object")])
+    event_type = raw.get("type")
+    if "type" in raw and (not isinstance(event_type, str) or event_type not in EVENT_TYPES):
+        # Named as what it is, not as errors in the fields of some other type's data.
+        reason = "is not a known event type" if isinstance(event_type, str) else "must be a string"
+        errors = [FieldError(field="type", reason=f"{reason}; one of {', '.join(EVENT_TYPES)}")]
+        raise InvalidEvent(errors + _attribute_errors(raw))
     errors: list[FieldError] = []
-    data_model = EVENT_TYPES.get(raw.get("type"))  # type: ignore[arg-type]
+    data_model = EVENT_TYPES.get(event_type)  # type: ignore[arg-type]
     if data_model is not None and isinstance(raw.get("data"), dict):
         try:
             raw = {**raw, "data": data_model.model_validate(raw["data"])}
@@ -300,3 +365,14 @@ def parse_event(raw: Any) -> Envelope:
     if errors:
         raise InvalidEvent(errors)
     return envelope
+
+
+def _attribute_errors(raw: dict[str, Any]) -> list[FieldError]:
+    """What is wrong with the envelope's other attributes: checked with a stand-in type, their
+    data left out (it cannot be judged without a type)."""
+    stand_in = {**{key: value for key, value in raw.items() if key != "data"}, "type": next(iter(EVENT_TYPES))}
+    try:
+        Envelope.model_validate(stand_in)
+    except ValidationError as error:
+        return [e for e in field_errors(error) if e.field.split(".")[0] not in ("type", "data")]
+    return []

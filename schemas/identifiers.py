@@ -52,6 +52,30 @@ def validate_hsa_id(value: str) -> str:
     return value.strip()
 
 
+_PERSONAL_NUMBER = re.compile(r"^(?:\d{2})?(\d{2})(\d{2})(\d{2})[-+]?(\d{4})$")
+
+
+def looks_like_personal_number(value: str) -> bool:
+    """Whether ``value`` is a personal identity number (or a coordination number, day + 60):
+    (YY)YYMMDD, an optional - or +, four digits, with a valid Luhn digit."""
+    match = _PERSONAL_NUMBER.match(value.strip())
+    if not match:
+        return False
+    _, month, day, _ = match.groups()
+    day_of_month = int(day) - 60 if int(day) > 60 else int(day)
+    if not (1 <= int(month) <= 12 and 1 <= day_of_month <= 31):
+        return False
+    return luhn_valid("".join(match.groups()))
+
+
+def not_a_personal_number(value: str) -> str:
+    """An id validator: an id must not be a personal identity number (it would then be logged,
+    mailed and put in metric labels as the id it is)."""
+    if looks_like_personal_number(value):
+        raise ValueError("is shaped like a personal identity number; use an id that identifies no person")
+    return value
+
+
 def pseudonym(person_id: str) -> str:
     """A stable, non-reversible stand-in for a person id, for logs and mail bodies."""
     return "person-" + hashlib.sha256(person_id.encode()).hexdigest()[:10]

@@ -24,6 +24,7 @@ from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 
 from schemas.events import FieldError, InvalidEvent, parse_event
+from schemas.wire import EventTooLarge
 from services.intake.publisher import EventPublisher, KafkaUnavailable
 from services.runtime import metrics
 from services.runtime.access import Forbidden, KeyRing, authenticate, count_requests, forbidden
@@ -112,7 +113,7 @@ def create_api(
             202: {"description": "Published to omboard.events and acknowledged by Kafka"},
             401: {"description": "No API key, or an unknown one (send Authorization: Bearer <key>)"},
             403: {"description": "The key may not publish this event type"},
-            413: {"description": "Body larger than 1 MB"},
+            413: {"description": "Body larger than 1 MB, or an event too large for a Kafka record"},
             422: {"description": "Invalid event: every bad field with the reason (never the value)"},
             503: {"description": "Kafka unavailable: nothing was published; retry later"},
         },
@@ -148,6 +149,8 @@ def create_api(
             return JSONResponse({"detail": f"key {principal.name!r} may not publish {event.type}"}, status_code=403)
         try:
             sent = await publisher.publish(event, correlation_id)
+        except EventTooLarge as too_large:  # it could never be delivered: not a retry later
+            return _rejected(_errors(too_large.errors, 413))
         except KafkaUnavailable as error:
             log.warning("event %s not published: %s", event.id, error)
             return _rejected(_unavailable(str(error)))

@@ -12,8 +12,9 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from schemas.topics import dead_letter_topic
+from schemas.wire import MAX_RECORD_BYTES, record_bytes
 from services.runtime import metrics
-from services.runtime.streams import MAX_RECORD_BYTES, Outgoing, Received, RecordTooLarge, record_size
+from services.runtime.streams import Outgoing, Received, RecordTooLarge
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -36,13 +37,13 @@ def dead_letter(service: str, received: Received, reason: str, at: dt.datetime |
     }
     headers = [*received.headers, *((name, value.encode()) for name, value in provenance.items())]
     value = received.value
-    if record_size(received.key, value, headers) > MAX_RECORD_BYTES:
+    if record_bytes(received.key, value, headers) > MAX_RECORD_BYTES:
         # The dead letter must fit where the original barely did: leave the value out and say
         # where it still is (the provenance headers), rather than fail to record anything.
         omitted = f"{len(value or b''):,} bytes, too large to copy; read it at dlq_topic/dlq_partition/dlq_offset"
         headers = [*headers, ("dlq_value_omitted", omitted.encode())]
         value = None
-        if record_size(received.key, value, headers) > MAX_RECORD_BYTES:  # huge headers: keep ours only
+        if record_bytes(received.key, value, headers) > MAX_RECORD_BYTES:  # huge headers: keep ours only
             headers = [(name, value_) for name, value_ in headers if name.startswith("dlq_")]
     return Outgoing(dead_letter_topic(service), received.key, value, headers)
 

@@ -13,31 +13,24 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, cast
 
 import faust
-from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from faust.types import EventT, StreamT
+
+from schemas.wire import MAX_RECORD_BYTES, record_bytes
 
 Header = tuple[str, bytes | None]  # Kafka allows a null header value
 Headers = tuple[Header, ...]
 
-# Faust's producer refuses a record over producer_max_request_size, 1,000,000 bytes by default
-# (Apache Kafka's own message.max.bytes is 1,048,588; Tansu has no limit). Refused inside a send,
-# it crashes the agent and its batch is acknowledged unprocessed, so records are measured before.
-MAX_RECORD_BYTES = 1_000_000
 
 
 class RecordTooLarge(ValueError):
     """What would be written does not fit in one Kafka record; names what it is, never its content."""
 
 
-def record_size(key: bytes | None, value: bytes | None, headers: Sequence[Header] = ()) -> int:
-    """The bytes of one record as the producer counts them against its limit."""
-    return DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, list(headers))
-
-
 def check_fits(what: str, key: bytes | None, value: bytes | None, headers: Sequence[Header] = ()) -> bytes | None:
     """``value`` when the record fits; else RecordTooLarge, so the message that caused it is
-    dead-lettered instead of the agent crashing on the send."""
-    size = record_size(key, value, headers)
+    dead-lettered instead of the agent crashing on the send (a record the producer refuses inside
+    a send crashes the agent, and Faust acknowledges its batch unprocessed)."""
+    size = record_bytes(key, value, headers)
     if size > MAX_RECORD_BYTES:
         raise RecordTooLarge(f"{what} would be a record of {size:,} bytes, over the {MAX_RECORD_BYTES:,} a Kafka record may hold")
     return value

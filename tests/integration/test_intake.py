@@ -184,6 +184,46 @@ def test_an_invalid_event_is_rejected_naming_the_field_and_nothing_is_published(
     assert events_topic.end_offsets() == before
 
 
+def test_hostile_shapes_get_a_4xx_naming_the_field_never_a_500(api_url: str, events_topic: EventsTopic) -> None:
+    before = events_topic.end_offsets()
+    as_json = {"Content-Type": "application/json", **AUTH}
+
+    def post(raw) -> httpx.Response:
+        body = raw if isinstance(raw, bytes) else json.dumps(raw).encode()
+        return httpx.post(f"{api_url}/v1/events", content=body, headers=as_json, timeout=30)
+
+    type_object = post({**f.staff_left(), "type": {}})
+    type_list = post({**f.staff_left(), "type": ["StaffLeft"]})
+    unknown = post({**f.staff_left(), "type": "StaffRosterReported"})
+    nested = post(b"[" * 50_000 + b"]" * 50_000)
+    forged_id = post({**f.staff_left(), "id": "evt-1\r\nINFO forged log line"})
+    huge = post(f.provider_started(units=[f.unit(f"u{i}", name="x" * 200, field_groups=["y" * 200] * 50)
+                                          for i in range(100)]))
+
+    for response in (type_object, type_list, unknown, nested, forged_id):
+        assert response.status_code == 422, response.text
+    assert [e["field"] for e in type_object.json()["errors"]] == ["type"]
+    assert [e["field"] for e in type_list.json()["errors"]] == ["type"]
+    assert unknown.json()["errors"][0]["reason"].startswith("is not a known event type")
+    assert nested.json()["errors"] == [{"field": "(body)", "reason": "nests too deeply"}]
+    assert [e["field"] for e in forged_id.json()["errors"]] == ["id"]
+    assert huge.status_code == 413, huge.text  # never 503 "retry later": it could never fit
+    assert httpx.get(f"{api_url}/healthz").status_code == 200
+    assert events_topic.end_offsets() == before
+
+
+def test_omboard_publish_names_the_line_of_a_hostile_shape_and_publishes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    huge = f.provider_started(units=[f.unit(f"u{i}", name="x" * 200, field_groups=["y" * 200] * 50) for i in range(100)])
+    path.write_text("\n".join([json.dumps(f.staff_left()), json.dumps({**f.staff_left(), "type": {}}),
+                               "[" * 50_000 + "]" * 50_000, json.dumps(huge)]) + "\n")
+    result = CliRunner().invoke(cli, ["publish", str(path), "--bootstrap", f"127.0.0.1:{free_port()}"])
+    assert result.exit_code == 2, result.output
+    assert f"{path}:2: type: must be a string" in result.stderr
+    assert f"{path}:3: (body): nests too deeply" in result.stderr
+    assert f"{path}:4: (event): would be a Kafka record of" in result.stderr
+
+
 def test_omboard_publish_puts_every_event_of_a_jsonl_file_on_the_topic(
     broker: Broker, events_topic: EventsTopic, tmp_path: Path
 ) -> None:

@@ -12,10 +12,9 @@ from kafka import KafkaProducer
 
 from schemas.events import parse_event
 from schemas.topics import EVENTS, dead_letter_topic
-from schemas.wire import event_to_kafka
+from schemas.wire import MAX_RECORD_BYTES, event_to_kafka
 from services.runtime.broker import free_port
 from services.runtime.launcher import Stack
-from services.runtime.streams import MAX_RECORD_BYTES
 from tests import factories as f
 from tests.conftest import TEST_PARTITIONS
 from tests.support.kafka import Topics

@@ -194,3 +194,112 @@ def test_rejected_values_are_never_echoed_in_any_error():
     for value in secrets.values():
         assert value not in text
     assert len(caught.value.errors) >= 5
+
+
+# -- limits where input enters (docs/events.md, "Limits") --------------------------------------------
+
+
+@pytest.mark.parametrize("bad_type", [{}, ["ProviderStarted"], 7, None])
+def test_a_type_that_is_not_a_string_is_named_as_such(bad_type):
+    raw = f.staff_left()
+    raw["type"] = bad_type
+    assert errors_of(raw)["type"].startswith("must be a string")
+
+
+def test_an_unknown_type_is_named_unknown_not_as_errors_in_another_types_fields():
+    raw = f.staff_left()
+    raw["type"] = "StaffRosterReported"
+    raw["id"] = "bad id with spaces"
+    errors = errors_of(raw)
+    assert errors["type"].startswith("is not a known event type; one of ProviderStarted")
+    assert set(errors) == {"type", "id"}, "no data fields of some other type"
+
+
+def test_json_nested_too_deeply_is_refused_not_a_crash():
+    assert errors_of("[" * 100_000 + "]" * 100_000) == {"(body)": "nests too deeply"}
+
+
+@pytest.mark.parametrize("attribute", ["id", "source", "subject"])
+@pytest.mark.parametrize("control", ["\r\nforged: log line", "nul\x00", "tab\there", "space here"])
+def test_envelope_attributes_take_printable_ascii_only(attribute, control):
+    raw = f.staff_left()
+    raw[attribute] = f"x{control}"
+    assert list(errors_of(raw)) == [attribute]
+
+
+def test_names_take_no_control_characters():
+    raw = f.provider_started(units=[f.unit(name="Norr\r\nX-Forged: 1")])
+    assert list(errors_of(raw)) == ["data.units.0.name"]
+
+
+@pytest.mark.parametrize("bad_date", ["9999-12-31", "0001-01-01", "1999-12-31", "2100-01-01"])
+def test_dates_outside_what_a_plan_can_handle_are_refused_naming_the_field(bad_date):
+    assert errors_of(f.provider_started(start_date=bad_date))["data.start_date"] == "must be between 2000-01-01 and 2099-12-31"
+    assert "data.end_date" in errors_of(f.staff_left(end_date=bad_date))
+    assert "time" in errors_of(f.staff_left(time=f"{bad_date}T09:00:00+01:00"))
+
+
+@pytest.mark.parametrize("not_a_date", [0, 1_700_000_000, 20270301, True, "20270301"])
+def test_a_date_is_an_iso_string_not_a_number(not_a_date):
+    raw = f.provider_started()
+    raw["data"]["start_date"] = not_a_date
+    assert errors_of(raw)["data.start_date"] == "must be an ISO date, YYYY-MM-DD"
+
+
+def test_month_outside_the_window_is_refused():
+    assert "data.month" in errors_of(f.service_report_submitted(month="9999-01"))
+
+
+def test_counts_and_flags_are_strict():
+    raw = f.provider_started()
+    raw["data"]["units"][0]["staff_count"] = True
+    raw["data"]["provider"]["hsl"] = "yes"
+    raw["data"]["provider"]["uses_flexite"] = 1
+    assert {"data.units.0.staff_count", "data.provider.hsl", "data.provider.uses_flexite"} <= set(errors_of(raw))
+
+
+def test_lists_are_bounded():
+    many_units = f.provider_started(units=[f.unit(f"u{i}") for i in range(301)])
+    assert "data.units" in errors_of(many_units)
+    assert parse_event(f.provider_started(units=[f.unit(f"u{i}") for i in range(300)]))
+    many_groups = f.provider_started(units=[f.unit(field_groups=[f"g{i}" for i in range(51)])])
+    assert "data.units.0.field_groups" in errors_of(many_groups)
+    many_contacts = f.provider_started(contacts=[f.contact(email=f"c{i}@example.se") for i in range(201)])
+    assert "data.contacts" in errors_of(many_contacts)
+
+
+@pytest.mark.parametrize("shaped", ["811218-9876", "8112189876", "198112189876", "19811218-9876", "811278-9870"])
+def test_an_id_shaped_like_a_personal_identity_number_is_refused_without_echo(shaped):
+    from schemas.identifiers import luhn_valid
+
+    digits = shaped.replace("-", "")[-10:]
+    shaped = shaped[:-1] + next(d for d in "0123456789" if luhn_valid(digits[:-1] + d))  # a valid check digit
+    raw = f.unit_closed(provider_id=shaped)
+    errors = errors_of(raw)
+    assert "identifies no person" in errors["data.provider_id"]
+    assert_not_echoed(raw, shaped)
+
+
+def test_ids_that_only_look_numeric_are_kept():
+    assert parse_event(f.unit_closed(provider_id="5560360793"))  # an organisation number: month 60 is no month
+    assert parse_event(f.unit_closed(provider_id="20270301"))  # eight digits
+
+
+def test_the_kafka_record_holds_what_was_sent_not_every_omitted_field_as_null():
+    from schemas.wire import event_from_kafka, event_to_kafka
+
+    event = parse_event(f.provider_started())  # no takeover_from, no system or unit_id in contacts
+    _, value, headers = event_to_kafka(event)
+    assert b"takeover_from" not in value and b"null" not in value
+    assert event_from_kafka(value, headers) == event  # the defaults come back on the way in
+
+
+def test_an_event_too_large_for_a_kafka_record_is_refused_naming_the_event():
+    from schemas.wire import MAX_RECORD_BYTES, EventTooLarge, event_to_kafka
+
+    units = [f.unit(f"u{i}", name="x" * 200, field_groups=["y" * 200] * 50) for i in range(100)]
+    event = parse_event(f.provider_started(units=units))
+    with pytest.raises(EventTooLarge) as caught:
+        event_to_kafka(event)
+    [error] = caught.value.errors
+    assert error.field == "(event)" and f"{MAX_RECORD_BYTES:,}" in error.reason
