@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from schemas.events import Contract
 from schemas.tasks import TaskStatus
@@ -26,7 +26,17 @@ class StatusRequest(Contract):
 
     status: SettableStatus
     reason: Annotated[str, Field(max_length=1000)] | None = None
-    by: Annotated[str, Field(min_length=1, max_length=200)] | None = None  # defaults to the API key's name
+    #: Refused unless null: the history records the authenticated key's name, and a name the client
+    #: chooses would let anyone write anyone into it. Null stays accepted because ``omboard task``
+    #: sends ``"by": null`` when no ``--by`` is given. A note on who did the work goes in ``reason``.
+    by: None = None
+
+    @field_validator("by", mode="before")
+    @classmethod
+    def _no_client_chosen_name(cls, value: object) -> None:
+        if value is not None:
+            raise ValueError("is not accepted: the history records the API key's name; put a note in reason")
+        return None
 
     @model_validator(mode="after")
     def _failed_needs_reason(self) -> StatusRequest:

@@ -36,7 +36,14 @@ from schemas.identifiers import pseudonym
 from schemas.status import StatusRequest, TaskStatusChange
 from schemas.tasks import Responsible, TaskStatus
 from services.reporting.ledger import IllegalMove, Ledger, TaskRecord, UnknownTask, check_move, waiting_for
-from services.runtime.access import Forbidden, KeyRing, Principal, count_requests, require_key
+from services.runtime.access import (
+    Forbidden,
+    KeyRing,
+    Principal,
+    count_requests,
+    install_validation_errors,
+    require_key,
+)
 from services.runtime.clock import Clock
 from services.runtime.settings import Settings
 
@@ -180,7 +187,7 @@ class StatusService:
             return Outcome(200, False, task_view(record, ledger, today), f"task {task_id} is already {record.status}")
         change = TaskStatusChange(
             id=str(uuid.uuid4()), task_id=task_id, provider_id=owner, status=request.status, reason=request.reason,
-            by=request.by or principal.name, at=self.clock.now(), source="api",
+            by=principal.name, at=self.clock.now(), source="api",
         )
         await self.publish(change, record.task.correlation_id)
         log.info("key %s asked to move task %s of %s to %s (change %s)", principal.name, task_id, owner,
@@ -225,6 +232,7 @@ def create_status_api(store: LedgerReader, keys: KeyRing, publish: Publish, cloc
     )
     api.state.service = service
     count_requests(api)
+    install_validation_errors(api)
     principal_of = require_key(keys)
 
     @api.exception_handler(Forbidden)

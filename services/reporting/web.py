@@ -3,13 +3,22 @@
 Browser sign-in: ``/login`` takes an API key and sets it in an ``omboard_key`` cookie (HttpOnly,
 SameSite=Strict, Secure when served over https, 12 hours). The cookie holds the key itself, so
 nothing is kept on the server and a restart signs nobody out; SameSite=Strict keeps other sites'
-forms from using it, and every POST also has its ``Origin`` checked. A client that sends
+forms from using it, and every POST also has its ``Origin`` checked (``null`` is refused; the
+pages' ``Referrer-Policy: same-origin`` is what makes the browser send the real origin on our own
+forms, where ``no-referrer`` made it send ``null``). A client that sends
 ``Authorization: Bearer <key>`` needs no cookie. A page asked for without a key redirects to
 ``/login?next=<page>``, so the links in mails land on the page after signing in.
+
+After "done" the checklist shows a notice or an error carried in the redirect's query string. Each
+is signed with an HMAC under a secret made when the process starts (``Messages``), so a link made
+elsewhere cannot put its own words on the page; an unsigned, forged or stale message shows nothing.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -31,7 +40,9 @@ SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
                                "frame-ancestors 'none'; base-uri 'none'",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    # Not no-referrer: with it, browsers send "Origin: null" on our own form posts (seen in chromium),
+    # and a null origin is what a forged post from a sandboxed frame or data: page sends too.
+    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
 SYSTEM_LABELS = {
@@ -67,11 +78,37 @@ def _safe_next(target: str | None, default: str = "/providers") -> str:
     return target
 
 
-def _with_message(target: str, **message: str) -> str:
-    parts = urlsplit(target)
-    query = [(k, v) for k, v in parse_qsl(parts.query) if k not in ("notice", "error")]
-    query += list(message.items())
-    return parts.path + ("?" + urlencode(query) if query else "")
+MESSAGE_KINDS = ("notice", "error")
+SIGNATURE = "sig"
+
+
+class Messages:
+    """Signs the notices and errors the server puts into a redirect, and verifies them on the page.
+
+    The secret lives only in this process: a restart makes old message links show nothing, which
+    costs a person one flash message and keeps a secret out of the configuration.
+    """
+
+    def __init__(self) -> None:
+        self._secret = secrets.token_bytes(32)
+
+    def sign(self, kind: str, provider_id: str, text: str) -> str:
+        # The provider is signed too, so a message cannot be moved to another provider's page.
+        payload = "\0".join((kind, provider_id, text)).encode()
+        return hmac.new(self._secret, payload, hashlib.sha256).hexdigest()[:32]
+
+    def verified(self, kind: str, provider_id: str, text: str | None, signature: str | None) -> str | None:
+        if not text or not signature:
+            return None
+        expected = self.sign(kind, provider_id, text).encode()
+        return text if hmac.compare_digest(expected, signature.encode()) else None
+
+    def redirect(self, target: str, provider_id: str, kind: str, text: str) -> str:
+        """``target`` with this one message, signed, in place of any message it carried."""
+        parts = urlsplit(target)
+        query = [(k, v) for k, v in parse_qsl(parts.query) if k not in (*MESSAGE_KINDS, SIGNATURE)]
+        query += [(kind, text), (SIGNATURE, self.sign(kind, provider_id, text))]
+        return parts.path + "?" + urlencode(query)
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -82,15 +119,20 @@ async def _form(request: Request) -> dict[str, str]:
 
 
 def _same_origin(request: Request) -> None:
-    """Refuse a form POST that another site made (belt and braces beside SameSite=Strict)."""
+    """Refuse a form POST that another site made (belt and braces beside SameSite=Strict, which
+    does not cover /login: login CSRF needs no cookie). ``null`` is refused: browsers send it from
+    sandboxed frames, data: pages and cross-site redirects, and on this site's own forms only under
+    ``Referrer-Policy: no-referrer`` (hence ``same-origin`` above). A request without ``Origin`` is
+    not a browser's form post (browsers send it on every POST)."""
     origin = request.headers.get("origin")
-    if origin and origin != "null" and origin != f"{request.url.scheme}://{request.url.netloc}":
+    if origin is not None and origin != f"{request.url.scheme}://{request.url.netloc}":
         raise HTTPException(403, "cross-site form post refused")
 
 
 def install_pages(api: FastAPI, service: Any, keys: KeyRing, channel_labels: Mapping[str, str]) -> None:
     """``channel_labels``: the catalog's Swedish name of each channel (the catalog owns that wording)."""
     env = _env(channel_labels)
+    messages = Messages()
 
     def render(name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
         html = env.get_template(name).render(**context)
@@ -155,7 +197,8 @@ def install_pages(api: FastAPI, service: Any, keys: KeyRing, channel_labels: Map
     @api.get("/providers/{provider_id}", include_in_schema=False)
     async def provider_page(request: Request, provider_id: str, system: str | None = None,
                             responsible: str | None = None, status: str | None = None,
-                            notice: str | None = None, error: str | None = None) -> Response:
+                            notice: str | None = None, error: str | None = None,
+                            sig: str | None = None) -> Response:
         principal = signed_in(request)
         if isinstance(principal, Response):
             return principal
@@ -180,7 +223,9 @@ def install_pages(api: FastAPI, service: Any, keys: KeyRing, channel_labels: Map
         return render(
             "provider.html", principal=principal, today=today, provider=provider_summary(ledger, today),
             groups=groups, filters=filters, systems=list(SYSTEMS), responsibles=RESPONSIBLE, statuses=STATUSES,
-            labels=labels, may_change=principal.may_change(provider_id), back=back, notice=notice, error=error,
+            labels=labels, may_change=principal.may_change(provider_id), back=back,
+            notice=messages.verified("notice", provider_id, notice, sig),
+            error=messages.verified("error", provider_id, error, sig),
             shown=len(records),
         )
 
@@ -199,8 +244,9 @@ def install_pages(api: FastAPI, service: Any, keys: KeyRing, channel_labels: Map
         except Forbidden as refusal:
             return refused(principal, refusal)
         except HTTPException as failure:
-            return RedirectResponse(_with_message(back, error=str(failure.detail)), status_code=303)
+            return RedirectResponse(messages.redirect(back, provider_id, "error", str(failure.detail)), status_code=303)
         task = outcome.task or {}
         label = f"{task.get('obligation', '')} {str(task.get('action', '')).replace('-', ' ')}".strip() or task_id
         message = f"Klart: {label}" if outcome.status_code == 200 else f"Skickat, visas strax: {label}"
-        return RedirectResponse(_with_message(back, notice=message) + f"#task-{task_id}", status_code=303)
+        return RedirectResponse(messages.redirect(back, provider_id, "notice", message) + f"#task-{task_id}",
+                                status_code=303)

@@ -37,9 +37,11 @@ from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from schemas.events import EVENT_TYPES
+from schemas.events import EVENT_TYPES, FieldError
 from services.runtime import metrics
 
 log = logging.getLogger(__name__)
@@ -299,3 +301,33 @@ def count_requests(api: FastAPI) -> None:
         finally:
             route = request.scope.get("route")
             metrics.API_REQUESTS.labels(getattr(route, "path", "(unmatched)"), str(status)).inc()
+
+
+def request_field_errors(error: RequestValidationError) -> list[FieldError]:
+    """FastAPI's validation problems as field/reason pairs, never the input: what a client sent
+    may be a personal identity number, and FastAPI's own answer echoes it."""
+    result = []
+    for item in error.errors():
+        location = [str(part) for part in item.get("loc", ())]
+        reason = str(item.get("msg", "is not valid")).removeprefix("Value error, ")
+        if item.get("type") == "json_invalid":  # its location is a character offset, not a field
+            result.append(FieldError(field="(body)", reason="is not valid JSON"))
+            continue
+        if location[:1] == ["body"]:  # the body's fields are named as the intake names them
+            location = location[1:]
+        field, named, rest = reason.partition(": ")
+        if not location and named and re.fullmatch(r"[a-z_]+", field):  # a model check naming its field
+            location, reason = [field], rest
+        result.append(FieldError(field=".".join(location) or "(body)", reason=reason))
+    return result
+
+
+def install_validation_errors(api: FastAPI) -> None:
+    """Answer a request FastAPI could not validate with 422 ``{"errors": [{"field", "reason"}]}``,
+    the intake's shape, and a one-line ``detail`` for clients that read only that (``omboard task``)."""
+
+    @api.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        errors = request_field_errors(error)
+        return JSONResponse({"errors": [e.model_dump() for e in errors],
+                             "detail": "; ".join(f"{e.field}: {e.reason}" for e in errors)}, status_code=422)

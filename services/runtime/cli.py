@@ -402,29 +402,28 @@ def _status_call(url: str | None, key: str | None, task_id: str, body: dict, tim
 
 StatusUrl = Annotated[str | None, typer.Option("--url", help="The status API (default: OMBOARD_STATUS_PAGE_URL).")]
 StatusKey = Annotated[str | None, typer.Option("--key", help="API key (default: OMBOARD_API_KEY).")]
-Reason = Annotated[str | None, typer.Option("--reason", help="Why (needed for failed).")]
-By = Annotated[str | None, typer.Option("--by", help="Who did it (default: the key's name).")]
+Reason = Annotated[str | None, typer.Option("--reason", help="Why, or who did the work (needed for failed).")]
 StatusTimeout = Annotated[float, typer.Option(min=0.1, help="Seconds to wait for the API.")]
 
 
 @task_app.command("done")
-def task_done(task_id: Annotated[str, typer.Argument(metavar="ID")], by: By = None, reason: Reason = None,
+def task_done(task_id: Annotated[str, typer.Argument(metavar="ID")], reason: Reason = None,
               url: StatusUrl = None, key: StatusKey = None, timeout: StatusTimeout = 20.0) -> None:
-    """Mark task ID done."""
-    _status_call(url, key, task_id, {"status": "done", "by": by, "reason": reason}, timeout)
+    """Mark task ID done (the history records the key's name; a note goes in --reason)."""
+    _status_call(url, key, task_id, {"status": "done", "reason": reason}, timeout)
 
 
 @task_app.command("status")
 def task_status(task_id: Annotated[str, typer.Argument(metavar="ID")],
                 status: Annotated[str, typer.Argument(metavar="STATUS", help="open, done, cancelled or failed.")],
-                reason: Reason = None, by: By = None, url: StatusUrl = None, key: StatusKey = None,
+                reason: Reason = None, url: StatusUrl = None, key: StatusKey = None,
                 timeout: StatusTimeout = 20.0) -> None:
     """Set task ID to STATUS (open reopens a failed task; failed needs --reason)."""
     if status not in ("open", "done", "cancelled", "failed"):
         raise _fail(f"STATUS must be open, done, cancelled or failed, not {status!r}", EXIT_BAD_INPUT)
     if status == "failed" and not reason:
         raise _fail("a failed task needs --reason", EXIT_BAD_INPUT)
-    _status_call(url, key, task_id, {"status": status, "by": by, "reason": reason}, timeout)
+    _status_call(url, key, task_id, {"status": status, "reason": reason}, timeout)
 
 
 # -- processes -------------------------------------------------------------------------------------

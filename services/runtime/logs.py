@@ -2,6 +2,11 @@
 
 Code does not log HSA-ids or personal identity numbers (it logs pseudonyms); this filter catches
 what slips through anyway, e.g. inside a library's exception message.
+
+Keys are not logged either, but a client may put one in a query string (``?api_key=...``), and
+uvicorn's access log (``uvicorn.access``, which reaches the root handler configured here) and
+httpx's request log write the whole URL. ``SecretQueryFilter`` blanks the value of every query
+parameter named like a secret.
 """
 
 from __future__ import annotations
@@ -9,14 +14,52 @@ from __future__ import annotations
 import logging
 import logging.config
 import re
+from urllib.parse import unquote_plus
 
 # HSA-ids, and personal identity numbers with or without century and separator.
 _PERSONAL = re.compile(r"\bSE\d{10}-[A-Za-z0-9]{1,20}\b|\b(?:19|20)?\d{6}[-+]?\d{4}\b")
 REDACTED = "[redacted]"
 
 
+#: One ``name=value`` of a query string: after ``?`` or ``&``, the value up to the next separator
+#: or the end of the URL as a log line shows it (a space or a quote).
+_QUERY_PARAMETER = re.compile(r"(?P<lead>[?&;])(?P<name>[^=&;?#\s\"']+)=(?P<value>[^&;#\s\"']*)")
+#: A parameter whose name holds one of these (case-insensitive, once decoded) carries a secret.
+_SECRET_NAMES = re.compile(r"key|token|secret|passw|pwd|credential|auth|session|signature", re.IGNORECASE)
+
+
 def redact(text: str) -> str:
     return _PERSONAL.sub(REDACTED, text)
+
+
+def redact_secret_query(text: str) -> str:
+    """``text`` with the value of every secret-named query parameter replaced by ``[redacted]``."""
+    if "=" not in text:
+        return text
+
+    def blank(match: re.Match[str]) -> str:
+        if not match.group("value") or not _SECRET_NAMES.search(unquote_plus(match.group("name"))):
+            return match.group(0)
+        return f"{match.group('lead')}{match.group('name')}={REDACTED}"
+
+    return _QUERY_PARAMETER.sub(blank, text)
+
+
+class SecretQueryFilter(logging.Filter):
+    """Redacts secrets in URLs. Each argument is redacted on its own first, so a record keeps its
+    arguments where it can (uvicorn's access formatter, should a deployment use it, reads them by
+    position); a secret that only the formatted message shows (``"?key=%s"``) collapses it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact_secret_query(arg) if isinstance(arg, str) else arg for arg in record.args)
+        elif isinstance(record.args, dict):
+            record.args = {k: redact_secret_query(v) if isinstance(v, str) else v for k, v in record.args.items()}
+        message = record.getMessage()
+        cleaned = redact_secret_query(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, ()
+        return True
 
 
 class RedactingFilter(logging.Filter):
@@ -37,10 +80,10 @@ def logging_config(process: str, level: str = "INFO") -> dict:
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"redact": {"()": RedactingFilter}},
+        "filters": {"secret_query": {"()": SecretQueryFilter}, "redact": {"()": RedactingFilter}},
         "formatters": {"plain": {"format": f"%(asctime)s {process} %(levelname)s %(name)s: %(message)s"}},
         "handlers": {
-            "default": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"],
+            "default": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["secret_query", "redact"],
                         "stream": "ext://sys.stderr"},
         },
         "root": {"level": level.upper(), "handlers": ["default"]},

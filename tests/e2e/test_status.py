@@ -141,11 +141,18 @@ def test_omboard_task_done_over_http(stack, planned):
     runner = CliRunner()
     base = ["--url", stack.status_url, "--key", stack.keys["operator"]]
 
-    result = runner.invoke(cli, ["task", "done", task["id"], "--by", "Karin", *base])
+    # The history records the key, not a name the client picks: the API refuses `by`, naming it.
+    named = httpx.post(f"{stack.status_url}/v1/tasks/{task['id']}/status", json={"status": "done", "by": "Karin"},
+                       headers=stack.auth("operator"))
+    assert named.status_code == 422 and named.json()["errors"][0]["field"] == "by"
+    assert next(t for t in checklist(stack) if t["id"] == task["id"])["status"] == "open"
+
+    result = runner.invoke(cli, ["task", "done", task["id"], "--reason", "ordered by Karin", *base])
     assert result.exit_code == 0, result.output
     assert f"{task['id']}: done" in result.stdout
     [after] = [t for t in checklist(stack) if t["id"] == task["id"]]
-    assert after["status"] == "done" and after["history"][-1]["by"] == "Karin"
+    assert after["status"] == "done" and after["history"][-1]["by"] == "operator"
+    assert after["history"][-1]["reason"] == "ordered by Karin"
 
     again = runner.invoke(cli, ["task", "done", task["id"], *base])
     assert again.exit_code == 0 and "(unchanged)" in again.stdout

@@ -7,8 +7,9 @@ import json
 import logging
 
 import pytest
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Query
 from fastapi.testclient import TestClient
+from pydantic import BaseModel
 from typer.testing import CliRunner
 
 from services.runtime.access import (
@@ -19,6 +20,7 @@ from services.runtime.access import (
     Principal,
     generate_key,
     hash_key,
+    install_validation_errors,
     key_entry,
     keys_json,
     parse_keys,
@@ -147,6 +149,28 @@ def test_intake_refuses_without_a_key_and_checks_the_type_after_validation():
         assert exposition.status_code == 200
         assert 'omboard_api_events_rejected_total{status="403"}' in exposition.text
         assert 'omboard_api_requests_total{route="/v1/events",status="401"}' in exposition.text
+
+
+class StatusBody(BaseModel):
+    status: int
+
+
+def test_a_request_that_fails_validation_gets_field_and_reason_and_never_its_input():
+    api = FastAPI()
+    install_validation_errors(api)
+
+    @api.post("/x")
+    async def x(body: StatusBody, page: int = Query(1)) -> dict[str, int]:  # pragma: no cover - never valid here
+        return {"status": body.status}
+
+    secret = "19121212-1212"
+    response = TestClient(api).post("/x", params={"page": secret}, json={"status": secret})
+    assert response.status_code == 422
+    assert secret not in response.text
+    not_an_integer = "Input should be a valid integer, unable to parse string as an integer"
+    assert sorted(response.json()["errors"], key=lambda e: e["field"]) == [
+        {"field": "query.page", "reason": not_an_integer}, {"field": "status", "reason": not_an_integer},
+    ]
 
 
 def test_keys_hash_reads_stdin_and_prints_the_hash_and_an_entry():

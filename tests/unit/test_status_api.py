@@ -182,9 +182,52 @@ def test_a_change_the_ledger_does_not_show_in_time_is_202(world):
     client, store, publisher, _ = world
     publisher.apply = False
     task = by_rule(store.load("acme"), "siebel-send-org-structure")
-    response = client.post(f"/v1/tasks/{task.task.id}/status", json={"status": "done", "by": "Karin"}, headers=bearer(OPS))
+    response = client.post(f"/v1/tasks/{task.task.id}/status", json={"status": "done"}, headers=bearer(OPS))
     assert response.status_code == 202
-    assert publisher.sent[0].by == "Karin"
+    assert publisher.sent[0].by == "klk-it"
+
+
+PERSONAL_NUMBER = "19121212-1212"  # Skatteverket's test number, Luhn-valid
+
+
+def test_a_422_names_each_field_and_never_echoes_what_was_sent(world):
+    client, store, publisher, _ = world
+    task = by_rule(store.load("acme"), "siebel-send-org-structure")
+    url = f"/v1/tasks/{task.task.id}/status"
+
+    bad_status = client.post(url, json={"status": PERSONAL_NUMBER}, headers=bearer(OPS))
+    too_long = client.post(url, json={"status": "done", "reason": PERSONAL_NUMBER * 100}, headers=bearer(OPS))
+    unknown_field = client.post(url, json={"status": "done", "person": PERSONAL_NUMBER}, headers=bearer(OPS))
+    not_json = client.post(url, content=f'{{"status": "{PERSONAL_NUMBER}"', headers=bearer(OPS) | {"content-type": "application/json"})
+    bad_query = client.get(f"/v1/providers/acme/tasks?system={PERSONAL_NUMBER}", headers=bearer(OPS))
+
+    for response, field in ((bad_status, "status"), (too_long, "reason"), (unknown_field, "person"),
+                            (not_json, "(body)"), (bad_query, "query.system")):
+        assert response.status_code == 422, response.text
+        assert PERSONAL_NUMBER not in response.text and "1212" not in response.text
+        errors = response.json()["errors"]
+        assert errors and all(set(error) == {"field", "reason"} and error["reason"] for error in errors)
+        assert field in [error["field"] for error in errors]
+    assert publisher.sent == []
+
+
+def test_the_history_records_the_key_and_a_name_the_client_sends_is_refused(world):
+    client, store, publisher, _ = world
+    task = by_rule(store.load("acme"), "siebel-send-org-structure")
+    url = f"/v1/tasks/{task.task.id}/status"
+
+    forged = client.post(url, json={"status": "done", "by": "klk-it"}, headers=bearer(ACME))
+    assert forged.status_code == 422
+    [error] = forged.json()["errors"]
+    assert error["field"] == "by" and "API key's name" in error["reason"]
+    assert "by: " in forged.json()["detail"]  # what `omboard task` prints
+    assert publisher.sent == [] and store.load("acme").tasks[task.task.id].status == "open"
+
+    # "by": null is accepted: older clients send it.
+    done = client.post(url, json={"status": "done", "by": None, "reason": "sent by Karin"}, headers=bearer(ACME))
+    assert done.status_code == 200, done.text
+    assert done.json()["task"]["history"][-1]["by"] == "acme-admin"
+    assert done.json()["task"]["history"][-1]["reason"] == "sent by Karin"
 
 
 def test_the_page_asks_for_a_login_then_shows_the_checklist_and_marks_done(world):
@@ -225,3 +268,63 @@ def test_the_provider_list_page(world):
     assert page.status_code == 200
     assert page.text.index("/providers/acme") > 0 and "/providers/other" in page.text
     assert client.get("/providers", headers=bearer(ACME)).text.count('href="/providers/') == 1
+
+
+def signed_in(client: TestClient, key: str) -> None:
+    assert client.post("/login", data={"key": key, "next": "/providers"}, follow_redirects=False).status_code == 303
+
+
+def flash(page_html: str) -> list[str]:
+    return re.findall(r'<div class="flash \w+" role="(?:status|alert)">(.*?)</div>', page_html, re.S)
+
+
+def test_the_page_shows_only_messages_the_server_made(world):
+    client, store, _publisher, _ = world
+    signed_in(client, OPS)
+    forged = "Ring 08-123 45 67 och uppge din nyckel"
+    for query in ({"notice": forged}, {"error": forged}, {"notice": forged, "sig": "0" * 32}, {"notice": forged, "sig": "å"}):
+        page = client.get("/providers/acme", params=query)
+        assert page.status_code == 200
+        assert forged not in page.text and flash(page.text) == [], query
+
+    # A refusal comes back as a signed error: a blocked task cannot be done yet (its prerequisite is done below).
+    blocked = by_rule(store.load("acme"), "siebel-create-org-structure")
+    refused = client.post(f"/providers/acme/tasks/{blocked.task.id}/done", data={"back": "/providers/acme"},
+                          follow_redirects=False)
+    [error] = flash(client.get(refused.headers["location"]).text)
+    assert "blocked" in error and store.load("acme").tasks[blocked.task.id].status == "blocked"
+
+    # The real flow: done, redirected, and the notice is on the page the redirect leads to.
+    task = by_rule(store.load("acme"), "siebel-send-org-structure")
+    done = client.post(f"/providers/acme/tasks/{task.task.id}/done", data={"back": "/providers/acme"}, follow_redirects=False)
+    assert done.status_code == 303
+    landed = client.get(done.headers["location"])
+    [notice] = flash(landed.text)
+    assert notice.startswith("Klart: ") and 'role="status"' in landed.text
+
+    # A real message is signed for its provider's page only.
+    moved = done.headers["location"].split("#")[0].replace("/providers/acme", "/providers/other")
+    assert flash(client.get(moved).text) == []
+
+
+def test_a_null_origin_is_refused_for_the_login_and_every_post(world):
+    client, store, _publisher, _ = world
+    null = {"Origin": "null"}
+
+    login = client.post("/login", data={"key": ACME, "next": "/providers/acme"}, headers=null, follow_redirects=False)
+    assert login.status_code == 403 and "set-cookie" not in login.headers
+
+    signed_in(client, ACME)
+    task = by_rule(store.load("acme"), "siebel-send-org-structure")
+    done = client.post(f"/providers/acme/tasks/{task.task.id}/done", headers=null, follow_redirects=False)
+    assert done.status_code == 403 and store.load("acme").tasks[task.task.id].status == "open"
+    logout = client.post("/logout", headers=null, follow_redirects=False)
+    assert logout.status_code == 403 and "set-cookie" not in logout.headers
+
+    # This site's own forms send its real origin: the pages' referrer policy is not no-referrer,
+    # under which browsers send "null" for them (tests/e2e/test_status_page_browser.py).
+    page = client.get("/providers/acme")
+    assert page.headers["Referrer-Policy"] == "same-origin"
+    own = client.post(f"/providers/acme/tasks/{task.task.id}/done", headers={"Origin": "http://testserver"},
+                      follow_redirects=False)
+    assert own.status_code == 303 and store.load("acme").tasks[task.task.id].status == "done"
