@@ -58,7 +58,7 @@ from services.runtime.clock import Clock, clock_from_settings
 from services.runtime.deadletter import dead_letter, handle_or_dead_letter, reason_of
 from services.runtime.faust_app import create_app
 from services.runtime.settings import Settings
-from services.runtime.streams import Outgoing, Received, batches, changelogs_known, check_fits, send_all
+from services.runtime.streams import Outgoing, Received, batches, changelogs_known, check_fits, one_at_a_time, send_all
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ def build(
     async def keep_contacts(stream):
         async for batch in batches(stream, BATCH_SIZE, BATCH_WITHIN):
             rejected: list[Outgoing] = []
-            for received in batch:
+            async for received in one_at_a_time(batch):
                 _, dead = handle_or_dead_letter(SERVICE, received, remember_contacts,
                                                 metrics.metric_event_type(received))
                 if dead is not None:

@@ -17,7 +17,7 @@ from services.runtime import metrics
 from services.runtime.deadletter import handle_or_dead_letter
 from services.runtime.faust_app import create_app
 from services.runtime.settings import Settings
-from services.runtime.streams import Outgoing, Received, batches, check_fits, send_all
+from services.runtime.streams import Outgoing, Received, batches, check_fits, one_at_a_time, send_all
 
 BATCH_SIZE = 500
 BATCH_WITHIN = 0.05  # seconds: a lone event waits at most this long for company
@@ -50,7 +50,7 @@ def build_planning_app(service: str, scopes: Collection[str], settings: Settings
                 return outcome, check_fits(f"the planning state of provider {outcome.provider_id}",
                                            outcome.provider_id.encode(), outcome.state.model_dump_json().encode())
 
-            for received in batch:
+            async for received in one_at_a_time(batch):
                 planned, rejected = handle_or_dead_letter(
                     service, received, plan_one, metrics.metric_event_type(received)
                 )

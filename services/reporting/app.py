@@ -36,6 +36,7 @@ from services.runtime.streams import (
     batches,
     changelogs_known,
     check_fits,
+    one_at_a_time,
     send_all,
 )
 
@@ -144,7 +145,7 @@ def build(settings: Settings, clock: Clock | None = None, **app_options) -> faus
                     effect = HANDLERS[received.topic](received, ctx)
                     return _checked(effect)
 
-                for received in batch:
+                async for received in one_at_a_time(batch):
                     checked, rejected = handle_or_dead_letter(SERVICE, received, handle, _kind(received))
                     if checked is None:
                         outgoing.append(rejected)

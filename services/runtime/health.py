@@ -10,6 +10,7 @@ import faust
 from faust.web import Request, Response, View
 
 from services.runtime import metrics
+from services.runtime.streams import stalled
 
 
 def crashed_agents(app: faust.App) -> list[str]:
@@ -39,6 +40,8 @@ def readiness_problems(app: faust.App) -> list[str]:
         assigned = set()
     if not assigned:
         problems.append("no partitions assigned yet")
+    if why := stalled(app):
+        problems.append(f"stalled: {why}")
     return problems + crashed_agents(app)
 
 

@@ -26,6 +26,11 @@ RECORDS_TOO_LARGE = Counter(
     "Writes held back because the record would be over Kafka's limit (the message behind it is dead-lettered)",
     ["service"],
 )
+PRODUCE_RETRIES = Counter(
+    "omboard_produce_retries_total",
+    "Batches produced again because the broker refused them (the partition waits meanwhile)",
+    ["app"],
+)
 PROCESSING_SECONDS = Histogram(
     "omboard_processing_duration_seconds", "Time to process one message", ["service"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),

@@ -8,14 +8,20 @@ gathered once per batch (about 5x the throughput of one ``await topic.send`` per
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+import logging
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, cast
 
 import faust
+from aiokafka.errors import KafkaError
 from faust.types import EventT, StreamT
 
 from schemas.wire import MAX_RECORD_BYTES, record_bytes
+from services.runtime import metrics
+
+log = logging.getLogger(__name__)
 
 Header = tuple[str, bytes | None]  # Kafka allows a null header value
 Headers = tuple[Header, ...]
@@ -118,7 +124,32 @@ async def batches(stream: StreamT[Any], size: int, within: float) -> AsyncIterat
         yield [Received.from_faust_event(event) for event in events]
 
 
-async def send_all(app: faust.App, messages: Iterable[Outgoing]) -> list[Any]:
+async def one_at_a_time(batch: list[Received]) -> AsyncIterator[Received]:
+    """Each message of a batch, with a turn of the event loop before each one.
+
+    Health checks, metrics and the status API share the loop with the agents: a burst of large
+    events planned without a pause left /readyz, /healthz and the status API unanswered for
+    minutes. A turn costs about a microsecond.
+    """
+    for received in batch:
+        await asyncio.sleep(0)
+        yield received
+
+
+#: Seconds between attempts to produce a batch the broker refused: doubling up to the last.
+RETRY_FIRST, RETRY_MAX = 0.5, 30.0
+#: Why a worker's producing is stuck, per app: readiness reports it (services/runtime/health.py).
+_STALLED: weakref.WeakKeyDictionary[faust.App, str] = weakref.WeakKeyDictionary()
+
+
+def stalled(app: faust.App) -> str | None:
+    """Why ``app`` cannot produce right now (and so holds its batch), or None."""
+    return _STALLED.get(app)
+
+
+async def send_all(
+    app: faust.App, messages: Iterable[Outgoing], *, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+) -> list[Any]:
     """Produce every message, then wait for all deliveries at once; returns their RecordMetadata.
 
     The producer is fetched once per batch and fed directly: ``Topic.send`` re-checks that the
@@ -126,10 +157,32 @@ async def send_all(app: faust.App, messages: Iterable[Outgoing]) -> list[Any]:
     produce requests small (measured: 69-87 us of CPU per message against 19-23 us this way).
     Each ``send`` returns once aiokafka has queued the message; awaiting the futures one by one
     would serialize the batch on broker round trips, so they are gathered once.
+
+    A batch the broker refuses is produced again, with back-off, until it is taken: raising would
+    crash the agent and Faust would acknowledge the batch unprocessed. Meanwhile the partition
+    stands still, and readiness says why (``stalled``). A retry may deliver some messages twice;
+    every consumer de-duplicates by id.
     """
     messages = list(messages)
     if not messages:
         return []
+    delay = RETRY_FIRST
+    while True:
+        try:
+            delivered = await _produce(app, messages)
+        except KafkaError as error:
+            reason = f"cannot produce {len(messages)} message(s) to {messages[0].topic}: {type(error).__name__}"
+            _STALLED[app] = reason
+            metrics.PRODUCE_RETRIES.labels(app.conf.id).inc()
+            log.error("%s; trying again in %.1fs, the batch waits", reason, delay)
+            await sleep(delay)
+            delay = min(delay * 2, RETRY_MAX)
+            continue
+        _STALLED.pop(app, None)
+        return delivered
+
+
+async def _produce(app: faust.App, messages: list[Outgoing]) -> list[Any]:
     producer = await app.maybe_start_producer()
     futures = [
         await producer.send(message.topic, message.key, message.value, None, None, list(message.headers))
