@@ -140,6 +140,9 @@ class Planner:
     def plan(self, event: Envelope, state: ProviderState) -> Plan:
         if state.provider is None and not isinstance(event.data, ProviderStarted):
             raise UnknownProvider(f"no ProviderStarted seen for provider {event.provider_id!r}; cannot plan {event.type}")
+        # A ProviderStarted for a provider already running (a correction, or a resend under a new
+        # id) plans only what no earlier plan made; otherwise every task came twice, new ids each.
+        already_planned = state.planned if state.provider is not None and isinstance(event.data, ProviderStarted) else {}
         if isinstance(event.data, ProviderStarted):
             state = _with_provider(state, event.data)
         facts = {**provider_facts(state), **self._event_facts(event)}
@@ -150,6 +153,10 @@ class Planner:
                 if not holds(rule.when, {**facts, **target.facts}):
                     continue
                 task = self._event_task(rule, event, state, target)
+                subject = task.subject
+                if (subject.provider_id == state.provider_id
+                        and planned_key(rule.id, subject.unit_id, subject.person_id) in already_planned):
+                    continue
                 tasks.append(task)
                 late = self._late_warning(rule, event, task)
                 if late:
@@ -400,32 +407,41 @@ class Planner:
     # -- dependencies ------------------------------------------------------------------------------
 
     def _link(self, tasks: list[Task], state: ProviderState) -> list[Task]:
+        # The first task of each (rule, provider, unit, person) in plan order: finding a
+        # prerequisite is then a few lookups, not a scan of the plan (that scan made planning
+        # quadratic: minutes for a start with thousands of units).
+        first: dict[tuple[str, str, str | None, str | None], tuple[int, str]] = {}
+        for index, task in enumerate(tasks):
+            subject = task.subject
+            first.setdefault((task.rule, subject.provider_id, subject.unit_id, subject.person_id), (index, task.id))
         linked = []
         for task in tasks:
             rule = self.catalog.rule(task.rule)
             depends_on = [
                 found
                 for dependency in rule.depends_on
-                for found in [_find_prerequisite(dependency, task, tasks, state)]
+                for found in [_find_prerequisite(dependency, task, first, state)]
                 if found is not None
             ]
             linked.append(task.model_copy(update={"depends_on": depends_on, "status": "blocked" if depends_on else "open"}))
         return linked
 
 
-def _find_prerequisite(rule_id: str, task: Task, tasks: list[Task], state: ProviderState) -> str | None:
-    """The task of ``rule_id`` that ``task`` waits for: in the same plan, the one for the same unit
-    or person, or the provider-wide one; otherwise the one an earlier plan made. None when that
+def _find_prerequisite(
+    rule_id: str, task: Task, first: dict[tuple[str, str, str | None, str | None], tuple[int, str]], state: ProviderState
+) -> str | None:
+    """The task of ``rule_id`` that ``task`` waits for: in the same plan, the first one for the same
+    unit or person or for the whole provider; otherwise the one an earlier plan made. None when that
     prerequisite does not apply to this provider (e.g. no SITHS card without health care)."""
     subject = task.subject
-    for other in tasks:
-        if (
-            other.rule == rule_id
-            and other.subject.provider_id == subject.provider_id
-            and other.subject.unit_id in (None, subject.unit_id)
-            and other.subject.person_id in (None, subject.person_id)
-        ):
-            return other.id
+    in_plan = [
+        found
+        for unit_id in {None, subject.unit_id}
+        for person_id in {None, subject.person_id}
+        if (found := first.get((rule_id, subject.provider_id, unit_id, person_id)))
+    ]
+    if in_plan:
+        return min(in_plan)[1]
     if subject.provider_id != state.provider_id:
         return None  # the taking-over party's earlier tasks are in its own state, not this one
     for unit_id, person_id in ((subject.unit_id, subject.person_id), (subject.unit_id, None), (None, None)):
