@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -56,6 +57,16 @@ def _plannable(value: dt.date) -> dt.date:
     return value
 
 
+_RFC3339_START = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}")
+
+
+def _rfc3339_only(value: Any) -> Any:
+    # Without this, pydantic reads 1700000000 (or "1700000000") as a Unix time: a number is not a time.
+    if isinstance(value, dt.datetime) or (isinstance(value, str) and _RFC3339_START.match(value)):
+        return value
+    raise ValueError("must be an RFC 3339 time with a zone offset, YYYY-MM-DDTHH:MM:SS+HH:MM")
+
+
 Date = Annotated[dt.date, BeforeValidator(_iso_date_only), AfterValidator(_plannable)]
 Count = Annotated[int, Strict(), Field(ge=0, le=MAX_STAFF)]  # strict: true is not 1
 Flag = Annotated[bool, Strict()]  # strict: "yes" and 1 are not true
@@ -66,11 +77,28 @@ Id = Annotated[
 ]
 # Printable text: no control characters (CR/LF would forge log lines and break Kafka headers).
 Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f-\x9f]+$")]
-Email = Annotated[str, Field(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _no_control_characters(value: str) -> str:
+    # An address goes into SMTP commands and mail headers; the pattern's \s leaves out NUL and the like.
+    if _CONTROL.search(value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+Email = Annotated[
+    str,
+    Field(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$"),
+    AfterValidator(_no_control_characters),
+]
 
 
 def _plannable_month(value: str) -> str:
-    _plannable(dt.date.fromisoformat(f"{value}-01"))
+    # The pattern's \d takes any script's digits ("２０２６-03"); the month is ASCII, like a date.
+    if not value.isascii():
+        raise ValueError("must be written YYYY-MM in ASCII digits")
+    _plannable(dt.date(int(value[:4]), int(value[5:7]), 1))
     return value
 
 
@@ -163,9 +191,9 @@ class ProviderStarted(Contract):
         unit_ids = [unit.id for unit in self.units]
         if len(set(unit_ids)) != len(unit_ids):
             raise ValueError("units: two units share an id")
-        for contact in self.contacts:
-            if contact.unit_id is not None and contact.unit_id not in unit_ids:
-                raise ValueError(f"contacts: unit_id {contact.unit_id!r} is not one of the provider's units")
+        for index, contact in enumerate(self.contacts):
+            if contact.unit_id is not None and contact.unit_id not in unit_ids:  # named, never repeated
+                raise ValueError(f"contacts.{index}.unit_id: is not one of the provider's units")
         if self.takeover_from == self.provider.id:
             raise ValueError("takeover_from: a provider cannot take over from itself")
         return self
@@ -260,7 +288,7 @@ class Envelope(Contract):
     id: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[!-~]+$")]
     source: Annotated[str, Field(min_length=1, max_length=500, pattern=r"^[!-~]+$")]
     type: EventType
-    time: dt.datetime
+    time: Annotated[dt.datetime, BeforeValidator(_rfc3339_only)]
     subject: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[!-~]+$")] | None = None
     datacontenttype: Literal["application/json"] = "application/json"
     data: EventData
@@ -294,6 +322,13 @@ class Envelope(Contract):
         return self.data.provider_id
 
     @property
+    def dedup_key(self) -> str:
+        """What identifies this event when it comes again: CloudEvents ids are unique per source.
+        A JSON pair, not a joined string: source "hr" with id "visma/x" is not source "hr/visma"
+        with id "x"."""
+        return json.dumps([self.source, self.id], separators=(",", ":"))
+
+    @property
     def anchor_date(self) -> dt.date:
         """The date an event's deadlines are counted from."""
         data = self.data
@@ -316,11 +351,20 @@ class InvalidEvent(ValueError):
         super().__init__("; ".join(f"{error.field}: {error.reason}" for error in errors))
 
 
+def _location_part(part: str | int) -> str:
+    # An unknown key is named as sent; one that is empty or holds white space or control characters
+    # is quoted and escaped, so that an error never names "" and never carries a CR/LF into a log line.
+    text = str(part)
+    if isinstance(part, str) and (not part or any(char.isspace() or _CONTROL.match(char) for char in part)):
+        return json.dumps(part)
+    return text
+
+
 def field_errors(error: ValidationError, prefix: tuple[str | int, ...] = ()) -> list[FieldError]:
     """Turn a pydantic error into field/reason pairs. Inputs are left out: they may be personal."""
     result = []
     for item in error.errors(include_input=False, include_url=False):
-        location = ".".join(str(part) for part in (*prefix, *item["loc"])) or "(event)"
+        location = ".".join(_location_part(part) for part in (*prefix, *item["loc"])) or "(event)"
         reason = item["msg"].removeprefix("Value error, ")
         result.append(FieldError(field=location, reason=reason))
     return result
@@ -350,11 +394,15 @@ def _parse(raw: Any) -> Envelope:
         raise InvalidEvent(errors + _attribute_errors(raw))
     errors: list[FieldError] = []
     data_model = EVENT_TYPES.get(event_type)  # type: ignore[arg-type]
-    if data_model is not None and isinstance(raw.get("data"), dict):
+    if data_model is not None and "data" in raw and not isinstance(raw["data"], dict):
+        # Not one error per member of the union, named after pydantic's internals.
+        errors.append(FieldError(field="data", reason=f"must be a JSON object, a {event_type}"))
+        raw = {**raw, "data": None}
+    elif data_model is not None and isinstance(raw.get("data"), dict):
         try:
             raw = {**raw, "data": data_model.model_validate(raw["data"])}
         except ValidationError as error:
-            errors += field_errors(error, prefix=("data",))
+            errors += [_named(e) for e in field_errors(error, prefix=("data",))]
             raw = {**raw, "data": None}
     try:
         envelope = Envelope.model_validate(raw)
@@ -365,6 +413,15 @@ def _parse(raw: Any) -> Envelope:
     if errors:
         raise InvalidEvent(errors)
     return envelope
+
+
+_CROSS_FIELD = re.compile(r"^([a-z_]+(?:\.\d+\.[a-z_]+)?): (.+)$")
+
+
+def _named(error: FieldError) -> FieldError:
+    """A rule across fields (``units: two units share an id``) is named by the field it is about."""
+    match = _CROSS_FIELD.match(error.reason) if error.field == "data" else None
+    return FieldError(field=f"data.{match.group(1)}", reason=match.group(2)) if match else error
 
 
 def _attribute_errors(raw: dict[str, Any]) -> list[FieldError]:

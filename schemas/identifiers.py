@@ -12,8 +12,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, WithJsonSchema
 
-_ORG_NUMBER = re.compile(r"^(\d{6})-?(\d{4})$")
-_HSA_ID = re.compile(r"^SE(\d{10})-[A-Za-z0-9]{1,20}$")
+_ORG_NUMBER = re.compile(r"^([0-9]{6})-?([0-9]{4})$")  # [0-9]: \d takes other scripts' digits too
+_HSA_ID = re.compile(r"^SE([0-9]{10})-[A-Za-z0-9]{1,20}$")
 
 
 def luhn_valid(digits: str) -> bool:
@@ -52,7 +52,7 @@ def validate_hsa_id(value: str) -> str:
     return value.strip()
 
 
-_PERSONAL_NUMBER = re.compile(r"^(?:\d{2})?(\d{2})(\d{2})(\d{2})[-+]?(\d{4})$")
+_PERSONAL_NUMBER = re.compile(r"^(?:[0-9]{2})?([0-9]{2})([0-9]{2})([0-9]{2})[-+]?([0-9]{4})$")
 
 
 def looks_like_personal_number(value: str) -> bool:

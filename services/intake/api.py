@@ -19,15 +19,23 @@ import contextlib
 import logging
 import re
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 
-from schemas.events import FieldError, InvalidEvent, parse_event
+from schemas.events import Envelope, FieldError, InvalidEvent, parse_event
 from schemas.wire import EventTooLarge
 from services.intake.publisher import EventPublisher, KafkaUnavailable
 from services.runtime import metrics
-from services.runtime.access import Forbidden, KeyRing, authenticate, count_requests, forbidden
+from services.runtime.access import (
+    Forbidden,
+    KeyRing,
+    authenticate,
+    count_requests,
+    forbidden,
+    install_validation_errors,
+)
 from services.runtime.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -72,6 +80,28 @@ def _rejected(response: JSONResponse) -> JSONResponse:
     return response
 
 
+def _document_the_event_body(app: FastAPI) -> None:
+    """Put the body of ``POST /v1/events`` in the OpenAPI document: the route reads the raw body, so
+    that ``parse_event`` names every bad field, and FastAPI cannot see what it expects."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = generate()  # FastAPI's document, kept as app.openapi_schema: completed in place
+            envelope = Envelope.model_json_schema(ref_template="#/components/schemas/{model}")
+            schemas = document.setdefault("components", {}).setdefault("schemas", {})
+            schemas.update(envelope.pop("$defs", {}))
+            schemas["Envelope"] = envelope
+            document["paths"]["/v1/events"]["post"]["requestBody"] = {
+                "required": True,
+                "description": "One structured-mode CloudEvent (docs/events.md)",
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Envelope"}}},
+            }
+        return app.openapi_schema  # type: ignore[return-value]
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def create_api(
     settings: Settings | None = None, publisher: EventPublisher | None = None, keys: KeyRing | None = None
 ) -> FastAPI:
@@ -105,6 +135,8 @@ def create_api(
     )
     app.state.publisher = publisher
     count_requests(app)
+    _document_the_event_body(app)
+    install_validation_errors(app)  # no route validates parameters today; one added later cannot echo input
 
     @app.post(
         "/v1/events",

@@ -80,8 +80,7 @@ class ProviderState(Contract):
 
 
 def event_key(event: Envelope) -> str:
-    """CloudEvents ids are unique per source, so the pair identifies an event."""
-    return f"{event.source}/{event.id}"
+    return event.dedup_key
 
 
 def planned_key(rule: str, unit_id: str | None, person_id: str | None) -> str:

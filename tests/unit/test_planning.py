@@ -414,6 +414,41 @@ def test_a_replayed_event_yields_the_same_task_ids():
     assert not {task.id for task in other.tasks} & {task.id for task in first.tasks}
 
 
+def test_a_second_provider_started_plans_only_what_no_earlier_plan_made():
+    history = History()
+    first = history.add(ev.provider_started(units=[ev.unit("u1")]))
+    again = history.add(ev.provider_started(units=[ev.unit("u1"), ev.unit("u2")]))  # a resend, one unit more
+    assert again.tasks, "the new unit's tasks are planned"
+    assert {task.subject.unit_id for task in again.tasks} == {"u2"}
+    planned = [planned_key(t.rule, t.subject.unit_id, t.subject.person_id) for p in (first, again) for t in p.tasks]
+    assert len(planned) == len(set(planned)), "no obligation planned twice for the same subject"
+    assert history.add(ev.provider_started(units=[ev.unit("u1"), ev.unit("u2")])).tasks == []
+
+
+def test_dedup_keys_of_different_events_never_collide():
+    one = ev.event("StaffLeft", {"provider_id": "p1", "person_id": "SE2321000032-N1", "end_date": "2026-08-31"},
+                   event_id="visma-x")
+    raw = one.model_dump(mode="json")
+    joined_differently = [
+        {**raw, "source": "hr", "id": "visma/x"},
+        {**raw, "source": "hr/visma", "id": "x"},
+    ]
+    from schemas.events import parse_event
+
+    keys = {parse_event(candidate).dedup_key for candidate in joined_differently}
+    assert len(keys) == 2
+
+
+def test_planning_a_start_with_many_units_links_each_task_once():
+    """Prerequisites are found by lookup, not by scanning the plan: every task of a 300-unit start
+    waits only for tasks of its own unit or of the whole provider."""
+    plan = PLANNER.plan(ev.provider_started(units=[ev.unit(f"u{i}") for i in range(300)]), ProviderState(provider_id="p1"))
+    by_id = {task.id: task for task in plan.tasks}
+    for task in plan.tasks:
+        for prerequisite in task.depends_on:
+            assert by_id[prerequisite].subject.unit_id in (None, task.subject.unit_id)
+
+
 def test_an_event_for_an_unknown_provider_cannot_be_planned():
     with pytest.raises(UnknownProvider):
         PLANNER.plan(ev.staff_joined(), ProviderState(provider_id="p1"))
