@@ -29,7 +29,7 @@ from urllib.parse import quote
 from pydantic import Field
 
 from schemas.events import Contact, ContactAssigned, Contract, Envelope, ProviderStarted
-from schemas.identifiers import pseudonym
+from schemas.identifiers import looks_like_personal_number, pseudonym
 from schemas.notifications import DeliveryRecord, NotificationKind, NotificationRequest, TaskLine
 from services.notifier.templating import FOOTER, Templates, language_of, templates
 
@@ -47,6 +47,10 @@ _ROLE_ORDER = {
 }
 
 _HSA_ID = re.compile(r"SE\d{10}-[A-Za-z0-9]{1,20}")
+#: What could be a personal identity or coordination number; ``looks_like_personal_number`` decides.
+_PERSONAL_NUMBER_SHAPE = re.compile(r"\b(?:\d{2})?\d{6}[-+]?\d{4}\b")
+#: Not a pseudonym: a hash of a personal number is reversed by trying the few million there are.
+PERSONAL_NUMBER_PLACEHOLDER = "[personnummer]"
 _MESSAGE_ID_UNSAFE = re.compile(r"[^A-Za-z0-9!#$%&'*+\-/=?^_`{|}~.]")
 
 
@@ -65,12 +69,20 @@ class MailConfig(Protocol):
 # --------------------------------------------------------------------------------------- contacts
 
 
+#: How many event keys a provider's contacts remember for de-duplication, as the planners do:
+#: redelivery under at-least-once is of recent messages.
+PROCESSED_MEMORY = 1000
+
+
 class ProviderContacts(Contract):
     """What the notifier knows about one provider: its name and the contacts it has named."""
 
     provider_id: str
     provider_name: str | None = None
     contacts: list[Contact] = Field(default_factory=list)
+    #: The events folded in, by ``Envelope.dedup_key``: a repeat is a replay and changes nothing,
+    #: even with other content (a resent ContactAssigned with a new address must not redirect mail).
+    processed: list[str] = Field(default_factory=list)
 
 
 def with_contact(contacts: Sequence[Contact], contact: Contact) -> list[Contact]:
@@ -91,15 +103,17 @@ def fold(known: ProviderContacts | None, event: Envelope) -> ProviderContacts | 
     """
     data = event.data
     state = known or ProviderContacts(provider_id=event.provider_id)
-    match data:
-        case ProviderStarted():
-            contacts = list(state.contacts)
-            for contact in data.contacts:
-                contacts = with_contact(contacts, contact)
-            return state.model_copy(update={"provider_name": data.provider.name, "contacts": contacts})
-        case ContactAssigned():
-            return state.model_copy(update={"contacts": with_contact(state.contacts, data.contact)})
-    return None
+    if not isinstance(data, (ProviderStarted, ContactAssigned)):
+        return None
+    if event.dedup_key in state.processed:
+        return state
+    processed = [*state.processed, event.dedup_key][-PROCESSED_MEMORY:]
+    if isinstance(data, ProviderStarted):
+        contacts = list(state.contacts)
+        for contact in data.contacts:
+            contacts = with_contact(contacts, contact)
+        return state.model_copy(update={"provider_name": data.provider.name, "contacts": contacts, "processed": processed})
+    return state.model_copy(update={"contacts": with_contact(state.contacts, data.contact), "processed": processed})
 
 
 # ------------------------------------------------------------------------------------- recipients
@@ -226,7 +240,11 @@ def _one_line(text: str) -> str:
 
 
 def redact(text: str) -> str:
-    """Replace anything shaped like an HSA-id with its pseudonym."""
+    """Replace anything shaped like an HSA-id with its pseudonym, and every personal identity or
+    coordination number (with a valid check digit) with a placeholder."""
+    # Numbers first, so that the digits of a pseudonym are never taken for one.
+    text = _PERSONAL_NUMBER_SHAPE.sub(
+        lambda match: PERSONAL_NUMBER_PLACEHOLDER if looks_like_personal_number(match.group(0)) else match.group(0), text)
     return _HSA_ID.sub(lambda match: pseudonym(match.group(0)), text)
 
 

@@ -18,7 +18,7 @@ from schemas.events import Contact, ContactAssigned, Envelope, Provider, Provide
 from schemas.identifiers import pseudonym
 from schemas.notifications import NotificationRequest, TaskLine
 from services.notifier import domain, smtp, templating
-from services.notifier.domain import ProviderContacts, compose, fold, for_mail, line_recipients, route, should_send
+from services.notifier.domain import compose, fold, for_mail, line_recipients, route, should_send
 from services.notifier.templating import Templates
 
 HSA_ID = "SE2321000131-E000000000001"
@@ -96,9 +96,18 @@ def test_fold_is_idempotent_and_ignores_other_events() -> None:
     event = envelope(ContactAssigned(provider_id="p1", contact=contact("b@x.se")))
     once = fold(None, event)
     assert fold(once, event) == once
-    assert once == ProviderContacts(provider_id="p1", contacts=[contact("b@x.se")])
+    assert once is not None and once.contacts == [contact("b@x.se")]
     leaver = envelope(StaffLeft(provider_id="p1", person_id=HSA_ID, end_date=dt.date(2027, 1, 1)))
     assert not domain.matters(leaver) and fold(once, leaver) is None
+
+
+def test_a_repeated_event_with_new_content_is_a_replay_and_changes_nothing() -> None:
+    once = fold(None, envelope(ContactAssigned(provider_id="p1", contact=contact("b@x.se")), "e1"))
+    resent = fold(once, envelope(ContactAssigned(provider_id="p1", contact=contact("mallory@x.se")), "e1"))
+    assert resent == once, "the same source and id is the same event, whatever it now says"
+    other_source = envelope(ContactAssigned(provider_id="p1", contact=contact("c@x.se")), "e1").model_copy(
+        update={"source": "another"})
+    assert [c.email for c in fold(once, other_source).contacts] == ["c@x.se"]
 
 
 # --- recipients, per task line ---------------------------------------------------------------
@@ -409,6 +418,26 @@ def test_no_person_id_reaches_a_mail() -> None:
     mail = compose(request(tasks=[leaky], provider_name=f"Omsorg {HSA_ID}"), ["a@x.se"], CONFIG)
     assert HSA_ID not in mail.as_string() and HSA_ID not in mail.get_content() and HSA_ID not in mail["Subject"]
     assert pseudonym(HSA_ID) in mail.get_content()
+
+
+@pytest.mark.parametrize("number", ["121212-1212", "19121212-1212", "191212121212", "1212121212", "121212+1212",
+                                    "701063-2391"])  # the last a coordination number (day + 60)
+def test_no_personal_identity_number_reaches_a_mail(number: str) -> None:
+    leaky = task(instructions_sv=f"Beställ kort för {number}.", instructions_en=f"Order a card for ({number}).")
+    mail = compose(request(tasks=[leaky], provider_name=f"Omsorg {number}"), ["a@x.se"], CONFIG)
+    assert number not in mail.as_string()
+    assert f"kort för {domain.PERSONAL_NUMBER_PLACEHOLDER}." in mail.get_content()
+    assert f"card for ({domain.PERSONAL_NUMBER_PLACEHOLDER})." in mail.get_content()
+    assert mail["Subject"].count(domain.PERSONAL_NUMBER_PLACEHOLDER) == 1
+
+
+def test_numbers_that_are_no_personal_identity_number_stay_in_a_mail() -> None:
+    kept = ["212000-3005",  # an organisation number (Uppsala kommun): its "month" is 20
+            "121212-1213",  # a wrong check digit
+            "2026-12-30", "08-123 45 67", "ref 1234567890123"]
+    text = domain.redact(" · ".join(kept))
+    assert text == " · ".join(kept)
+    assert domain.redact(f"{HSA_ID} 811218-9876") == f"{pseudonym(HSA_ID)} {domain.PERSONAL_NUMBER_PLACEHOLDER}"
 
 
 def test_delivery_record_and_when_to_send_again() -> None:
