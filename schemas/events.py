@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+from collections.abc import Iterable
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -360,11 +361,16 @@ def _location_part(part: str | int) -> str:
     return text
 
 
+def field_name(location: Iterable[str | int]) -> str:
+    """How an error names a field: the parts of its location joined with dots ("" if none)."""
+    return ".".join(_location_part(part) for part in location)
+
+
 def field_errors(error: ValidationError, prefix: tuple[str | int, ...] = ()) -> list[FieldError]:
     """Turn a pydantic error into field/reason pairs. Inputs are left out: they may be personal."""
     result = []
     for item in error.errors(include_input=False, include_url=False):
-        location = ".".join(_location_part(part) for part in (*prefix, *item["loc"])) or "(event)"
+        location = field_name((*prefix, *item["loc"])) or "(event)"
         reason = item["msg"].removeprefix("Value error, ")
         result.append(FieldError(field=location, reason=reason))
     return result

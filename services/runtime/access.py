@@ -41,7 +41,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from schemas.events import EVENT_TYPES, FieldError
+from schemas.events import EVENT_TYPES, FieldError, field_name
 from services.runtime import metrics
 
 log = logging.getLogger(__name__)
@@ -308,7 +308,7 @@ def request_field_errors(error: RequestValidationError) -> list[FieldError]:
     may be a personal identity number, and FastAPI's own answer echoes it."""
     result = []
     for item in error.errors():
-        location = [str(part) for part in item.get("loc", ())]
+        location = list(item.get("loc", ()))
         reason = str(item.get("msg", "is not valid")).removeprefix("Value error, ")
         if item.get("type") == "json_invalid":  # its location is a character offset, not a field
             result.append(FieldError(field="(body)", reason="is not valid JSON"))
@@ -318,7 +318,7 @@ def request_field_errors(error: RequestValidationError) -> list[FieldError]:
         field, named, rest = reason.partition(": ")
         if not location and named and re.fullmatch(r"[a-z_]+", field):  # a model check naming its field
             location, reason = [field], rest
-        result.append(FieldError(field=".".join(location) or "(body)", reason=reason))
+        result.append(FieldError(field=field_name(location) or "(body)", reason=reason))
     return result
 
 

@@ -140,4 +140,4 @@ def test_the_events_leader_killed_mid_stream_loses_nothing_and_duplicates_nothin
 
         assert {name: process.pid for name, process in stack.processes.items()} == pids
         assert all(process.poll() is None for process in stack.processes.values()), "a worker stopped"
-        assert stack.not_ready() == [], "a worker is not ready after the failover"
+        eventually(lambda: stack.not_ready() == [], "every worker ready again after the failover", timeout=60)
