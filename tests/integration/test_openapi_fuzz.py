@@ -14,6 +14,7 @@ Deterministic (``derandomize``) and bounded (``max_examples``): well under a min
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections import Counter
 from collections.abc import Iterator
@@ -196,10 +197,9 @@ def status_app() -> Iterator[tuple[Any, LedgerStore]]:
     store = LedgerStore(_planned("acme"), _planned("other"))
 
     async def publish(change: TaskStatusChange, correlation: str | None) -> None:
-        try:  # as the reporting agent applies it; a change it refuses goes to the dead letters
+        # As the reporting agent applies it; a change it refuses goes to the dead letters instead.
+        with contextlib.suppress(IllegalMove, UnknownTask):
             store.tables[change.provider_id] = change_status(store.load(change.provider_id), change)[0]
-        except (IllegalMove, UnknownTask):
-            pass
 
     # "Today" after half of acme's tasks fell due, so that some are overdue.
     dues = sorted({record.task.due for record in store.load("acme").tasks.values()})
