@@ -27,6 +27,7 @@ again instead of mailing: a crash between recording and publishing loses no reco
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -58,7 +59,16 @@ from services.runtime.clock import Clock, clock_from_settings
 from services.runtime.deadletter import dead_letter, handle_or_dead_letter, reason_of
 from services.runtime.faust_app import create_app
 from services.runtime.settings import Settings
-from services.runtime.streams import Outgoing, Received, batches, changelogs_known, check_fits, one_at_a_time, send_all
+from services.runtime.streams import (
+    Outgoing,
+    Received,
+    batches,
+    changelogs_known,
+    check_fits,
+    mark_stalled,
+    one_at_a_time,
+    send_all,
+)
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +78,9 @@ BATCH_WITHIN = 0.05  # seconds: a lone event waits at most this long for company
 #: SMTP attempts per mail, and the pause before the second (doubling after each further failure).
 SEND_ATTEMPTS = 4
 SEND_BACKOFF = 1.0
+#: While the SMTP server is unreachable or answers "try later": seconds between rounds of attempts,
+#: doubling up to the last. The request's partition waits; nothing is marked failed.
+OUTAGE_FIRST, OUTAGE_MAX = 2.0, 60.0
 
 
 #: The EVENTS_CONSUMED/EVENTS_FAILED type of a notification request.
@@ -136,16 +149,30 @@ def build(
         part = for_mail(request, planned)
         to = [planned.recipient]
         message = compose(part, to, settings, library)
-        try:
-            result, tries = await smtp.send_with_retries(send_once, message, attempts=attempts, backoff=backoff)
-        except smtp.DeliveryError as error:
-            failure = "temporary" if error.temporary else "permanent"
-            tries = getattr(error, "attempts", 1)
-            metrics.EMAIL_RETRIES.labels(request.kind).inc(tries - 1)
-            metrics.EMAILS_FAILED.labels(request.kind, failure).inc()
-            reason = f"{failure} SMTP failure after {tries} attempt(s): {error.reason}"
-            log.warning("notifier: %s to %s not delivered: %s", request.id, message["Message-ID"], reason)
-            return delivery_record(part, message, to, "failed", clock.now(), reason), reason
+        pause = OUTAGE_FIRST
+        while True:
+            try:
+                result, tries = await smtp.send_with_retries(send_once, message, attempts=attempts, backoff=backoff)
+            except smtp.DeliveryError as error:
+                tries = getattr(error, "attempts", 1)
+                metrics.EMAIL_RETRIES.labels(request.kind).inc(tries - 1)
+                if error.temporary:
+                    # The server is down or busy, not refusing this mail: hold the partition and
+                    # try again later, so that an outage of minutes loses and doubles nothing.
+                    metrics.EMAILS_FAILED.labels(request.kind, "temporary").inc()
+                    mark_stalled(app, f"SMTP unavailable: {error.reason}")
+                    log.warning("notifier: %s waits for the SMTP server (%s); trying again in %.0fs",
+                                message["Message-ID"], error.reason, pause)
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, OUTAGE_MAX)
+                    continue
+                mark_stalled(app, None)
+                metrics.EMAILS_FAILED.labels(request.kind, "permanent").inc()
+                reason = f"permanent SMTP failure after {tries} attempt(s): {error.reason}"
+                log.warning("notifier: %s to %s not delivered: %s", request.id, message["Message-ID"], reason)
+                return delivery_record(part, message, to, "failed", clock.now(), reason), reason
+            mark_stalled(app, None)
+            break
         metrics.EMAIL_RETRIES.labels(request.kind).inc(tries - 1)
         metrics.EMAILS_SENT.labels(request.kind).inc()
         refused = "; ".join(f"{address}: {reply}" for address, reply in result.refused.items())

@@ -143,8 +143,16 @@ _STALLED: weakref.WeakKeyDictionary[faust.App, str] = weakref.WeakKeyDictionary(
 
 
 def stalled(app: faust.App) -> str | None:
-    """Why ``app`` cannot produce right now (and so holds its batch), or None."""
+    """Why ``app`` holds its partition right now (it cannot produce, or cannot mail), or None."""
     return _STALLED.get(app)
+
+
+def mark_stalled(app: faust.App, reason: str | None) -> None:
+    """Say why ``app`` holds its partition (readiness reports it); None: it goes on again."""
+    if reason is None:
+        _STALLED.pop(app, None)
+    else:
+        _STALLED[app] = reason
 
 
 async def send_all(
@@ -172,13 +180,13 @@ async def send_all(
             delivered = await _produce(app, messages)
         except KafkaError as error:
             reason = f"cannot produce {len(messages)} message(s) to {messages[0].topic}: {type(error).__name__}"
-            _STALLED[app] = reason
+            mark_stalled(app, reason)
             metrics.PRODUCE_RETRIES.labels(app.conf.id).inc()
             log.error("%s; trying again in %.1fs, the batch waits", reason, delay)
             await sleep(delay)
             delay = min(delay * 2, RETRY_MAX)
             continue
-        _STALLED.pop(app, None)
+        mark_stalled(app, None)
         return delivered
 
 

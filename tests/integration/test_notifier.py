@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -454,3 +455,32 @@ def test_what_starttls_and_auth_refuse_is_not_delivered(certificate, tmp_path: P
         assert expected in raised.value.reason
         assert not raised.value.temporary  # a configuration mismatch: retrying will not help
         assert sink.snapshot() == []
+
+
+def test_an_smtp_outage_holds_the_mail_until_the_server_is_back_and_sends_it_once(notifier: Notifier) -> None:
+    """Last in this module: it stops the module's mail sink for a while."""
+    provider_id = f"p-{uuid.uuid4().hex[:12]}"
+    request = notification(provider_id)
+    readiness = f"http://127.0.0.1:{notifier.env['OMBOARD_WEB_PORT']}/readyz"
+
+    def stalled_on_smtp() -> bool:
+        try:
+            with urllib.request.urlopen(readiness, timeout=2):
+                return False
+        except urllib.error.HTTPError as answer:
+            return answer.code == 503 and b"SMTP unavailable" in answer.read()
+        except OSError:
+            return False
+
+    notifier.sink.stop()  # nothing listens on the SMTP port: connections are refused
+    try:
+        publish_request(notifier, request)
+        wait_until(stalled_on_smtp, timeout=60, failure=lambda: f"readiness never said why:\n{notifier.log()}")
+        assert notifier.mails(mid(request)) == []
+    finally:
+        notifier.sink.start()  # the same port, as a relay coming back
+    notifier.wait_for_mail(mid(request), timeout=90)
+    (record,) = delivery_records(notifier, request.id)
+    assert record.status == "sent", "held, not marked failed"
+    wait_until(notifier.ready, timeout=30, failure=lambda: "the notifier did not become ready again")
+    assert len(notifier.mails(mid(request))) == 1
