@@ -50,7 +50,8 @@ def test_workers_go_on_after_the_broker_is_stopped_and_started_again(tmp_path):
 
             eventually(accepted, "the API accepting events again", timeout=90, interval=1.0)
             eventually(lambda: tasks_of("restart-after"), "tasks planned after the restart", timeout=120, interval=1.0)
-            assert {t["id"] for t in tasks_of("restart-before")} == {t["id"] for t in before}
+            # Every task known before the stop is still there (more of that plan may have arrived since).
+            assert {t["id"] for t in tasks_of("restart-before")} >= {t["id"] for t in before}
             assert {name: process.pid for name, process in stack.processes.items()} == pids, "a worker was restarted"
             eventually(lambda: stack.not_ready() == [], "every worker ready again", timeout=60)
     finally:
