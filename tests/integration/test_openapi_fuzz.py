@@ -43,6 +43,7 @@ from services.runtime.embedded import Broker
 from services.runtime.settings import Settings
 from tests import factories as f
 from tests import strategies as s
+from tests.support.ledgers import FakeStore
 
 pytestmark = pytest.mark.integration
 
@@ -172,24 +173,15 @@ def _planned(provider_id: str) -> Ledger:
     return ledger
 
 
-class LedgerStore:
+class LedgerStore(FakeStore):
     """The reporting worker's ledger table, in memory; ``reset`` puts back the planned ledgers."""
 
     def __init__(self, *ledgers: Ledger):
-        self.planned = {ledger.provider_id: ledger for ledger in ledgers}
-        self.tables = dict(self.planned)
+        super().__init__(*ledgers)
+        self.planned = dict(self.tables)
 
     def reset(self) -> None:
         self.tables = dict(self.planned)
-
-    def load(self, provider_id: str) -> Ledger:
-        return self.tables.get(provider_id) or Ledger(provider_id=provider_id)
-
-    def provider_of(self, task_id: str) -> str | None:
-        return next((pid for pid, ledger in self.tables.items() if task_id in ledger.tasks), None)
-
-    def ledgers(self) -> list[Ledger]:
-        return list(self.tables.values())
 
 
 @pytest.fixture

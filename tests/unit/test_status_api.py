@@ -18,6 +18,7 @@ from services.reporting.ledger import Ledger, change_status, record_task
 from services.runtime.access import COOKIE_NAME, KeyRing, key_entry
 from services.runtime.clock import FixedClock
 from services.runtime.settings import Settings
+from tests.support.ledgers import FakeStore
 from tests.unit import _events
 
 PLANNER = Planner(load_catalog())
@@ -33,20 +34,6 @@ KEYS = KeyRing([
 
 def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
-
-
-class FakeStore:
-    def __init__(self, *ledgers: Ledger):
-        self.tables = {ledger.provider_id: ledger for ledger in ledgers}
-
-    def load(self, provider_id: str) -> Ledger:
-        return self.tables.get(provider_id) or Ledger(provider_id=provider_id)
-
-    def provider_of(self, task_id: str) -> str | None:
-        return next((pid for pid, ledger in self.tables.items() if task_id in ledger.tasks), None)
-
-    def ledgers(self) -> list[Ledger]:
-        return list(self.tables.values())
 
 
 class AgentLikePublisher:
