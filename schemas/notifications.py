@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from schemas.events import Contract
+from schemas.events import MAX_CONTACTS, Contact, Contract
 from schemas.tasks import Responsible
 
 NotificationKind = Literal["reminder", "escalation", "late-order", "unblocked"]
@@ -40,6 +40,10 @@ class NotificationRequest(Contract):
     tasks: list[TaskLine] = Field(min_length=1)
     requested_at: dt.datetime
     correlation_id: str | None = None
+    # The provider's contacts as the event that caused this request left them. Set on late-order
+    # notices: planning asks them while handling that event, so they can reach the notifier
+    # before it has folded the event's contacts. None: the notifier's own contacts decide.
+    contacts: list[Contact] | None = Field(default=None, max_length=MAX_CONTACTS)
 
 
 class DeliveryRecord(Contract):

@@ -16,11 +16,15 @@ A request that comes again is routed again: recipients already mailed are skippe
 is sent twice while the contacts stay the same; a recipient the contacts name now (e.g. after an
 operator replaced an address that bounced, and re-published the dead letter) gets their mail.
 
-At-least-once: each mail's record is flushed to the changelog right after the SMTP server took
+At-least-once: each mail's record is in the changelog (awaited) right after the SMTP server took
 the mail, before the next mail, so a worker killed at any point re-sends at most the one mail in
 flight (with the same Message-ID), and a request cut off between recipients is completed without
 duplicates when it comes again. A mail already delivered publishes its stored DeliveryRecord
 again instead of mailing: a crash between recording and publishing loses no record.
+
+A request that carries the provider's contacts (a late-order notice, asked by planning while it
+handled the event that named them) is routed by those: it can arrive before this worker has
+folded that event, and would otherwise go to the fallback address.
 
 ``build(settings)`` returns the app; ``omboard worker notifier`` runs it.
 """
@@ -32,8 +36,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from email.message import EmailMessage
-
-import faust
 
 from schemas.notifications import DeliveryRecord, NotificationRequest
 from schemas.topics import EVENTS, NOTIFICATIONS, NOTIFICATIONS_SENT
@@ -57,24 +59,13 @@ from services.notifier.domain import (
 from services.runtime import metrics
 from services.runtime.clock import Clock, clock_from_settings
 from services.runtime.deadletter import dead_letter, handle_or_dead_letter, reason_of
-from services.runtime.faust_app import create_app
 from services.runtime.settings import Settings
-from services.runtime.streams import (
-    Outgoing,
-    Received,
-    batches,
-    changelogs_known,
-    check_fits,
-    mark_stalled,
-    one_at_a_time,
-    send_all,
-)
+from services.runtime.stream_app import StreamApp
+from services.runtime.streams import Outgoing, Received, check_fits, mark_stalled, one_at_a_time
 
 log = logging.getLogger(__name__)
 
 SERVICE = "notifier"
-BATCH_SIZE = 500
-BATCH_WITHIN = 0.05  # seconds: a lone event waits at most this long for company
 #: SMTP attempts per mail, and the pause before the second (doubling after each further failure).
 SEND_ATTEMPTS = 4
 SEND_BACKOFF = 1.0
@@ -95,25 +86,18 @@ def build(
     attempts: int = SEND_ATTEMPTS,
     backoff: float = SEND_BACKOFF,
     **app_options,
-) -> faust.App:
-    """The notifier's Faust app. ``send`` replaces SMTP (tests); ``app_options`` go to create_app."""
-    started = time.monotonic()
-    app = create_app(SERVICE, settings, **app_options)
+) -> StreamApp:
+    """The notifier's app. ``send`` replaces SMTP (tests); ``app_options`` go to StreamApp."""
+    app = StreamApp(SERVICE, settings, **app_options)
     clock = clock or clock_from_settings(settings.clock_file, settings.timezone)
     send_once = send or (lambda message: smtp.send(message, settings))
     library = mail_templates(settings)
     library.check(KINDS, LANGUAGES)  # a missing or broken template stops the worker at start
 
-    events_in = app.topic(EVENTS, key_serializer="raw", value_serializer="raw")
-    requests_in = app.topic(NOTIFICATIONS, key_serializer="raw", value_serializer="raw")
-    # Keyed by provider id like the events: use_partitioner puts each key's changelog record on
-    # the partition that provider's events and notification requests use.
-    # (key_type/value_type bytes: Faust stores them with the raw codec.)
-    contacts = app.Table("contacts", key_type=bytes, value_type=bytes, use_partitioner=True)
-    # Keyed by notification id but written while handling its request (keyed by provider id):
-    # the changelog record goes to the request's partition, so it recovers where it is read.
-    # It is written only in the per-message mail agent, where Faust knows the current event.
-    sent = app.Table("sent", key_type=bytes, value_type=bytes)
+    # Keyed by provider id, on the partition of the provider's events and requests.
+    contacts = app.table("contacts")
+    # Keyed by notification id and recipient, on the partition of the request, where it is read.
+    sent = app.table("sent")
 
     def known_contacts(provider_id: str) -> ProviderContacts | None:
         raw = contacts.get(provider_id.encode())
@@ -127,19 +111,19 @@ def build(
         updated = fold(known, event)
         if updated is not None and updated != known:
             key = event.provider_id.encode()
-            contacts[key] = check_fits(f"the contacts of provider {event.provider_id}", key,
-                                       updated.model_dump_json().encode())
+            contacts.set(key, check_fits(f"the contacts of provider {event.provider_id}", key,
+                                         updated.model_dump_json().encode()), received.partition)
 
-    @app.agent(events_in, concurrency=1, name="notifier-contacts")
-    async def keep_contacts(stream):
-        async for batch in batches(stream, BATCH_SIZE, BATCH_WITHIN):
-            rejected: list[Outgoing] = []
-            async for received in one_at_a_time(batch):
-                _, dead = handle_or_dead_letter(SERVICE, received, remember_contacts,
-                                                metrics.metric_event_type(received))
-                if dead is not None:
-                    rejected.append(dead)
-            await send_all(app, rejected)
+    # Declared first: in a batch holding both, events are folded before requests are routed.
+    @app.agent(EVENTS, name="notifier-contacts")
+    async def keep_contacts(batch: list[Received]) -> list[Outgoing]:
+        rejected: list[Outgoing] = []
+        async for received in one_at_a_time(batch):
+            _, dead = handle_or_dead_letter(SERVICE, received, remember_contacts,
+                                            metrics.metric_event_type(received))
+            if dead is not None:
+                rejected.append(dead)
+        return rejected
 
     def record_message(record: DeliveryRecord, provider_id: str, correlation: str | None) -> Outgoing:
         return Outgoing(NOTIFICATIONS_SENT, *model_to_kafka(record, provider_id, correlation))
@@ -187,8 +171,12 @@ def build(
         except Exception as error:  # noqa: BLE001
             return [dead_letter(SERVICE, received, f"not a NotificationRequest: {reason_of(error)}")], True
         correlation = correlation_id(received.headers) or request.correlation_id
-        known = known_contacts(request.provider_id)
-        plan = route(known.contacts if known else [], request, settings)
+        if request.contacts is not None:
+            addressed_by = request.contacts
+        else:
+            known = known_contacts(request.provider_id)
+            addressed_by = known.contacts if known else []
+        plan = route(addressed_by, request, settings)
         outgoing: list[Outgoing] = []
         failures: list[str] = []
         for planned in plan.mails:
@@ -202,8 +190,8 @@ def build(
                 continue
             record, failure = await send_mail(request, planned)
             # Record the outcome and wait until the changelog has it, before the next mail.
-            sent[key] = record.model_dump_json().encode()
-            await app.producer.flush()
+            sent.set(key, record.model_dump_json().encode(), received.partition)
+            await app.flush_writes()
             outgoing.append(record_message(record, request.provider_id, correlation))
             if failure is not None:
                 failures.append(f"{failure} (mail {record.message_id})")
@@ -211,34 +199,28 @@ def build(
             outgoing.append(dead_letter(SERVICE, received, "; ".join(failures)))
         return outgoing, bool(failures)
 
-    @app.agent(requests_in, concurrency=1, name="notifier-mail")
-    async def mail(stream):
-        # One request at a time: each send is recorded before the next one starts, and the
-        # ``sent`` table's changelog goes to the partition of the request being handled.
-        await changelogs_known(app)
-        async for event in stream.events():
-            received = Received.from_faust_event(event)
-            began = time.perf_counter()
-            metrics.observe_age(SERVICE, received.topic, received.timestamp, time.time())
-            try:
-                outgoing, failed = await deliver(received)
-            except Exception as error:
-                log.exception("notifier: failed on %s[%d]@%d", received.topic, received.partition, received.offset)
-                outgoing, failed = [dead_letter(SERVICE, received, f"notifier failed: {reason_of(error)}")], True
-            if failed:
-                metrics.EVENTS_FAILED.labels(SERVICE, NOTIFICATION_TYPE).inc()
-                metrics.DEAD_LETTERS.labels(SERVICE, received.topic).inc()
-            else:
-                metrics.EVENTS_CONSUMED.labels(SERVICE, NOTIFICATION_TYPE).inc()
-            metrics.PROCESSING_SECONDS.labels(SERVICE).observe(time.perf_counter() - began)
-            try:
-                await send_all(app, outgoing)
-            except Exception:
-                log.exception("notifier: could not produce the outcome of %s[%d]@%d",
-                              received.topic, received.partition, received.offset)
+    @app.agent(NOTIFICATIONS, name="notifier-mail")
+    async def mail(batch: list[Received]) -> list[Outgoing]:
+        # One request at a time, and each mail recorded before the next one starts.
+        outgoing: list[Outgoing] = []
+        for received in batch:
+            outgoing += await mail_one(received)
+        return outgoing
 
-    @app.on_partitions_assigned.connect
-    async def _assigned(sender: object, assigned: set, **_: object) -> None:
-        log.info("notifier: assigned %d partition(s) %.2fs after start", len(assigned), time.monotonic() - started)
+    async def mail_one(received: Received) -> list[Outgoing]:
+        began = time.perf_counter()
+        metrics.observe_age(SERVICE, received.topic, received.timestamp, time.time())
+        try:
+            outgoing, failed = await deliver(received)
+        except Exception as error:
+            log.exception("notifier: failed on %s[%d]@%d", received.topic, received.partition, received.offset)
+            outgoing, failed = [dead_letter(SERVICE, received, f"notifier failed: {reason_of(error)}")], True
+        if failed:
+            metrics.EVENTS_FAILED.labels(SERVICE, NOTIFICATION_TYPE).inc()
+            metrics.DEAD_LETTERS.labels(SERVICE, received.topic).inc()
+        else:
+            metrics.EVENTS_CONSUMED.labels(SERVICE, NOTIFICATION_TYPE).inc()
+        metrics.PROCESSING_SECONDS.labels(SERVICE).observe(time.perf_counter() - began)
+        return outgoing
 
     return app

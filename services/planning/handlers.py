@@ -48,9 +48,10 @@ def handle_event(
     mine = [task for task in plan.tasks if planner.catalog.rule(task.rule).scope in scopes]
     correlation = correlation_id(received.headers) or event.id
     late = [task for task in mine if planner.is_late(event, task)]
+    after = evolve(state, event, plan, planner.catalog)
     messages = [task_message(task, correlation) for task in mine]
-    messages += _late_notices(event, late, planner, correlation)
-    return Outcome(event.provider_id, evolve(state, event, plan, planner.catalog), messages, mine, late)
+    messages += _late_notices(event, late, planner, correlation, after)
+    return Outcome(event.provider_id, after, messages, mine, late)
 
 
 def task_message(task: Task, correlation: str) -> Outgoing:
@@ -94,9 +95,11 @@ def notification_about(tasks: list[Task], *, notification_id: str, kind: Notific
     )
 
 
-def _late_notices(event: Envelope, late: list[Task], planner: Planner, correlation: str) -> list[Outgoing]:
+def _late_notices(event: Envelope, late: list[Task], planner: Planner, correlation: str,
+                  state: ProviderState) -> list[Outgoing]:
     """Tell the parties the catalog names at once when orders are already too late: one notice
-    per party and provider for the whole event, listing every late task."""
+    per party and provider for the whole event, listing every late task, addressed by the
+    contacts ``state`` (after the event) holds."""
     groups: dict[tuple[str, str], list[Task]] = defaultdict(list)
     for task in late:
         for party in planner.catalog.rule(task.rule).late_notify:
@@ -107,5 +110,7 @@ def _late_notices(event: Envelope, late: list[Task], planner: Planner, correlati
             tasks, notification_id=task_id(LATE_ORDER, event_key(event), provider_id, party), kind="late-order",
             provider_id=provider_id, party=party, at=event.time, correlation=correlation,
         )
+        if provider_id == state.provider_id:  # a subcontractor's tasks: its own contacts decide
+            request = request.model_copy(update={"contacts": list(state.contacts)})
         messages.append(Outgoing(NOTIFICATIONS, *model_to_kafka(request, provider_id, correlation)))
     return messages

@@ -1,9 +1,8 @@
 """The status API and page: every provider's checklist from the task ledger, and marking work done.
 
-Served inside the reporting worker (the ledger is a Faust table local to that worker), by a
-uvicorn server that runs as a service of the Faust app on ``OMBOARD_STATUS_HOST:OMBOARD_STATUS_PORT``
-(127.0.0.1:8001). It starts after table recovery, and its signal handling is off: Faust's worker
-owns SIGTERM/SIGINT and stops the server with the app.
+Served inside the reporting worker (the ledger is a table local to that worker), by a uvicorn
+server in the worker's event loop on ``OMBOARD_STATUS_HOST:OMBOARD_STATUS_PORT`` (127.0.0.1:8001).
+It starts once the tables are first restored; the worker owns SIGTERM/SIGINT and stops it.
 
 Reads come from the local ledger. A status change is checked against the current ledger
 (``check_move``), then published to ``omboard.task-status`` like any other system's change; the
@@ -18,7 +17,6 @@ HTML; see ``services/reporting/web.py``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 import uuid
@@ -310,15 +308,13 @@ def create_status_api(store: LedgerReader, keys: KeyRing, publish: Publish, cloc
 
 def install_status_api(app: Any, store: LedgerReader, settings: Settings, clock: Clock,
                        catalog: Catalog | None = None) -> None:
-    """Serve the status API from the reporting worker's Faust app, after table recovery.
+    """Serve the status API from the reporting worker (a StreamApp), once its tables are restored.
 
     Raises KeyConfigError when ``OMBOARD_API_KEYS`` is broken: better not to start than to guess.
     """
-    import mode
-    import uvicorn
-
     from schemas.topics import TASK_STATUS
     from schemas.wire import model_to_kafka
+    from services.runtime.asgi import in_loop
     from services.runtime.streams import Outgoing, send_all
 
     keys = KeyRing.from_settings(settings.api_keys, "status API")
@@ -327,34 +323,10 @@ def install_status_api(app: Any, store: LedgerReader, settings: Settings, clock:
         await send_all(app, [Outgoing(TASK_STATUS, *model_to_kafka(change, change.provider_id, correlation))])
 
     api = create_status_api(store, keys, publish, clock, settings, catalog)
+    serve, stop = in_loop(api, settings.status_host, settings.status_port, settings.log_level)
 
-    class _Server(uvicorn.Server):
-        @contextlib.contextmanager
-        def capture_signals(self):  # Faust's worker owns the signals and stops us with the app
-            yield
+    async def start() -> None:
+        await serve()
+        log.info("status API and page on http://%s:%d/providers", settings.status_host, settings.status_port)
 
-    class StatusApiService(mode.Service):
-        server: _Server | None = None
-        serving: asyncio.Task | None = None
-
-        async def on_start(self) -> None:
-            config = uvicorn.Config(api, host=settings.status_host, port=settings.status_port, lifespan="off",
-                                    log_config=None, log_level=settings.log_level.lower(), access_log=False)
-            self.server = _Server(config)
-            self.serving = asyncio.ensure_future(self.server.serve())
-            while not self.server.started:
-                if self.serving.done():
-                    self.serving.result()  # raises what stopped it (e.g. the port is taken)
-                    raise RuntimeError(f"the status API on {settings.status_host}:{settings.status_port} stopped at start")
-                await asyncio.sleep(0.02)
-            log.info("status API and page on http://%s:%d/providers", settings.status_host, settings.status_port)
-
-        async def on_stop(self) -> None:
-            if self.server is not None and self.serving is not None:
-                self.server.should_exit = True
-                with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
-                    await asyncio.wait_for(asyncio.shield(self.serving), timeout=5)
-                if not self.serving.done():
-                    self.serving.cancel()
-
-    app.service(StatusApiService)
+    app.server("status API", start, stop)

@@ -1,16 +1,13 @@
-"""reporting: the task ledger in a Faust table, status changes, and the deadline sweep."""
+"""reporting: the task ledger in a table, status changes, and the deadline sweep."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import heapq
 import logging
 import time
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
-
-import faust
 
 from schemas.catalog import load_catalog
 from schemas.notifications import NotificationRequest
@@ -26,19 +23,11 @@ from services.reporting.stats import LedgerStats
 from services.runtime import metrics
 from services.runtime.clock import Clock, clock_from_settings
 from services.runtime.deadletter import handle_or_dead_letter
-from services.runtime.faust_app import create_app
 from services.runtime.metrics import metric_event_type
 from services.runtime.settings import Settings
-from services.runtime.streams import (
-    Outgoing,
-    Received,
-    RecordTooLarge,
-    batches,
-    changelogs_known,
-    check_fits,
-    one_at_a_time,
-    send_all,
-)
+from services.runtime.stream_app import StreamApp
+from services.runtime.streams import Outgoing, Received, RecordTooLarge, check_fits, one_at_a_time, send_all
+from services.runtime.tables import Table
 
 log = logging.getLogger(__name__)
 SERVICE = "reporting"
@@ -49,14 +38,12 @@ class LedgerStore:
     which date (so a sweep visits only providers with something due), which provider owns which
     task (for the status API), and the open/overdue counts for metrics."""
 
-    def __init__(self, table: faust.Table):
+    def __init__(self, table: Table):
         self.table = table
-        self.lock = asyncio.Lock()  # the agent and the sweep both rewrite ledgers across awaits
         self.stats = LedgerStats()
         self._next: dict[str, dt.date] = {}
         self._heap: list[tuple[dt.date, str]] = []
         self._owner: dict[str, str] = {}  # task id -> provider id
-        self.stale = True
 
     def load(self, provider_id: str) -> Ledger:
         raw = self.table.get(provider_id.encode())
@@ -68,8 +55,11 @@ class LedgerStore:
     def ledgers(self) -> list[Ledger]:
         return [Ledger.model_validate_json(raw) for raw in list(self.table.values())]
 
-    def store(self, ledger: Ledger, before: Ledger | None = None, encoded: bytes | None = None) -> None:
-        self.table[ledger.provider_id.encode()] = encoded or ledger.model_dump_json().encode()
+    def store(self, ledger: Ledger, before: Ledger | None = None, encoded: bytes | None = None,
+              partition: int | None = None) -> None:
+        """Stage the ledger on ``partition`` (that of the message that changed it; a ledger
+        already here stays where it is) and index it."""
+        self.table.set(ledger.provider_id.encode(), encoded or ledger.model_dump_json().encode(), partition)
         self._index(ledger, before)
 
     def _index(self, ledger: Ledger, before: Ledger | None) -> None:
@@ -84,14 +74,13 @@ class LedgerStore:
             heapq.heappush(self._heap, (upcoming, ledger.provider_id))
 
     def rebuild(self) -> None:
-        """After partitions moved, derive everything again from the local table."""
+        """After partitions moved, derive everything again from the table as restored."""
         self.stats = LedgerStats()
         self._next.clear()
         self._heap.clear()
         self._owner.clear()
         for ledger in self.ledgers():
             self._index(ledger, None)
-        self.stale = False
 
     def due(self, today: dt.date) -> list[str]:
         """Providers with a reminder or escalation reached by ``today``: costs what is due, not
@@ -104,72 +93,62 @@ class LedgerStore:
         return found
 
 
-def build(settings: Settings, clock: Clock | None = None, **app_options) -> faust.App:
-    app = create_app(SERVICE, settings, **app_options)
+def build(settings: Settings, clock: Clock | None = None, **app_options) -> StreamApp:
+    app = StreamApp(SERVICE, settings, **app_options)
     clock = clock or clock_from_settings(settings.clock_file, settings.timezone)
     zone = ZoneInfo(settings.timezone)
-    inbound = app.topic(*HANDLERS, key_serializer="raw", value_serializer="raw")
-    # Keyed by provider id like the task topics; use_partitioner puts each changelog record on
-    # the partition its tasks use, so a provider's ledger recovers on the worker that owns it.
-    store = LedgerStore(app.Table("ledgers", key_type=bytes, value_type=bytes, use_partitioner=True))
+    # Keyed by provider id like the task topics, on the partition of the provider's tasks.
+    store = LedgerStore(app.table("ledgers"))
     # The provider facts monthly reports need, folded from the events like the planners do.
-    providers = app.Table("providers", key_type=bytes, value_type=bytes, use_partitioner=True)
+    providers = app.table("providers")
     planner = Planner(load_catalog(settings.catalog_path))
-    install_status_api(app, store, settings, clock, planner.catalog)  # on settings.status_port, after recovery
+    install_status_api(app, store, settings, clock, planner.catalog)  # on settings.status_port, after restore
     opened_month: str | None = None  # the last month whose service reports this worker opened
 
     def load_state(provider_id: str) -> ProviderState:
         return decode_state(providers.get(provider_id.encode()), provider_id)
 
-    @app.on_rebalance_complete.connect
-    async def _partitions_moved(sender, **kwargs) -> None:
-        store.stale = True
+    @app.on_assigned
+    async def _partitions_moved(assigned) -> None:
+        store.rebuild()
 
-    @app.agent(inbound, concurrency=1, name="reporting-ledger")
-    async def keep_ledger(stream):
-        async for batch in batches(stream, 500, 0.05):
-            outgoing: list[Outgoing] = []
-            async with store.lock:
-                now = clock.now()
-                changed: dict[str, tuple[Ledger, Ledger]] = {}  # provider -> (before, after)
-                encoded: dict[str, bytes] = {}  # provider -> the ledger as it will be stored
-                states: dict[str, ProviderState] = {}
-                encoded_states: dict[str, bytes] = {}
+    @app.agent(*HANDLERS, name="reporting-ledger")
+    async def keep_ledger(batch: list[Received]) -> list[Outgoing]:
+        outgoing: list[Outgoing] = []
+        now = clock.now()
+        changed: dict[str, tuple[Ledger, Ledger, int]] = {}  # provider -> (before, after, partition)
+        encoded: dict[str, bytes] = {}  # provider -> the ledger as it will be stored
 
-                def load(provider_id: str) -> Ledger:
-                    return changed[provider_id][1] if provider_id in changed else store.load(provider_id)
+        def load(provider_id: str) -> Ledger:
+            return changed[provider_id][1] if provider_id in changed else store.load(provider_id)
 
-                ctx = Context(load, lambda pid: states.get(pid) or load_state(pid), planner, now)
+        ctx = Context(load, load_state, planner, now)
 
-                def handle(received: Received) -> Checked:
-                    effect = HANDLERS[received.topic](received, ctx)
-                    return _checked(effect)
+        def handle(received: Received) -> Checked:
+            checked = _checked(HANDLERS[received.topic](received, ctx))
+            if checked.effect.state is not None:
+                pid = checked.effect.state.provider_id
+                providers.set(pid.encode(), checked.state, received.partition)
+            return checked
 
-                async for received in one_at_a_time(batch):
-                    checked, rejected = handle_or_dead_letter(SERVICE, received, handle, _kind(received))
-                    if checked is None:
-                        outgoing.append(rejected)
-                        continue
-                    effect = checked.effect
-                    if effect.ledger is not None:
-                        provider_id = effect.ledger.provider_id
-                        before = changed[provider_id][0] if provider_id in changed else store.load(provider_id)
-                        changed[provider_id] = (before, effect.ledger)
-                        encoded[provider_id] = checked.ledger
-                    if effect.state is not None:
-                        states[effect.state.provider_id] = effect.state
-                        encoded_states[effect.state.provider_id] = checked.state
-                    outgoing += checked.messages
-                    _count(effect)
-                # Ask first, then record: after a crash the same requests (same ids) are asked
-                # again and the notifier sends each once.
-                await send_all(app, outgoing)
-                for provider_id, (before, after) in changed.items():
-                    store.store(after, before, encoded[provider_id])
-                for provider_id, state in encoded_states.items():
-                    providers[provider_id.encode()] = state
-                # Durable before the batch is acknowledged (see services/planning/app.py).
-                await app.producer.flush()
+        async for received in one_at_a_time(batch):
+            checked, rejected = handle_or_dead_letter(SERVICE, received, handle, _kind(received))
+            if checked is None:
+                outgoing.append(rejected)
+                continue
+            effect = checked.effect
+            if effect.ledger is not None:
+                provider_id = effect.ledger.provider_id
+                before = changed[provider_id][0] if provider_id in changed else store.load(provider_id)
+                changed[provider_id] = (before, effect.ledger, received.partition)
+                encoded[provider_id] = checked.ledger
+            outgoing += checked.messages
+            _count(effect)
+        # Staged here, recorded by the runtime after the requests are produced: after a crash the
+        # same requests (same ids) are asked again, and the notifier sends each once.
+        for provider_id, (before, after, partition) in changed.items():
+            store.store(after, before, encoded[provider_id], partition)
+        return outgoing
 
     async def open_monthly_reports(today: dt.date) -> None:
         """On the first sweep of a month, open last month's service-report tasks (SB3) for every
@@ -191,32 +170,27 @@ def build(settings: Settings, clock: Clock | None = None, **app_options) -> faus
 
     @app.timer(settings.sweep_interval, name="reporting-sweep")
     async def sweep() -> None:
-        if app.in_recovery:
-            return  # the table is still being restored; an index built now would miss providers
-        await changelogs_known(app)  # the sweep writes ledgers too
         started = time.perf_counter()
         now = clock.now()
         today = now.astimezone(zone).date()
-        async with store.lock:
-            if store.stale:
-                store.rebuild()
-            await open_monthly_reports(today)
-            for provider_id in store.due(today):
-                before = store.load(provider_id)
-                ledger, requests = notifications_due(before, today, now)
-                try:
-                    checked = _checked(Effect(ledger=ledger, requests=requests))
-                except RecordTooLarge as error:
-                    # Nothing is asked that could not be recorded as asked (it would be asked
-                    # again on every sweep); the ledger stays as it was, and says so each sweep.
-                    log.error("reporting: reminders for provider %s held back: %s", provider_id, error)
-                    metrics.RECORDS_TOO_LARGE.labels(SERVICE).inc()
-                    continue
-                await send_all(app, checked.messages)
-                store.store(ledger, before, checked.ledger)
-                for request in requests:
-                    metrics.NOTIFICATIONS_REQUESTED.labels(request.kind).inc()
-            store.stats.publish(today)
+        await open_monthly_reports(today)
+        for provider_id in store.due(today):
+            before = store.load(provider_id)
+            ledger, requests = notifications_due(before, today, now)
+            try:
+                checked = _checked(Effect(ledger=ledger, requests=requests))
+            except RecordTooLarge as error:
+                # Nothing is asked that could not be recorded as asked (it would be asked
+                # again on every sweep); the ledger stays as it was, and says so each sweep.
+                log.error("reporting: reminders for provider %s held back: %s", provider_id, error)
+                metrics.RECORDS_TOO_LARGE.labels(SERVICE).inc()
+                continue
+            # Asked, then recorded as asked (the runtime records the staged ledger after this).
+            await send_all(app, checked.messages)
+            store.store(ledger, before, checked.ledger)
+            for request in requests:
+                metrics.NOTIFICATIONS_REQUESTED.labels(request.kind).inc()
+        store.stats.publish(today)
         metrics.SWEEP_SECONDS.observe(time.perf_counter() - started)
 
     return app

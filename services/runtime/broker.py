@@ -103,12 +103,14 @@ def create_topics(
     replication_factor: int = 1,
     settings: Settings | None = None,
     timeout: float = 30.0,
+    configs: dict[str, str] | None = None,
 ) -> None:
-    """Create the topics that do not exist yet and wait until metadata shows them all.
+    """Create the topics that do not exist yet (with ``configs``, e.g. compaction for a
+    changelog) and wait until metadata shows them all.
 
     Every topic must exist with its partition count before anything produces to it: Tansu
-    auto-creates unknown topics with 4 partitions, and a Faust agent then crashes with
-    PartitionsMismatch while its worker keeps running and processes nothing.
+    auto-creates unknown topics with 4 partitions, and a table's changelog partitions must be its
+    inputs' partitions, or a provider's state is restored on a worker that does not own it.
     """
     wanted = sorted(set(names))
     admin = KafkaAdminClient(
@@ -123,7 +125,7 @@ def create_topics(
             # One request per topic: kafka-python raises on the first error in a response, and
             # another process may create the same topic at the same moment.
             with contextlib.suppress(TopicAlreadyExistsError):
-                admin.create_topics([NewTopic(name, partitions, replication_factor)])
+                admin.create_topics([NewTopic(name, partitions, replication_factor, topic_configs=configs or {})])
         deadline = time.monotonic() + timeout
         while True:
             consumer.topics()  # refreshes the metadata of every topic

@@ -1,6 +1,7 @@
 """Dead letters: what a service could not process, kept byte for byte with the reason beside it.
 
-Faust acks a message whose handler raised, so anything not dead-lettered is silently gone.
+A batch is committed once handled: a message that could not be handled is in its dead letter, or
+nowhere.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def handle_or_dead_letter(
 ) -> tuple[T, None] | tuple[None, Outgoing]:
     """Run ``handle`` on one message with a consuming service's bookkeeping: its age and
     processing time, consumed or failed by ``type_label``, and on any error a dead letter to
-    produce with the rest of the batch (Faust would ack the message anyway and lose it)."""
+    produce with the rest of the batch (the batch is committed either way)."""
     metrics.observe_age(service, received.topic, received.timestamp, time.time())
     started = time.perf_counter()
     try:

@@ -59,6 +59,7 @@ class Stack:
     broker_choice: Choice | None = field(default=None, init=False)
     mail: MailSink | None = field(default=None, init=False)
     processes: dict[str, subprocess.Popen] = field(default_factory=dict, init=False)
+    _commands: dict[str, tuple[list[str], dict[str, str]]] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         self.add_key("operator", "operator")
@@ -137,12 +138,24 @@ class Stack:
         return self
 
     def _spawn(self, name: str, command: list[str], env: dict[str, str]) -> None:
+        self._commands[name] = (command, env)
         log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the process
         self.processes[name] = subprocess.Popen(
             command, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             # Own session: Ctrl-C reaches only the launcher, which stops everything in order.
             start_new_session=True, preexec_fn=die_with_parent,
         )
+
+    def kill(self, name: str) -> None:
+        """SIGKILL one process, as when its machine dies: no shutdown, no last commit."""
+        process = self.processes[name]
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+    def restart(self, name: str) -> None:
+        """Start a process again as it was started (the same command, environment and ports)."""
+        self._spawn(name, *self._commands[name])
 
     def readiness_urls(self) -> dict[str, str]:
         urls = {service: f"http://127.0.0.1:{port}/readyz" for service, port in self.web_ports.items()}

@@ -76,7 +76,7 @@ class RedactingFilter(logging.Filter):
 
 
 def logging_config(process: str, level: str = "INFO") -> dict:
-    """A dictConfig for ``logging.config`` and for Faust's Worker, which otherwise installs its own."""
+    """A dictConfig for ``logging.config``: one line per record, secrets and identity numbers redacted."""
     return {
         "version": 1,
         "disable_existing_loggers": False,
@@ -87,6 +87,8 @@ def logging_config(process: str, level: str = "INFO") -> dict:
                         "stream": "ext://sys.stderr"},
         },
         "root": {"level": level.upper(), "handlers": ["default"]},
+        # kafka-python logs every connection it opens at INFO (the topic set-up at start).
+        "loggers": {"kafka": {"level": "WARNING"}},
     }
 
 

@@ -22,15 +22,13 @@ class Settings(BaseSettings):
     kafka_ssl_cafile: Path | None = None
     partitions: int = Field(default=4, ge=1, le=1000)
     replication_factor: int = Field(default=1, ge=1)
-    # Faust's first group join waits about half of this; keep it low on the embedded broker.
+    # How long the group waits for a silent worker before its partitions move; Apache Kafka's
+    # group.min.session.timeout.ms is 6 s.
     broker_session_timeout: float = Field(default=10.0, gt=0)
     data_dir: Path = Path("var/data")
     # The broker `omboard run` (and the test suite) starts: unset, Apache Kafka where Java and its
     # jars are (make setup), else Tansu; "kafka" or "tansu" chooses explicitly.
     embedded_broker: Literal["kafka", "tansu"] | None = None
-    # Faust's processing guarantee. Only at_least_once (idempotent handlers) works: exactly_once is
-    # here to be measured (tests/benchmarks/exactly_once.py) and crashed or duplicated (docs/decisions.md).
-    processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
 
     # The catalog that plans tasks (a second municipality is a second file).
     catalog_path: Path | None = None

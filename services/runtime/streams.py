@@ -2,7 +2,7 @@
 
 Batching is the performance design (DESIGN.md): an agent takes up to a few hundred events, hands
 each one to the domain, and produces everything the batch yields as concurrent producer futures
-gathered once per batch (about 5x the throughput of one ``await topic.send`` per message).
+gathered once per batch (about 5x the throughput of one awaited send per message).
 """
 
 from __future__ import annotations
@@ -10,13 +10,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple, Protocol
 
-import faust
 from aiokafka.errors import KafkaError
-from faust.types import EventT, StreamT
 
 from schemas.wire import MAX_RECORD_BYTES, record_bytes
 from services.runtime import metrics
@@ -34,8 +32,8 @@ class RecordTooLarge(ValueError):
 
 def check_fits(what: str, key: bytes | None, value: bytes | None, headers: Sequence[Header] = ()) -> bytes | None:
     """``value`` when the record fits; else RecordTooLarge, so the message that caused it is
-    dead-lettered instead of the agent crashing on the send (a record the producer refuses inside
-    a send crashes the agent, and Faust acknowledges its batch unprocessed)."""
+    dead-lettered instead of the batch failing on the send and waiting forever for a broker that
+    will never take it)."""
     size = record_bytes(key, value, headers)
     if size > MAX_RECORD_BYTES:
         raise RecordTooLarge(f"{what} would be a record of {size:,} bytes, over the {MAX_RECORD_BYTES:,} a Kafka record may hold")
@@ -55,21 +53,16 @@ class Received:
     timestamp: float | None = None  # seconds since the epoch, as the producer or broker stamped it
 
     @classmethod
-    def from_faust_event(cls, event: EventT[Any]) -> Received:
-        # event.message keeps the undecoded bytes and the broker's headers (event.key/value are
-        # what the codec made of them; with "raw" the same bytes, but this holds for any codec).
-        message = event.message
-        headers: Any = message.headers or ()
-        if isinstance(headers, Mapping):  # Faust allows dict headers on locally sent messages
-            headers = headers.items()
+    def from_record(cls, record: Any) -> Received:
+        """From an aiokafka ConsumerRecord (timestamps in milliseconds there)."""
         return cls(
-            topic=message.topic,
-            partition=message.partition,
-            offset=message.offset,
-            key=message.key,
-            value=message.value,
-            headers=tuple((str(k), v) for k, v in headers),
-            timestamp=message.timestamp,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key,
+            value=record.value,
+            headers=tuple((str(k), v) for k, v in (record.headers or ())),
+            timestamp=record.timestamp / 1000 if record.timestamp is not None and record.timestamp >= 0 else None,
         )
 
     def header(self, name: str) -> bytes | None:
@@ -81,47 +74,19 @@ class Received:
 
 
 class Outgoing(NamedTuple):
-    """A message to produce: already-encoded key and value."""
+    """A message to produce: already-encoded key and value; ``partition`` None lets the producer's
+    partitioner choose by key (what every topic here wants, keyed by provider id)."""
 
     topic: str
     key: bytes | None
     value: bytes | None
     headers: Sequence[Header] = ()
+    partition: int | None = None
 
     def checked(self) -> Outgoing:
         """Itself, or RecordTooLarge when the producer would refuse it."""
         check_fits(f"a message to {self.topic}", self.key, self.value, self.headers)
         return self
-
-
-async def changelogs_known(app: faust.App) -> None:
-    """Wait until the producer's metadata knows every table's changelog topic.
-
-    A table with ``use_partitioner`` picks a write's partition from that metadata without waiting
-    for it. On Apache Kafka a changelog topic Faust has just created is not in it yet: the write
-    raised TypeError, the agent crashed and Faust acked its batch unprocessed (seen on a fresh
-    broker; Tansu's metadata knows a new topic at once). Cheap once they are known.
-    """
-    producer = await app.maybe_start_producer()
-    client = cast(Any, producer)._ensure_producer()  # the aiokafka producer under Faust's
-    for table in app.tables.values():
-        await client.partitions_for(table.changelog_topic.get_topic_name())
-
-
-async def batches(stream: StreamT[Any], size: int, within: float) -> AsyncIterator[list[Received]]:
-    """Yield lists of up to ``size`` received messages, or what arrived ``within`` seconds,
-    once the tables' changelog topics are known (``changelogs_known``).
-
-    ``stream.take()`` yields values only; ``stream.take_events()`` (faust-streaming >= 0.10)
-    yields the events, whose messages carry topic, partition, offset and headers. Faust acks a
-    batch's offsets when the consumer asks for the next batch, so a batch is committed only after
-    its body ran (at-least-once). If the body raises, Faust acks the batch anyway and it is lost:
-    catch per message and dead-letter instead.
-    """
-    await changelogs_known(stream.app)
-    # StreamT's annotations lack take_events; faust.Stream, what agents get, has it.
-    async for events in cast(Any, stream).take_events(size, within=within):
-        yield [Received.from_faust_event(event) for event in events]
 
 
 async def one_at_a_time(batch: list[Received]) -> AsyncIterator[Received]:
@@ -138,16 +103,25 @@ async def one_at_a_time(batch: list[Received]) -> AsyncIterator[Received]:
 
 #: Seconds between attempts to produce a batch the broker refused: doubling up to the last.
 RETRY_FIRST, RETRY_MAX = 0.5, 30.0
+
+
+class Producing(Protocol):
+    """What ``send_all`` needs of an app: its id (a metric label) and a started aiokafka producer."""
+
+    id: str
+    producer: Any
+
+
 #: Why a worker's producing is stuck, per app: readiness reports it (services/runtime/health.py).
-_STALLED: weakref.WeakKeyDictionary[faust.App, str] = weakref.WeakKeyDictionary()
+_STALLED: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
 
 
-def stalled(app: faust.App) -> str | None:
+def stalled(app: Any) -> str | None:
     """Why ``app`` holds its partition right now (it cannot produce, or cannot mail), or None."""
     return _STALLED.get(app)
 
 
-def mark_stalled(app: faust.App, reason: str | None) -> None:
+def mark_stalled(app: Any, reason: str | None) -> None:
     """Say why ``app`` holds its partition (readiness reports it); None: it goes on again."""
     if reason is None:
         _STALLED.pop(app, None)
@@ -156,18 +130,16 @@ def mark_stalled(app: faust.App, reason: str | None) -> None:
 
 
 async def send_all(
-    app: faust.App, messages: Iterable[Outgoing], *, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    app: Producing, messages: Iterable[Outgoing], *, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 ) -> list[Any]:
     """Produce every message, then wait for all deliveries at once; returns their RecordMetadata.
 
-    The producer is fetched once per batch and fed directly: ``Topic.send`` re-checks that the
-    producer is started on every call, which costs three event-loop turns per message and keeps
-    produce requests small (measured: 69-87 us of CPU per message against 19-23 us this way).
     Each ``send`` returns once aiokafka has queued the message; awaiting the futures one by one
-    would serialize the batch on broker round trips, so they are gathered once.
+    would serialize the batch on broker round trips, so they are gathered once. When this
+    returns, the broker has every message (acks=all): the barrier before a batch is committed.
 
     A batch the broker refuses is produced again, with back-off, until it is taken: raising would
-    crash the agent and Faust would acknowledge the batch unprocessed. Meanwhile the partition
+    leave the batch neither done nor dead-lettered. Meanwhile the partition
     stands still, and readiness says why (``stalled``). A retry may deliver some messages twice;
     every consumer de-duplicates by id.
     """
@@ -181,7 +153,7 @@ async def send_all(
         except KafkaError as error:
             reason = f"cannot produce {len(messages)} message(s) to {messages[0].topic}: {type(error).__name__}"
             mark_stalled(app, reason)
-            metrics.PRODUCE_RETRIES.labels(app.conf.id).inc()
+            metrics.PRODUCE_RETRIES.labels(app.id).inc()
             log.error("%s; trying again in %.1fs, the batch waits", reason, delay)
             await sleep(delay)
             delay = min(delay * 2, RETRY_MAX)
@@ -190,10 +162,11 @@ async def send_all(
         return delivered
 
 
-async def _produce(app: faust.App, messages: list[Outgoing]) -> list[Any]:
-    producer = await app.maybe_start_producer()
+async def _produce(app: Producing, messages: list[Outgoing]) -> list[Any]:
+    producer = app.producer
     futures = [
-        await producer.send(message.topic, message.key, message.value, None, None, list(message.headers))
+        await producer.send(message.topic, message.value, message.key, message.partition, None,
+                            list(message.headers) or None)
         for message in messages
     ]
     return list(await asyncio.gather(*futures))

@@ -1,17 +1,17 @@
-"""Run one service's Faust worker in this process: ``omboard worker <service>``."""
+"""Run one service's worker in this process: ``omboard worker <service>``."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 
-import faust
-
 from schemas.topics import SERVICES
-from services.runtime.logs import logging_config
+from services.runtime.logs import configure_logging
 from services.runtime.settings import get_settings
+from services.runtime.stream_app import StreamApp
 
 
-def build_service(name: str) -> faust.App:
+def build_service(name: str) -> StreamApp:
     if name not in SERVICES:
         raise SystemExit(f"unknown service {name!r}; choose one of {', '.join(SERVICES)}")
     module = importlib.import_module(f"services.{name}.app")
@@ -20,13 +20,9 @@ def build_service(name: str) -> faust.App:
 
 def run_service(name: str) -> None:
     settings = get_settings()
+    configure_logging(name, settings.log_level)
     app = build_service(name)
-    # Faust's Worker owns the event loop and the signal handlers: SIGTERM/SIGINT stop it cleanly.
-    worker = faust.Worker(
-        app, loglevel=settings.log_level, redirect_stdouts=False,
-        logging_config=logging_config(name, settings.log_level),
-    )
-    worker.execute_from_commandline()
+    asyncio.run(app.run())  # SIGTERM/SIGINT stop it cleanly (StreamApp.run)
 
 
 if __name__ == "__main__":

@@ -91,13 +91,6 @@ class Upstream:
                 time.sleep(max(0.0, 1 / RATE - (time.monotonic() - started)))
 
 
-# Passed in 4 of 5 runs here. In the fifth a worker's partitions moved during the failover, it
-# recovered, said "Worker ready", and then processed nothing for three minutes: faust-streaming's
-# restart race (records fetched before the seek to the committed offsets are dropped, and the
-# commit waits for them; faust-streaming #596), which issue 8 item 5 fixes. Until then a failure
-# here is reported as XFAIL, not hidden; any error other than the assertion still fails the run.
-@pytest.mark.xfail(raises=AssertionError, strict=False,
-                   reason="faust-streaming restart race (#596) can stall a partition after a rebalance; issue 8 item 5")
 def test_the_events_leader_killed_mid_stream_loses_nothing_and_duplicates_nothing(cluster, tmp_path):
     clock = FileClock(tmp_path / "now")
     clock.set(NOW)

@@ -81,7 +81,7 @@ class Notifier:
         self.process = spawn_logged(worker_command(), env, self.log_path)
         process = self.process
         ready = wait_until(
-            lambda: process.poll() is not None or "notifier: assigned" in self.log(),
+            lambda: process.poll() is not None or "notifier: ready with" in self.log(),
             timeout=60,
             failure=lambda: f"notifier never got its partitions:\n{self.log()}",
         )

@@ -76,7 +76,7 @@ def echo_worker(broker: Broker, tmp_path: Path) -> Iterator[Path]:
         "ECHO_WEB_PORT": str(free_port()),
         "ECHO_APP_ID": f"omboard-echo-{uuid.uuid4().hex[:8]}",  # never joins a real service's group
     }
-    worker = spawn_logged([sys.executable, str(ECHO_WORKER), "worker", "--loglevel", "info"], env, log_path)
+    worker = spawn_logged([sys.executable, str(ECHO_WORKER)], env, log_path)
 
     def tail() -> str:
         return log_path.read_text(errors="replace")[-3000:]
@@ -127,3 +127,27 @@ def test_worker_dead_letters_bad_input_and_echoes_what_follows(broker: Broker, e
     echoed = find_record(broker.bootstrap, NOTIFICATIONS_SENT, lambda r: r.key == key, timeout=20)
     assert echoed.value == good
     assert dict(echoed.headers) == {"ce_id": b"good-1"}
+
+
+def test_a_handler_that_raises_costs_only_the_message_it_raised_on(broker: Broker, echo_worker: Path) -> None:
+    """The runtime rolls the batch back, handles it again one message at a time, and dead-letters
+    only the message the handler raised on; the messages around it are echoed."""
+    key = f"provider-{uuid.uuid4().hex}".encode()
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=50)  # one batch, as far as it goes
+    try:
+        sent = [producer.send(EVENTS, key=key, value=b'{"n": %d}' % n) for n in range(5)]
+        poison = producer.send(EVENTS, key=key, value=b'{"raise": true}')
+        sent += [producer.send(EVENTS, key=key, value=b'{"n": %d}' % n) for n in range(5, 10)]
+        producer.flush()
+        poison_offset = poison.get(timeout=10).offset
+    finally:
+        producer.close()
+
+    dead = find_record(broker.bootstrap, dead_letter_topic("notifier"), lambda r: r.key == key, timeout=20)
+    assert dict(dead.headers)["dlq_offset"] == str(poison_offset).encode()
+    assert dict(dead.headers)["dlq_reason"] == b"echo failed"
+    echoed = []
+    for n in range(10):
+        echoed.append(find_record(broker.bootstrap, NOTIFICATIONS_SENT,
+                                  lambda r, n=n: r.key == key and r.value == b'{"n": %d}' % n, timeout=20))
+    assert len(echoed) == 10

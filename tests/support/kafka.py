@@ -53,6 +53,12 @@ class TopicReader:
             self.poll()
         return self.records
 
+    def read_all(self, timeout: float = 30.0) -> list[Record]:
+        """Every record up to the end offsets as they are now."""
+        ends = self._consumer.end_offsets(list(self._consumer.assignment()))
+        total = sum(ends.values())  # every topic here starts at offset 0: nothing is deleted in a test
+        return self.wait_for(lambda records: len(records) >= total, timeout, what=f"{total} records")
+
     def end_offsets(self) -> dict[int, int]:
         """Partition -> the offset after its last record (for a reader of one topic)."""
         ends = self._consumer.end_offsets(list(self._consumer.assignment()))
@@ -99,3 +105,26 @@ class Topics:
     def close(self) -> None:
         for reader in self._readers.values():
             reader.close()
+
+
+class GroupProgress:
+    """How far a consumer group is behind on its topics: end offsets minus committed offsets,
+    asked of the broker (one admin client, reused while polling)."""
+
+    def __init__(self, bootstrap: str, group: str, *topics: str):
+        from kafka import KafkaAdminClient
+
+        self.group = group
+        self._admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+        self._consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        self._partitions = [TopicPartition(topic, p) for topic in topics
+                            for p in sorted(self._consumer.partitions_for_topic(topic) or ())]
+
+    def uncommitted(self) -> int:
+        committed = self._admin.list_consumer_group_offsets(self.group)
+        ends = self._consumer.end_offsets(self._partitions)
+        return sum(max(0, end - (committed[tp].offset if tp in committed else 0)) for tp, end in ends.items())
+
+    def close(self) -> None:
+        self._admin.close()
+        self._consumer.close()

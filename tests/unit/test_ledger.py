@@ -24,6 +24,7 @@ from services.reporting.ledger import (
     record_task,
 )
 from services.runtime.streams import Received
+from services.runtime.tables import Table
 from tests.unit import _events
 
 CATALOG = load_catalog()
@@ -146,10 +147,10 @@ def test_an_unfinished_task_is_escalated_after_its_deadline_and_a_done_one_is_no
 
 
 def test_the_sweep_index_returns_only_providers_with_something_due():
-    store = LedgerStore({})  # a dict stands in for the Faust table: same get/set/values
+    store = LedgerStore(Table("ledgers", "omboard-test-ledgers-changelog"))  # the real table, no broker
     ledger, _ = planned_ledger("p1")
-    store.store(ledger)
-    store.store(Ledger(provider_id="p2"))
+    store.store(ledger, partition=0)
+    store.store(Ledger(provider_id="p2"), partition=1)
     first = ledger.next_date()
     assert store.due(first - dt.timedelta(days=1)) == []
     assert store.due(first) == ["p1"]

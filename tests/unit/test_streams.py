@@ -21,22 +21,19 @@ class RefusingProducer:
     failures: list[Exception]
     delivered: list[Outgoing] = field(default_factory=list)
 
-    async def send(self, topic: str, key: bytes, value: bytes, partition: Any, timestamp: Any, headers: list) -> Any:
+    async def send(self, topic: str, value: bytes, key: bytes, partition: Any, timestamp: Any, headers: list | None) -> Any:
         if self.failures:
             raise self.failures.pop(0)
-        self.delivered.append(Outgoing(topic, key, value, tuple(headers)))
+        self.delivered.append(Outgoing(topic, key, value, tuple(headers or ()), partition))
         done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         done.set_result(f"{topic}@{len(self.delivered)}")
         return done
 
 
-@dataclass(eq=False)  # hashable by identity, like a Faust app
+@dataclass(eq=False)  # hashable by identity, like a StreamApp
 class FakeApp:
     producer: RefusingProducer
-    conf: Any = field(default_factory=lambda: type("Conf", (), {"id": "omboard-test"})())
-
-    async def maybe_start_producer(self) -> RefusingProducer:
-        return self.producer
+    id: str = "omboard-test"
 
 
 def test_a_refused_batch_waits_and_is_produced_again_while_readiness_says_why():
