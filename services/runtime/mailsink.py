@@ -4,6 +4,10 @@ Each mail received is written to ``<directory>/<UTC timestamp>-<Message-ID>.eml`
 mail client or text editor) and kept in memory for tests. A mail received twice is kept twice, so
 a duplicate send is visible. Tests can make the sink refuse recipients or fail the next deliveries.
 
+A mail it cannot write (its disk is full) is refused with ``452 4.3.1`` naming the directory and
+the error: a temporary refusal, so the sender keeps the mail and tries again, as from a real relay
+whose spool is full. Nothing is accepted that is not on disk.
+
 It can also stand in for a real relay: given a certificate and key it offers STARTTLS and
 requires it, and given credentials it requires AUTH (PLAIN/LOGIN, over TLS when TLS is on).
 ``sessions`` then says, per accepted mail, whether it came over TLS and as whom.
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import logging
 import re
 import socket
 import ssl
@@ -32,6 +37,11 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._@+-]+")
+log = logging.getLogger(__name__)
+
+
+def write_file(path: Path, content: bytes) -> None:
+    path.write_bytes(content)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -86,9 +96,11 @@ class MailSink:
         *,
         tls: tuple[Path, Path] | None = None,
         credentials: Mapping[str, str] | None = None,
+        write: Callable[[Path, bytes], None] = write_file,
     ) -> None:
         """``tls``: (certificate, key) PEM files: offer and require STARTTLS. ``credentials``:
-        login -> password: require AUTH."""
+        login -> password: require AUTH. ``write`` stores one mail (tests give it a full disk)."""
+        self.write = write
         self.directory = Path(directory)
         self.host = host
         self.port = port or free_port(host)  # aiosmtpd's Controller cannot bind port 0
@@ -155,8 +167,14 @@ class MailSink:
         message = BytesParser(policy=policy.default).parsebytes(content)
         path = self.directory / eml_name(message["Message-ID"], dt.datetime.now(dt.UTC))
         tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(content)
-        tmp.replace(path)  # a reader never sees half a mail
+        try:
+            self.write(tmp, content)
+            tmp.replace(path)  # a reader never sees half a mail
+        except OSError as error:
+            with_reason = f"cannot write the mail to {self.directory}: {error.strerror or error}"
+            log.error("mail sink: %s; refusing it for now (452)", with_reason)
+            tmp.unlink(missing_ok=True)
+            return f"452 4.3.1 Insufficient system storage: {with_reason}"
         with self._changed:
             self.messages.append(message)  # type: ignore[arg-type]
             self.envelopes.append((mail_from, rcpt_tos))

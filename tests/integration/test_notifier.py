@@ -32,7 +32,7 @@ from services.notifier import smtp
 from services.notifier.domain import message_id
 from services.runtime.broker import free_port
 from services.runtime.embedded import Broker
-from services.runtime.mailsink import MailSink
+from services.runtime.mailsink import MailSink, write_file
 from tests.support.kafka import Topics
 from tests.support.wait import wait_until
 from tests.support.workers import spawn_logged
@@ -457,6 +457,40 @@ def test_what_starttls_and_auth_refuse_is_not_delivered(certificate, tmp_path: P
         assert sink.snapshot() == []
 
 
+def test_a_full_disk_at_the_mail_sink_holds_the_mail_until_there_is_room(notifier: Notifier) -> None:
+    """The sink's writes fail with ENOSPC (they go to /dev/full, the kernel's full disk): it answers
+    452, the notifier holds the mail and says why, and sends it once when the disk has room."""
+    provider_id = f"p-{uuid.uuid4().hex[:12]}"
+    request = notification(provider_id)
+    readiness = f"http://127.0.0.1:{notifier.env['OMBOARD_WEB_PORT']}/readyz"
+
+    def to_full_disk(path: Path, content: bytes) -> None:
+        with open("/dev/full", "wb") as full:
+            full.write(content)
+            full.flush()
+
+    def held_for_storage() -> bool:
+        try:
+            with urllib.request.urlopen(readiness, timeout=2):
+                return False
+        except urllib.error.HTTPError as answer:
+            return answer.code == 503 and b"Insufficient system storage" in answer.read()
+        except OSError:
+            return False
+
+    notifier.sink.write = to_full_disk
+    try:
+        publish_request(notifier, request)
+        wait_until(held_for_storage, timeout=60, failure=lambda: f"readiness never said why:\n{notifier.log()}")
+        assert notifier.mails(mid(request)) == []
+    finally:
+        notifier.sink.write = write_file  # room again
+    notifier.wait_for_mail(mid(request), timeout=90)
+    (record,) = delivery_records(notifier, request.id)
+    assert record.status == "sent", "held, not marked failed"
+    assert len(notifier.mails(mid(request))) == 1
+
+
 def test_an_smtp_outage_holds_the_mail_until_the_server_is_back_and_sends_it_once(notifier: Notifier) -> None:
     """Last in this module: it stops the module's mail sink for a while."""
     provider_id = f"p-{uuid.uuid4().hex[:12]}"
@@ -484,3 +518,4 @@ def test_an_smtp_outage_holds_the_mail_until_the_server_is_back_and_sends_it_onc
     assert record.status == "sent", "held, not marked failed"
     wait_until(notifier.ready, timeout=30, failure=lambda: "the notifier did not become ready again")
     assert len(notifier.mails(mid(request))) == 1
+
