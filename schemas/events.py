@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from schemas.identifiers import HsaId, OrgNumber, not_a_personal_number
+from schemas.identifiers import HsaId, OrgNumber, no_personal_number_in, not_a_personal_number
 
 
 class Contract(BaseModel):
@@ -77,7 +77,10 @@ Id = Annotated[
     AfterValidator(not_a_personal_number),
 ]
 # Printable text: no control characters (CR/LF would forge log lines and break Kafka headers).
-Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f-\x9f]+$")]
+Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f-\x9f]+$"),
+                 AfterValidator(no_personal_number_in)]
+#: Free text people read (a change's description, a status reason): no personal identity number.
+Text = Annotated[str, AfterValidator(no_personal_number_in)]
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
@@ -206,7 +209,7 @@ class OrgChangeRequested(Contract):
     size: Literal["small", "large"]
     decided_on: Date
     effective_date: Date
-    description: Annotated[str, Field(min_length=1, max_length=2000)]
+    description: Annotated[Text, Field(min_length=1, max_length=2000)]
     unit_ids: list[Id] = Field(default_factory=list, max_length=MAX_UNITS)
 
 

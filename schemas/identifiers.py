@@ -68,6 +68,23 @@ def looks_like_personal_number(value: str) -> bool:
     return luhn_valid("".join(match.groups()))
 
 
+#: Something that may be a personal identity number inside a text: checked with looks_like_personal_number.
+PERSONAL_NUMBER_SHAPE = re.compile(r"(?<![0-9])(?:[0-9]{2})?[0-9]{6}[-+]?[0-9]{4}(?![0-9])")
+
+
+def personal_numbers_in(text: str) -> list[str]:
+    """The personal identity (or coordination) numbers written anywhere in ``text``."""
+    return [match.group(0) for match in PERSONAL_NUMBER_SHAPE.finditer(text) if looks_like_personal_number(match.group(0))]
+
+
+def no_personal_number_in(value: str) -> str:
+    """A text validator: names, descriptions and reasons are stored, shown on the status page and
+    mailed, so a personal identity number in one must not enter the system at all."""
+    if personal_numbers_in(value):
+        raise ValueError("contains a personal identity number; leave it out (the text is stored, shown and mailed)")
+    return value
+
+
 def not_a_personal_number(value: str) -> str:
     """An id validator: an id must not be a personal identity number (it would then be logged,
     mailed and put in metric labels as the id it is)."""

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from schemas.events import Contract
+from schemas.events import Contract, Text
 from schemas.tasks import TaskStatus
 
 #: What a person or another system may set; ``blocked`` and ``open`` follow from prerequisites,
@@ -25,7 +25,7 @@ class StatusRequest(Contract):
     """The body of ``POST /v1/tasks/{id}/status``."""
 
     status: SettableStatus
-    reason: Annotated[str, Field(max_length=1000)] | None = None
+    reason: Annotated[Text, Field(max_length=1000)] | None = None
     #: Refused unless null: the history records the authenticated key's name, and a name the client
     #: chooses would let anyone write anyone into it. Null stays accepted because ``omboard task``
     #: sends ``"by": null`` when no ``--by`` is given. A note on who did the work goes in ``reason``.
@@ -50,7 +50,7 @@ class TaskStatusChange(Contract):
     task_id: str
     provider_id: str
     status: SettableStatus
-    reason: Annotated[str, Field(max_length=1000)] | None = None
+    reason: Annotated[Text, Field(max_length=1000)] | None = None
     by: Annotated[str, Field(min_length=1, max_length=200)]
     at: dt.datetime
     source: Annotated[str, Field(min_length=1, max_length=100)] = "api"

@@ -29,7 +29,7 @@ from urllib.parse import quote
 from pydantic import Field
 
 from schemas.events import Contact, ContactAssigned, Contract, Envelope, ProviderStarted
-from schemas.identifiers import looks_like_personal_number, pseudonym
+from schemas.identifiers import PERSONAL_NUMBER_SHAPE, looks_like_personal_number, pseudonym
 from schemas.notifications import DeliveryRecord, NotificationKind, NotificationRequest, TaskLine
 from services.notifier.templating import FOOTER, Templates, language_of, templates
 
@@ -47,9 +47,8 @@ _ROLE_ORDER = {
 }
 
 _HSA_ID = re.compile(r"SE\d{10}-[A-Za-z0-9]{1,20}")
-#: What could be a personal identity or coordination number; ``looks_like_personal_number`` decides.
-_PERSONAL_NUMBER_SHAPE = re.compile(r"\b(?:\d{2})?\d{6}[-+]?\d{4}\b")
-#: Not a pseudonym: a hash of a personal number is reversed by trying the few million there are.
+#: Stands in for a personal identity or coordination number in mail. Not a pseudonym: a hash of a
+#: personal number is reversed by trying the few million there are.
 PERSONAL_NUMBER_PLACEHOLDER = "[personnummer]"
 _MESSAGE_ID_UNSAFE = re.compile(r"[^A-Za-z0-9!#$%&'*+\-/=?^_`{|}~.]")
 
@@ -243,7 +242,7 @@ def redact(text: str) -> str:
     """Replace anything shaped like an HSA-id with its pseudonym, and every personal identity or
     coordination number (with a valid check digit) with a placeholder."""
     # Numbers first, so that the digits of a pseudonym are never taken for one.
-    text = _PERSONAL_NUMBER_SHAPE.sub(
+    text = PERSONAL_NUMBER_SHAPE.sub(
         lambda match: PERSONAL_NUMBER_PLACEHOLDER if looks_like_personal_number(match.group(0)) else match.group(0), text)
     return _HSA_ID.sub(lambda match: pseudonym(match.group(0)), text)
 

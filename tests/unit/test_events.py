@@ -88,6 +88,23 @@ def test_personal_identity_number_as_org_number_is_refused_without_repeating_it(
     assert_not_echoed(raw, personnummer[:6])
 
 
+@pytest.mark.parametrize("written", ["{n}", "19{n}", "{digits}", "Anna ({n})"])
+def test_a_personal_identity_number_in_a_name_is_refused_without_repeating_it(written):
+    personnummer = f.personal_number_shaped(987)
+    text = written.format(n=personnummer, digits=personnummer.replace("-", ""))
+    raw = f.provider_started(contacts=[f.contact(name=f"Karin {text}")])
+    errors = errors_of(raw)
+    assert list(errors) == ["data.contacts.0.name"]
+    assert "personal identity number" in errors["data.contacts.0.name"]
+    assert_not_echoed(raw, personnummer)
+    assert_not_echoed(raw, personnummer.replace("-", ""))
+
+
+def test_numbers_that_are_no_personal_identity_number_stay_in_a_name():
+    raw = f.provider_started(name="Omsorg 2000 AB, org 556677-8899")  # an org number: third digit 6
+    assert parse_event(raw).data.provider.name == "Omsorg 2000 AB, org 556677-8899"
+
+
 @pytest.mark.parametrize(
     "bad_hsa_id",
     [
