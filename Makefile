@@ -47,6 +47,12 @@ lint: setup
 bench: setup
 	$(BIN)/python -m tests.benchmarks.pipeline $(BENCH_ARGS)
 
+# The crash test (issue 8): 20 rounds, each a fresh stack whose workers are SIGKILLed at random,
+# compared with the dry run; not part of make test. make chaos CHAOS_ARGS="--rounds 2 --seed 7"; --help lists the rest.
+.PHONY: chaos
+chaos: setup
+	$(BIN)/python -m tests.chaos.crash $(CHAOS_ARGS)
+
 # Grafana dashboards as code: regenerate deploy/grafana/dashboards/*.json (commit the result).
 .PHONY: dashboards
 dashboards: setup

@@ -59,7 +59,8 @@ class Stack:
     broker_choice: Choice | None = field(default=None, init=False)
     mail: MailSink | None = field(default=None, init=False)
     processes: dict[str, subprocess.Popen] = field(default_factory=dict, init=False)
-    _commands: dict[str, tuple[list[str], dict[str, str]]] = field(default_factory=dict, init=False)
+    #: name -> how it was started (command, environment), for ``restart``
+    commands: dict[str, tuple[list[str], dict[str, str]]] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         self.add_key("operator", "operator")
@@ -138,7 +139,7 @@ class Stack:
         return self
 
     def _spawn(self, name: str, command: list[str], env: dict[str, str]) -> None:
-        self._commands[name] = (command, env)
+        self.commands[name] = (command, env)
         log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the process
         self.processes[name] = subprocess.Popen(
             command, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -146,16 +147,25 @@ class Stack:
             start_new_session=True, preexec_fn=die_with_parent,
         )
 
-    def kill(self, name: str) -> None:
-        """SIGKILL one process, as when its machine dies: no shutdown, no last commit."""
-        process = self.processes[name]
-        if process.poll() is None:
+    def kill(self, name: str) -> bool:
+        """SIGKILL one process (its whole session), as when its machine dies: no shutdown, no last
+        commit. True if it was running."""
+        process = self.processes.pop(name, None)
+        if process is None or process.poll() is not None:
+            return False
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+        return True
+
+    def alive(self, name: str) -> bool:
+        process = self.processes.get(name)
+        return process is not None and process.poll() is None
 
     def restart(self, name: str) -> None:
-        """Start a process again as it was started (the same command, environment and ports)."""
-        self._spawn(name, *self._commands[name])
+        """Start a process again as it was started (the same command, environment and ports; its
+        log is appended to)."""
+        self._spawn(name, *self.commands[name])
 
     def readiness_urls(self) -> dict[str, str]:
         urls = {service: f"http://127.0.0.1:{port}/readyz" for service, port in self.web_ports.items()}

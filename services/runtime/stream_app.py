@@ -104,6 +104,9 @@ class StreamApp:
         self.joined = False  # the first assignment is done and restored
         self.restoring = False
         self.committed: dict[TopicPartition, int] = {}
+        #: per partition, the offset after the last message handled (this batch's included)
+        self.handled: dict[TopicPartition, int] = {}
+        self._holds: dict[TopicPartition, tuple[int, Callable[[], bool]]] = {}
         self._commit_moved_at: dict[TopicPartition, float] = {}
         self.end_offsets: dict[TopicPartition, int] = {}
         self.crashed: str | None = None
@@ -189,15 +192,40 @@ class StreamApp:
         await self.settle(outgoing)
 
     async def _process(self, fetched: dict[TopicPartition, list[Any]]) -> None:
-        held = {tp: records for tp, records in fetched.items() if tp in self.assigned and records}
-        if not held:
+        if self.crashed:
+            return
+        mine = {tp: records for tp, records in fetched.items() if tp in self.assigned and records}
+        if not mine:
             return
         for agent in self.agents:
-            batch = [Received.from_record(record) for tp, records in held.items() if tp.topic in agent.topics
+            batch = [Received.from_record(record) for tp, records in mine.items() if tp.topic in agent.topics
                      for record in records]
             if batch:
                 await self._handle(agent, batch)
-        await self._commit({tp: records[-1].offset + 1 for tp, records in held.items()})
+                for tp, records in mine.items():
+                    if tp.topic in agent.topics:
+                        self.handled[tp] = self._holds[tp][0] if tp in self._holds else records[-1].offset + 1
+        await self._commit({tp: self.handled[tp] for tp in mine})
+
+    def hold(self, received: Received, until: Callable[[], bool]) -> None:
+        """Leave ``received`` and what follows it on its partition for later: the batch commits
+        up to it, and the partition is read again from it once ``until()`` holds (checked after
+        each batch). The agent must skip the rest of that partition in this batch."""
+        tp = TopicPartition(received.topic, received.partition)
+        if tp in self._holds:
+            return
+        self._holds[tp] = (received.offset, until)
+        assert self.consumer is not None
+        self.consumer.seek(tp, received.offset)
+        self.consumer.pause(tp)
+
+    def _release_holds(self) -> None:
+        assert self.consumer is not None
+        for tp, (_, until) in list(self._holds.items()):
+            if until():
+                del self._holds[tp]
+                if tp in self.assigned:
+                    self.consumer.resume(tp)
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         assert self.consumer is not None
@@ -220,10 +248,10 @@ class StreamApp:
         assert self.consumer is not None
         while not self._stopping.is_set():
             fetched = await self.consumer.getmany(timeout_ms=500, max_records=self.batch_size)
-            if not fetched:
-                continue
-            async with self.lock:
-                await self._process(fetched)
+            if fetched:
+                async with self.lock:
+                    await self._process(fetched)
+            self._release_holds()
 
     async def _run_timer(self, timer: _Timer) -> None:
         while not self._stopping.is_set():
@@ -284,6 +312,16 @@ class StreamApp:
             self.assigned = frozenset()
 
     async def _assigned(self, assigned: Sequence[TopicPartition]) -> None:
+        try:
+            await self._take(assigned)
+        except Exception as error:  # aiokafka would log it and go on without the tables
+            # Consuming on without restored tables would plan against missing state: say so, stop
+            # taking batches (nothing is committed), and let a restart try again.
+            self.crashed = f"restoring tables failed: {reason_of(error)}"
+            log.exception("%s: %s", self.service, self.crashed)
+            self.assigned = frozenset()
+
+    async def _take(self, assigned: Sequence[TopicPartition]) -> None:
         async with self.lock:
             self.restoring = True
             started = time.monotonic()
@@ -292,9 +330,11 @@ class StreamApp:
                 await self._restore(partitions)
                 now = time.monotonic()
                 assert self.consumer is not None
+                self._holds.clear()  # a new assignment is read from the commits, unpaused
+                self.handled.clear()
                 for tp in assigned:
                     committed = await self.consumer.committed(tp)
-                    self.committed[tp] = committed or 0
+                    self.committed[tp] = self.handled[tp] = committed or 0
                     self._commit_moved_at[tp] = now
                 for tp in list(self.committed):
                     if tp not in assigned:

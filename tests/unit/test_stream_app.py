@@ -42,6 +42,15 @@ class Log:
     async def commit(self, offsets: dict) -> None:
         self.entries.append(("commit", dict(offsets)))
 
+    def seek(self, tp, offset) -> None:
+        self.entries.append(("seek", (tp, offset)))
+
+    def pause(self, *tps) -> None:
+        self.entries.append(("pause", tps))
+
+    def resume(self, *tps) -> None:
+        self.entries.append(("resume", tps))
+
 
 def app_with(log: Log) -> StreamApp:
     app = StreamApp("orgstructure", Settings(web_port=1))
@@ -127,3 +136,33 @@ def test_a_partition_whose_commit_does_not_move_while_messages_wait_is_reported(
         f"{EVENTS}[0]: 15 message(s) wait and the commit has not moved for {COMMIT_STUCK_AFTER + 5:.0f}s"]
     app.end_offsets[tp] = 10  # nothing waits: an idle partition is not stuck
     assert app.stuck_partitions(now=1_000_000.0) == []
+
+
+def test_a_held_partition_commits_up_to_the_held_message_and_is_read_again_from_it_when_released():
+    log = Log()
+    app = app_with(log)
+    other = TopicPartition(EVENTS, 1)
+    app.assigned = frozenset({TopicPartition(EVENTS, 0), other})
+    ready = False
+
+    @app.agent(EVENTS, name="mail")
+    async def mail(batch: list[Received]) -> list[Outgoing]:
+        out = []
+        for received in batch:
+            if received.partition == 0 and received.offset >= 1:
+                app.hold(received, until=lambda: ready)
+                continue
+            out.append(Outgoing("omboard.notifications.sent", b"p1", received.value))
+        return out
+
+    records = fetched(b"a", b"b", b"c") | {other: [Record(EVENTS, 1, 0, b"p2", b"x")]}
+    asyncio.run(app._process(records))
+
+    held = TopicPartition(EVENTS, 0)
+    assert ("seek", (held, 1)) in log.entries and ("pause", (held,)) in log.entries
+    assert log.entries[-1] == ("commit", {held: 1, other: 1})
+    app._release_holds()
+    assert ("resume", (held,)) not in log.entries, "held while the condition is false"
+    ready = True
+    app._release_holds()
+    assert log.entries[-1] == ("resume", (held,))
