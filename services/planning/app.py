@@ -47,7 +47,7 @@ def build_planning_app(service: str, scopes: Collection[str], settings: Settings
                 outgoing.append(rejected)
                 continue
             count(service, outcome)
-            outgoing += outcome.messages
+            await app.emit(outcome.messages)  # produced while the rest of the batch is planned
         return outgoing
 
     return app

@@ -40,7 +40,7 @@ from services.runtime import metrics
 from services.runtime.broker import aiokafka_client_config, bootstrap_servers, create_topics
 from services.runtime.deadletter import dead_letter, reason_of
 from services.runtime.settings import Settings
-from services.runtime.streams import Outgoing, Received, mark_stalled, send_all, stalled
+from services.runtime.streams import Outgoing, Received, mark_stalled, queue, send_all, stalled
 from services.runtime.tables import Table
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,9 @@ LAG_INTERVAL = 5.0
 #: A mail held for an SMTP outage holds its batch for minutes: the group must not evict the worker
 #: for that (the default five minutes would move its partitions to a worker just as stuck).
 MAX_POLL_INTERVAL_MS = 60 * 60 * 1000
+#: Milliseconds the producer gathers emitted messages into one request: emitted one event at a
+#: time while planning goes on, they would otherwise go out in requests of a few messages each.
+LINGER_MS = 0
 #: Seconds a stopping worker waits for the batch in flight before it lets go of it.
 SHUTDOWN_WAIT = 10.0
 
@@ -107,6 +110,7 @@ class StreamApp:
         #: per partition, the offset after the last message handled (this batch's included)
         self.handled: dict[TopicPartition, int] = {}
         self._holds: dict[TopicPartition, tuple[int, Callable[[], bool]]] = {}
+        self._emitted: list[tuple[Outgoing, Any]] = []
         self._commit_moved_at: dict[TopicPartition, float] = {}
         self.end_offsets: dict[TopicPartition, int] = {}
         self.crashed: str | None = None
@@ -153,10 +157,30 @@ class StreamApp:
 
     # -- what a batch does ------------------------------------------------------------------
 
+    async def emit(self, messages: Sequence[Outgoing]) -> None:
+        """Start producing ``messages`` now, while the agent goes on with the batch; the batch's
+        settle waits for them. Producing overlaps planning this way: a batch of 500 events planned
+        first and produced after took 2.2 s of each, one after the other (``make bench``)."""
+        for message in messages:
+            try:
+                self._emitted.append((message, await queue(self, message)))
+            except KafkaError:
+                self._emitted.append((message, None))  # produced again at settle
+
     async def settle(self, outgoing: Sequence[Outgoing]) -> None:
-        """Produce ``outgoing``, then every staged table write, each awaited: when this returns,
-        the broker has both, and what was recorded never runs ahead of what was produced."""
-        await send_all(self, outgoing)
+        """Produce ``outgoing`` and wait for what was emitted, then produce every staged table
+        write, each awaited: when this returns, the broker has both, and what was recorded never
+        runs ahead of what was produced."""
+        emitted, self._emitted = self._emitted, []
+        refused = []
+        for message, future in emitted:
+            try:
+                if future is None:
+                    raise KafkaError("not queued")
+                await future
+            except KafkaError:
+                refused.append(message)
+        await send_all(self, [*refused, *outgoing])  # retries what the broker refused, with back-off
         await self.flush_writes()
 
     async def flush_writes(self) -> None:
@@ -452,7 +476,7 @@ class StreamApp:
         await asyncio.to_thread(create_topics, settings.kafka_bootstrap, changelogs, settings.partitions,
                                 settings.replication_factor, settings, configs={"cleanup.policy": "compact"})
         self.producer = AIOKafkaProducer(
-            bootstrap_servers=servers, client_id=self.id, acks="all", linger_ms=5,
+            bootstrap_servers=servers, client_id=self.id, acks="all", linger_ms=LINGER_MS,
             max_request_size=MAX_RECORD_BYTES + 48_576, **security)
         await self.producer.start()
         self._restorer = AIOKafkaConsumer(

