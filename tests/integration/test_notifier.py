@@ -457,31 +457,33 @@ def test_what_starttls_and_auth_refuse_is_not_delivered(certificate, tmp_path: P
         assert sink.snapshot() == []
 
 
+def not_ready_because(notifier: Notifier, why: bytes) -> bool:
+    """Whether the notifier's /readyz answers 503 naming ``why``."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{notifier.env['OMBOARD_WEB_PORT']}/readyz", timeout=2):
+            return False
+    except urllib.error.HTTPError as answer:
+        return answer.code == 503 and why in answer.read()
+    except OSError:
+        return False
+
+
 def test_a_full_disk_at_the_mail_sink_holds_the_mail_until_there_is_room(notifier: Notifier) -> None:
     """The sink's writes fail with ENOSPC (they go to /dev/full, the kernel's full disk): it answers
     452, the notifier holds the mail and says why, and sends it once when the disk has room."""
     provider_id = f"p-{uuid.uuid4().hex[:12]}"
     request = notification(provider_id)
-    readiness = f"http://127.0.0.1:{notifier.env['OMBOARD_WEB_PORT']}/readyz"
 
     def to_full_disk(path: Path, content: bytes) -> None:
         with open("/dev/full", "wb") as full:
             full.write(content)
             full.flush()
 
-    def held_for_storage() -> bool:
-        try:
-            with urllib.request.urlopen(readiness, timeout=2):
-                return False
-        except urllib.error.HTTPError as answer:
-            return answer.code == 503 and b"Insufficient system storage" in answer.read()
-        except OSError:
-            return False
-
     notifier.sink.write = to_full_disk
     try:
         publish_request(notifier, request)
-        wait_until(held_for_storage, timeout=60, failure=lambda: f"readiness never said why:\n{notifier.log()}")
+        wait_until(lambda: not_ready_because(notifier, b"Insufficient system storage"), timeout=60,
+                   failure=lambda: f"readiness never said why:\n{notifier.log()}")
         assert notifier.mails(mid(request)) == []
     finally:
         notifier.sink.write = write_file  # room again
@@ -495,21 +497,12 @@ def test_an_smtp_outage_holds_the_mail_until_the_server_is_back_and_sends_it_onc
     """Last in this module: it stops the module's mail sink for a while."""
     provider_id = f"p-{uuid.uuid4().hex[:12]}"
     request = notification(provider_id)
-    readiness = f"http://127.0.0.1:{notifier.env['OMBOARD_WEB_PORT']}/readyz"
-
-    def stalled_on_smtp() -> bool:
-        try:
-            with urllib.request.urlopen(readiness, timeout=2):
-                return False
-        except urllib.error.HTTPError as answer:
-            return answer.code == 503 and b"SMTP unavailable" in answer.read()
-        except OSError:
-            return False
 
     notifier.sink.stop()  # nothing listens on the SMTP port: connections are refused
     try:
         publish_request(notifier, request)
-        wait_until(stalled_on_smtp, timeout=60, failure=lambda: f"readiness never said why:\n{notifier.log()}")
+        wait_until(lambda: not_ready_because(notifier, b"SMTP unavailable"), timeout=60,
+                   failure=lambda: f"readiness never said why:\n{notifier.log()}")
         assert notifier.mails(mid(request)) == []
     finally:
         notifier.sink.start()  # the same port, as a relay coming back
