@@ -26,7 +26,7 @@ app = StreamApp(SERVICE, Settings(), web_port=int(os.environ["ECHO_WEB_PORT"]), 
 
 
 class Bug(Exception):
-    pass
+    """What the echo worker raises when asked to, as a bug in a handler would."""
 
 
 def echo_or_dead_letter(received: Received) -> Outgoing:
