@@ -41,7 +41,7 @@ from services.runtime.broker import aiokafka_client_config, bootstrap_servers, c
 from services.runtime.deadletter import dead_letter, reason_of
 from services.runtime.settings import Settings
 from services.runtime.streams import Outgoing, Received, mark_stalled, queue, send_all, stalled
-from services.runtime.tables import Table
+from services.runtime.tables import Table, restore
 
 log = logging.getLogger(__name__)
 
@@ -351,7 +351,8 @@ class StreamApp:
             started = time.monotonic()
             try:
                 partitions = {tp.partition for tp in assigned}
-                await self._restore(partitions)
+                assert self._restorer is not None
+                await restore(self.tables.values(), partitions, self._restorer)
                 now = time.monotonic()
                 assert self.consumer is not None
                 self._holds.clear()  # a new assignment is read from the commits, unpaused
@@ -382,42 +383,6 @@ class StreamApp:
                 except Exception as error:  # noqa: BLE001 - e.g. its port is taken: liveness says so
                     self.crashed = f"{name} did not start: {reason_of(error)}"
                     log.error("%s: %s", self.service, self.crashed)
-
-    async def _restore(self, partitions: set[int]) -> None:
-        """Bring every table up to the end of its changelog on ``partitions`` and drop the rest.
-
-        A partition kept from the last assignment is read on from where it was, so a rebalance
-        costs what changed since; one new here is read from its start.
-        """
-        assert self._restorer is not None
-        for table in self.tables.values():
-            table.keep_only(partitions)
-        wanted = {TopicPartition(table.changelog, p): table for table in self.tables.values() for p in partitions}
-        if not wanted:
-            return
-        restorer = self._restorer
-        restorer.assign(list(wanted))
-        ends = await restorer.end_offsets(list(wanted))
-        pending: set[TopicPartition] = set()
-        for tp, table in wanted.items():
-            start = table.positions.get(tp.partition, 0)
-            if start < ends[tp]:
-                restorer.seek(tp, start)
-                pending.add(tp)
-            else:
-                table.positions[tp.partition] = ends[tp]
-        while pending:
-            fetched = await restorer.getmany(*pending, timeout_ms=1000)
-            for tp, records in fetched.items():
-                table = wanted[tp]
-                for record in records:
-                    table.apply(tp.partition, record.key, record.value)
-            for tp in list(pending):
-                position = await restorer.position(tp)
-                wanted[tp].positions[tp.partition] = position
-                if position >= ends[tp]:
-                    pending.discard(tp)
-        restorer.assign([])
 
     # -- health -----------------------------------------------------------------------------
 

@@ -4,6 +4,8 @@ Each key lives on one changelog partition, the partition of the input it is writ
 handling (every topic is keyed by provider id, so that is the provider's partition). A worker
 holds the partitions of the inputs it is assigned, and nothing else.
 
+``restore`` brings tables up to the end of their changelogs when a worker is assigned partitions.
+
 Writes are staged: ``get`` sees them at once, but they reach memory for good and the changelog
 only when the runtime settles the batch that made them (``StreamApp.settle``), after that batch's
 messages were produced. A batch whose handler raised is rolled back (``discard_staged``) and
@@ -12,7 +14,10 @@ handled again one message at a time, against the state as it was.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
+from typing import Any
+
+from aiokafka import TopicPartition
 
 from services.runtime.streams import Outgoing
 
@@ -107,3 +112,38 @@ class Table:
         for partition in list(self.positions):
             if partition not in partitions:
                 del self.positions[partition]
+
+
+async def restore(tables: Collection[Table], partitions: set[int], restorer: Any) -> None:
+    """Bring every table up to the end of its changelog on ``partitions`` and drop the rest;
+    ``restorer`` is an aiokafka consumer in no group.
+
+    A partition kept from the last assignment is read on from where it was, so a rebalance costs
+    what changed since; one new here is read from its start.
+    """
+    for table in tables:
+        table.keep_only(partitions)
+    wanted = {TopicPartition(table.changelog, p): table for table in tables for p in partitions}
+    if not wanted:
+        return
+    restorer.assign(list(wanted))
+    ends = await restorer.end_offsets(list(wanted))
+    pending: set[TopicPartition] = set()
+    for tp, table in wanted.items():
+        start = table.positions.get(tp.partition, 0)
+        if start < ends[tp]:
+            restorer.seek(tp, start)
+            pending.add(tp)
+        else:
+            table.positions[tp.partition] = ends[tp]
+    while pending:
+        fetched = await restorer.getmany(*pending, timeout_ms=1000)
+        for tp, records in fetched.items():
+            for record in records:
+                wanted[tp].apply(tp.partition, record.key, record.value)
+        for tp in list(pending):
+            position = await restorer.position(tp)
+            wanted[tp].positions[tp.partition] = position
+            if position >= ends[tp]:
+                pending.discard(tp)
+    restorer.assign([])

@@ -3,9 +3,13 @@ worker keeps only the partitions it holds."""
 
 from __future__ import annotations
 
-import pytest
+import asyncio
+from types import SimpleNamespace
 
-from services.runtime.tables import Table
+import pytest
+from aiokafka import TopicPartition
+
+from services.runtime.tables import Table, restore
 
 
 def test_a_staged_write_is_read_at_once_and_becomes_a_changelog_record_on_its_partition():
@@ -52,3 +56,45 @@ def test_keep_only_forgets_other_partitions_and_where_they_were_read():
     table.keep_only({1})
     assert dict(table.items()) == {b"b": b"2"}
     assert table.positions == {1: 7}
+
+
+class ChangelogReader:
+    """The parts of an aiokafka consumer ``restore`` uses, over records held in memory."""
+
+    def __init__(self, logs: dict):
+        self.logs = logs  # TopicPartition -> [(key, value)], offset = index
+        self.at: dict = {}
+        self.read_from: dict = {}
+
+    def assign(self, tps) -> None:
+        self.at = {tp: 0 for tp in tps}
+
+    async def end_offsets(self, tps) -> dict:
+        return {tp: len(self.logs.get(tp, [])) for tp in tps}
+
+    def seek(self, tp, offset: int) -> None:
+        self.at[tp] = self.read_from[tp] = offset
+
+    async def getmany(self, *tps, timeout_ms: int):
+        fetched = {}
+        for tp in tps:
+            records = self.logs.get(tp, [])[self.at[tp]:]
+            fetched[tp] = [SimpleNamespace(key=k, value=v) for k, v in records]
+            self.at[tp] += len(records)
+        return fetched
+
+    async def position(self, tp) -> int:
+        return self.at[tp]
+
+
+def test_restore_reads_each_partition_to_its_end_and_on_from_where_it_was_next_time():
+    table = Table("t", "c")
+    tp = TopicPartition("c", 0)
+    reader = ChangelogReader({tp: [(b"a", b"1"), (b"b", b"2"), (b"a", None)]})  # a tombstone last
+    asyncio.run(restore([table], {0}, reader))
+    assert dict(table.items()) == {b"b": b"2"} and table.positions == {0: 3}
+
+    reader.logs[tp].append((b"c", b"3"))  # written while this worker held the partition
+    asyncio.run(restore([table], {0}, reader))
+    assert reader.read_from[tp] == 3, "read on from where it was, not from the start"
+    assert dict(table.items()) == {b"b": b"2", b"c": b"3"}
