@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from schemas.topics import ALL_TOPICS
+from services.readmodel.postgres import EmbeddedPostgres
 from services.runtime.broker import TansuBroker, create_topics
 from services.runtime.embedded import Broker, choose, embedded_broker
 
@@ -43,3 +44,25 @@ def tansu() -> Iterator[TansuBroker]:
     with TansuBroker() as embedded:
         create_topics(embedded.bootstrap, ALL_TOPICS, TEST_PARTITIONS)
         yield embedded
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
+    """One embedded PostgreSQL for the session; a test takes a database of its own
+    (``postgres.create_database(name)`` returns its URL)."""
+    data = tmp_path_factory.mktemp("postgres")
+    server = EmbeddedPostgres(data / "pg", log_path=data / "postgres.log")
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def database_url(postgres: EmbeddedPostgres, request: pytest.FixtureRequest) -> str:
+    """A database of this test's own on the session's PostgreSQL (for a worker started by hand)."""
+    import re
+    import uuid
+
+    name = re.sub(r"[^a-z0-9_]", "_", request.node.name.lower())[:40] + "_" + uuid.uuid4().hex[:8]
+    return postgres.create_database(name)

@@ -30,6 +30,11 @@ class Settings(BaseSettings):
     # jars are (make setup), else Tansu; "kafka" or "tansu" chooses explicitly.
     embedded_broker: Literal["kafka", "tansu"] | None = None
 
+    # The read model (services/readmodel): production sets OMBOARD_DATABASE_URL, a libpq URL
+    # (postgresql://user@host:5432/omboard); unset, `omboard run` and the test stacks start an
+    # embedded PostgreSQL under var/postgres.
+    database_url: str | None = None
+
     # The catalog that plans tasks (a second municipality is a second file).
     catalog_path: Path | None = None
 

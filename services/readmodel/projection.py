@@ -1,0 +1,112 @@
+"""Writing the read model: records of the reporting worker's task changelog into ``tasks`` and
+``task_history``, with how far each changelog partition has been projected.
+
+A batch is one transaction: rows, history and positions commit together, so a projector that
+resumes from ``positions`` neither skips nor doubles anything. Replays are harmless three ways:
+records below a partition's stored position are skipped, an upsert never replaces a row that
+came from a later position, and history entries are keyed by their index (history only grows).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import psycopg
+
+from services.reporting.ledger import TaskRecord
+
+
+@dataclass(frozen=True)
+class ChangelogRecord:
+    partition: int
+    offset: int
+    value: bytes | None  # TaskRecord JSON, or None for a deleted task (a tombstone)
+    task_id: str  # the task id (the record's key; all a tombstone has)
+
+
+_COLUMNS = ("id", "provider_id", "provider_name", "system", "responsible", "status", "due", "obligation", "action",
+            "channel", "rule", "unit_id", "plan_id", "correlation_id", "depends_on", "record", "source_partition",
+            "source_offset")
+_CASTS = {"depends_on": "::text[]", "record": "::jsonb"}
+_UPSERT = (
+    f"INSERT INTO tasks ({', '.join(_COLUMNS)}) "
+    f"VALUES ({', '.join('%s' + _CASTS.get(column, '') for column in _COLUMNS)}) "
+    "ON CONFLICT (id) DO UPDATE SET "
+    + ", ".join(f"{column} = excluded.{column}" for column in _COLUMNS[1:])
+    + ", projected_at = now() "
+    "WHERE (tasks.source_partition, tasks.source_offset) < (excluded.source_partition, excluded.source_offset)"
+)
+_HISTORY = (
+    "INSERT INTO task_history (id, task_id, n, status, by, at, reason, change_id) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING"
+)
+_DELETE = "DELETE FROM tasks WHERE id = %s AND (source_partition, source_offset) < (%s, %s)"
+_POSITION = (
+    "INSERT INTO projection_positions (changelog, partition, next_offset) VALUES (%s, %s, %s) "
+    "ON CONFLICT (changelog, partition) DO UPDATE "
+    "SET next_offset = greatest(projection_positions.next_offset, excluded.next_offset)"
+)
+
+
+def _row(record: ChangelogRecord) -> tuple[tuple, list[tuple]]:
+    assert record.value is not None
+    text = record.value.decode()
+    parsed = TaskRecord.model_validate_json(text)
+    task = parsed.task
+    if task.id != record.task_id:
+        raise ValueError(f"changelog record at {record.partition}:{record.offset} is keyed {record.task_id!r} "
+                         f"but holds task {task.id!r}")
+    row = (task.id, task.subject.provider_id, task.provider_name, task.system, task.responsible, parsed.status,
+           task.due, task.obligation, task.action, task.channel, task.rule, task.subject.unit_id, task.plan_id,
+           task.correlation_id, list(task.depends_on), text, record.partition, record.offset)
+    history = [(f"{task.id}#{n}", task.id, n, entry.status, entry.by, entry.at, entry.reason, entry.change_id)
+               for n, entry in enumerate(parsed.history)]
+    return row, history
+
+
+async def project(conn: psycopg.AsyncConnection, changelog: str, records: Sequence[ChangelogRecord]) -> None:
+    """Apply a batch of changelog records in one transaction, committed on return (inside a
+    transaction the caller has open, it is a savepoint of it). The last record of a task wins."""
+    if not records:
+        return
+    async with conn.transaction(), conn.cursor() as cursor:
+        partitions = sorted({record.partition for record in records})
+        await cursor.execute(
+            "SELECT partition, next_offset FROM projection_positions WHERE changelog = %s AND partition = ANY(%s) "
+            "ORDER BY partition FOR UPDATE", (changelog, partitions))
+        stored = dict(await cursor.fetchall())
+        latest: dict[str, ChangelogRecord] = {}
+        for record in records:
+            if record.offset < stored.get(record.partition, 0):
+                continue  # projected before
+            seen = latest.get(record.task_id)
+            if seen is None or (seen.partition, seen.offset) < (record.partition, record.offset):
+                latest[record.task_id] = record
+        rows, history, deletes = [], [], []
+        for record in latest.values():
+            if record.value is None:
+                deletes.append((record.task_id, record.partition, record.offset))
+            else:
+                row, entries = _row(record)
+                rows.append(row)
+                history += entries
+        if rows:
+            await cursor.executemany(_UPSERT, rows)
+        if history:
+            await cursor.executemany(_HISTORY, history)
+        if deletes:
+            await cursor.executemany(_DELETE, deletes)
+        ends: dict[int, int] = {}
+        for record in records:
+            ends[record.partition] = max(ends.get(record.partition, 0), record.offset + 1)
+        await cursor.executemany(_POSITION, [(changelog, partition, end) for partition, end in sorted(ends.items())])
+
+
+async def positions(conn: psycopg.AsyncConnection, changelog: str) -> dict[int, int]:
+    """Changelog partition -> the next offset to project from it (a partition never projected is absent)."""
+    async with conn.transaction():  # not left idle in a transaction, which would swallow the next project()
+        cursor = await conn.execute(
+            "SELECT partition, next_offset FROM projection_positions WHERE changelog = %s ORDER BY partition",
+            (changelog,))
+        return dict(await cursor.fetchall())
