@@ -47,6 +47,12 @@ lint: setup
 bench: setup
 	$(BIN)/python -m tests.benchmarks.pipeline $(BENCH_ARGS)
 
+# The scale benchmark (issue 9): 1,000,000 open tasks over 300 providers, each figure a ratio to a
+# baseline of the same run; not part of make test. make bench-scale SCALE_ARGS="--tasks 100000"; --help lists the rest.
+.PHONY: bench-scale
+bench-scale: setup
+	$(BIN)/python -m tests.benchmarks.scale $(SCALE_ARGS)
+
 # The crash test (issue 8): 20 rounds, each a fresh stack whose workers are SIGKILLed at random,
 # compared with the dry run; not part of make test. make chaos CHAOS_ARGS="--rounds 2 --seed 7"; --help lists the rest.
 .PHONY: chaos

@@ -11,31 +11,33 @@ from schemas.catalog import load_catalog
 from schemas.topics import EVENTS
 from services.planning.handlers import Outcome, handle_event
 from services.planning.planner import Planner
+from services.planning.store import ProviderStore
 from services.runtime import metrics
 from services.runtime.deadletter import handle_or_dead_letter
 from services.runtime.settings import Settings
 from services.runtime.stream_app import StreamApp
-from services.runtime.streams import Outgoing, Received, check_fits, one_at_a_time
+from services.runtime.streams import Outgoing, Received, one_at_a_time
 
 
 def build_planning_app(service: str, scopes: Collection[str], settings: Settings, **app_options) -> StreamApp:
     app = StreamApp(service, settings, **app_options)
     planner = Planner(load_catalog(settings.catalog_path))
-    # Keyed by provider id like the events, on the partition of the provider's events.
-    providers = app.table("providers")
+    # One record per entity of each provider, on the partition of the provider's events.
+    store = ProviderStore(app.table("provider-state"))
+
+    @app.on_assigned
+    async def _partitions_moved(assigned) -> None:
+        store.rebuild()
 
     def plan_one(received: Received) -> Outcome:
-        outcome = handle_event(received, lambda pid: providers.get(pid.encode()), planner, scopes)
+        outcome = handle_event(received, store.state, planner, scopes)
         # Measured here, so that what the producer would refuse is this event's dead letter.
         for message in outcome.messages:
             message.checked()
-        if outcome.state is not None:
-            key = outcome.provider_id.encode()
-            state = check_fits(f"the planning state of provider {outcome.provider_id}", key,
-                               outcome.state.model_dump_json().encode())
+        if outcome.changes is not None:
             # Staged: the next event of this provider in the batch sees it; the runtime records
             # it only after the batch's tasks are produced, so a crash replays rather than loses.
-            providers.set(key, state, received.partition)
+            store.write(outcome.changes, received.partition)
         return outcome
 
     @app.agent(EVENTS, name=f"{service}-plan")

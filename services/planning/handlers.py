@@ -17,41 +17,37 @@ from schemas.tasks import Task
 from schemas.topics import NOTIFICATIONS, task_topic
 from schemas.wire import correlation_id, event_from_kafka, model_to_kafka
 from services.planning.planner import LATE_ORDER, Planner, task_id
-from services.planning.state import ProviderState, event_key, evolve
+from services.planning.state import ProviderFacts, StateChanges, StateView, changes, event_key
 from services.runtime.streams import Outgoing, Received
 
 
 @dataclass(frozen=True)
 class Outcome:
     provider_id: str
-    state: ProviderState | None  # None: nothing to store (the event was already processed)
+    changes: StateChanges | None  # None: nothing to store (the event was already processed)
     messages: list[Outgoing] = field(default_factory=list)
     tasks: list[Task] = field(default_factory=list)  # what was planned in this service's scopes
     late: list[Task] = field(default_factory=list)  # of those, the ones already late
 
 
-def decode_state(raw: bytes | None, provider_id: str) -> ProviderState:
-    return ProviderState.model_validate_json(raw) if raw else ProviderState(provider_id=provider_id)
-
-
 def handle_event(
-    received: Received, load_state: Callable[[str], bytes | None], planner: Planner, scopes: Collection[str]
+    received: Received, load_state: Callable[[str], StateView], planner: Planner, scopes: Collection[str]
 ) -> Outcome:
     """Plan the event, keep the tasks of ``scopes``, and say what to store and send.
 
     Raises InvalidEvent or UnknownProvider; the caller dead-letters the message."""
     event = event_from_kafka(received.value, received.headers)
-    state = decode_state(load_state(event.provider_id), event.provider_id)
-    if state.has_processed(event):
+    state = load_state(event.provider_id)
+    if state.facts.has_processed(event):
         return Outcome(event.provider_id, None)  # a redelivery: its effects were recorded with it
     plan = planner.plan(event, state)
     mine = [task for task in plan.tasks if planner.catalog.rule(task.rule).scope in scopes]
     correlation = correlation_id(received.headers) or event.id
     late = [task for task in mine if planner.is_late(event, task)]
-    after = evolve(state, event, plan, planner.catalog)
+    changed = changes(state, event, plan, planner.catalog)
     messages = [task_message(task, correlation) for task in mine]
-    messages += _late_notices(event, late, planner, correlation, after)
-    return Outcome(event.provider_id, after, messages, mine, late)
+    messages += _late_notices(event, late, planner, correlation, changed.facts)
+    return Outcome(event.provider_id, changed, messages, mine, late)
 
 
 def task_message(task: Task, correlation: str) -> Outgoing:
@@ -96,10 +92,10 @@ def notification_about(tasks: list[Task], *, notification_id: str, kind: Notific
 
 
 def _late_notices(event: Envelope, late: list[Task], planner: Planner, correlation: str,
-                  state: ProviderState) -> list[Outgoing]:
+                  facts: ProviderFacts) -> list[Outgoing]:
     """Tell the parties the catalog names at once when orders are already too late: one notice
     per party and provider for the whole event, listing every late task, addressed by the
-    contacts ``state`` (after the event) holds."""
+    contacts ``facts`` (after the event) hold."""
     groups: dict[tuple[str, str], list[Task]] = defaultdict(list)
     for task in late:
         for party in planner.catalog.rule(task.rule).late_notify:
@@ -110,7 +106,7 @@ def _late_notices(event: Envelope, late: list[Task], planner: Planner, correlati
             tasks, notification_id=task_id(LATE_ORDER, event_key(event), provider_id, party), kind="late-order",
             provider_id=provider_id, party=party, at=event.time, correlation=correlation,
         )
-        if provider_id == state.provider_id:  # a subcontractor's tasks: its own contacts decide
-            request = request.model_copy(update={"contacts": list(state.contacts)})
+        if provider_id == facts.provider_id:  # a subcontractor's tasks: its own contacts decide
+            request = request.model_copy(update={"contacts": list(facts.contacts)})
         messages.append(Outgoing(NOTIFICATIONS, *model_to_kafka(request, provider_id, correlation)))
     return messages

@@ -30,7 +30,7 @@ from schemas.events import (
 )
 from schemas.tasks import Instructions, Plan, Subject, Task, Warning
 from services.planning.calendar import BusinessCalendar
-from services.planning.state import ProviderState, StaffState, UnitState, event_key, planned_key
+from services.planning.state import ProviderFacts, StaffState, StateView, UnitState, event_key, planned_key
 
 #: Namespace of every task id: uuid5 of the event, the rule and the subject.
 TASK_NAMESPACE = uuid.UUID("6f1c1f3e-3b0a-5e55-9a51-0b0a4d0e1a11")
@@ -105,20 +105,20 @@ def holds(condition: Condition, facts: dict) -> bool:
     return not condition.any_of or any(holds(option, facts) for option in condition.any_of)
 
 
-def provider_facts(state: ProviderState) -> dict:
-    provider = state.provider
+def provider_facts(facts: ProviderFacts) -> dict:
+    provider = facts.provider
     assert provider is not None
     return {
         "regi": provider.regi,
         "hsl": provider.hsl,
         "uses_flexite": provider.uses_flexite,
         "services": list(provider.services),
-        "takeover": state.takeover_from is not None,
+        "takeover": facts.takeover_from is not None,
     }
 
 
-def person_facts(person: StaffState, state: ProviderState) -> dict:
-    unit = state.units.get(person.unit_id)
+def person_facts(person: StaffState, state: StateView) -> dict:
+    unit = state.unit(person.unit_id)
     return {
         "role": person.role,
         "licensed": person.licensed,
@@ -137,15 +137,16 @@ class Planner:
 
     # -- the entry points --------------------------------------------------------------------------
 
-    def plan(self, event: Envelope, state: ProviderState) -> Plan:
-        if state.provider is None and not isinstance(event.data, ProviderStarted):
+    def plan(self, event: Envelope, state: StateView) -> Plan:
+        known = state.facts
+        if known.provider is None and not isinstance(event.data, ProviderStarted):
             raise UnknownProvider(f"no ProviderStarted seen for provider {event.provider_id!r}; cannot plan {event.type}")
         # A ProviderStarted for a provider already running (a correction, or a resend under a new
         # id) plans only what no earlier plan made; otherwise every task came twice, new ids each.
-        already_planned = state.planned if state.provider is not None and isinstance(event.data, ProviderStarted) else {}
+        replanning = known.provider is not None and isinstance(event.data, ProviderStarted)
         if isinstance(event.data, ProviderStarted):
-            state = _with_provider(state, event.data)
-        facts = {**provider_facts(state), **self._event_facts(event)}
+            state = _WithProvider(state, event.data)
+        facts = {**provider_facts(state.facts), **self._event_facts(event)}
         tasks: list[Task] = []
         warnings: list[Warning] = []
         for rule in self.catalog.rules_for(event.type):
@@ -154,8 +155,8 @@ class Planner:
                     continue
                 task = self._event_task(rule, event, state, target)
                 subject = task.subject
-                if (subject.provider_id == state.provider_id
-                        and planned_key(rule.id, subject.unit_id, subject.person_id) in already_planned):
+                if (replanning and subject.provider_id == state.provider_id
+                        and state.planned_task(planned_key(rule.id, subject.unit_id, subject.person_id)) is not None):
                     continue
                 tasks.append(task)
                 late = self._late_warning(rule, event, task)
@@ -164,22 +165,24 @@ class Planner:
         tasks = self._link(tasks, state)
         return Plan(event_id=event.id, catalog_version=self.catalog.version, tasks=tasks, warnings=warnings)
 
-    def plan_monthly_reports(self, state: ProviderState, month: str) -> list[Task]:
+    def plan_monthly_reports(self, state: StateView, month: str) -> list[Task]:
         """The month's service-report tasks (trigger ``MonthlyServiceReport``) for ``state``'s provider.
 
         One task per rule and unit that was open at the end of ``month`` (a unit closed during the
         month has its last report planned by the closure). Pure and repeatable: the ids depend on
         rule, provider, unit and month only.
         """
-        if state.provider is None:
+        known = state.facts
+        if known.provider is None:
             return []
         last = month_bounds(month)[1]
-        if state.start_date is not None and state.start_date > last:
+        if known.start_date is not None and known.start_date > last:
             return []
-        facts = provider_facts(state)
+        facts = provider_facts(known)
         tasks = []
+        units = list(state.every_unit())
         for rule in self.catalog.rules_for(MONTHLY_SERVICE_REPORT):
-            for unit in state.units.values():
+            for unit in units:
                 open_at_month_end = unit.active or (unit.closed_on is not None and unit.closed_on > last)
                 if not open_at_month_end or not holds(rule.when, {**facts, **unit_facts(unit)}):
                     continue
@@ -197,7 +200,7 @@ class Planner:
                 )
         return self._link(tasks, state)
 
-    def completions(self, event: Envelope, state: ProviderState) -> list[str]:
+    def completions(self, event: Envelope, state: StateView) -> list[str]:
         """The ids of the tasks ``event`` completes: a ServiceReportSubmitted completes the report
         task of its unit and month (the monthly one, and the last one a closure planned)."""
         data = event.data
@@ -210,7 +213,7 @@ class Planner:
             completed = monthly_report_task_id(rule.id, event.provider_id, data.unit_id, data.month)
             # Monthly tasks are opened by reporting, outside the event history; a closure's task
             # exists only when the closure planned it for this very month.
-            if MONTHLY_SERVICE_REPORT in rule.triggers or state.planned.get(planned_key(rule.id, data.unit_id, None)) == completed:
+            if MONTHLY_SERVICE_REPORT in rule.triggers or state.planned_task(planned_key(rule.id, data.unit_id, None)) == completed:
                 ids.append(completed)
         return ids
 
@@ -226,7 +229,7 @@ class Planner:
             return {"size": data.size}
         return {}
 
-    def _targets(self, rule: Rule, event: Envelope, state: ProviderState, facts: dict) -> Iterable[Target]:
+    def _targets(self, rule: Rule, event: Envelope, state: StateView, facts: dict) -> Iterable[Target]:
         data = event.data
         if rule.scope == "provider":
             return [Target()]
@@ -239,33 +242,33 @@ class Planner:
             if isinstance(data, SubcontractorStarted):
                 return [Target(unit_id=data.subcontractor.id, staff_count=data.staff_count)]
             if isinstance(data, SubcontractorEnded):
-                sub = state.subcontractors.get(data.subcontractor_id)
+                sub = state.facts.subcontractors.get(data.subcontractor_id)
                 return [Target(unit_id=data.subcontractor_id, staff_count=sub.staff_count if sub else None)]
             return []
         return self._person_targets(rule, event, state)
 
-    def _units(self, event: Envelope, state: ProviderState) -> list[Unit | UnitState]:
+    def _units(self, event: Envelope, state: StateView) -> list[Unit | UnitState]:
         data = event.data
         if isinstance(data, ProviderStarted):
             return list(data.units)
         if isinstance(data, (UnitClosed, ServiceReportSubmitted)):
-            unit = state.units.get(data.unit_id)
+            unit = state.unit(data.unit_id)
             return [unit] if unit else []
         if isinstance(data, OrgChangeRequested):
-            return [state.units[uid] for uid in data.unit_ids if uid in state.units]
+            return [unit for uid in data.unit_ids if (unit := state.unit(uid)) is not None]
         return []
 
-    def _person_targets(self, rule: Rule, event: Envelope, state: ProviderState) -> list[Target]:
+    def _person_targets(self, rule: Rule, event: Envelope, state: StateView) -> list[Target]:
         data = event.data
         if isinstance(data, StaffJoined):
             person = StaffState(unit_id=data.unit_id, role=data.person.role, licensed=data.person.licensed)
             return [] if rule.revokes else [self._person_target(data.person.id, person, state)]
         if isinstance(data, StaffRoleChanged):
-            before = state.staff.get(data.person_id)
+            before = state.person(data.person_id)
             if before is None or not before.active:
                 return []
             after = before.model_copy(update={"role": data.role, "licensed": data.licensed})
-            after_facts = {**provider_facts(state), **person_facts(after, state)}
+            after_facts = {**provider_facts(state.facts), **person_facts(after, state)}
             if rule.revokes:
                 # Take away what was granted and no longer fits the new role.
                 granted = self.catalog.rule(rule.revokes)
@@ -280,20 +283,20 @@ class Planner:
             return []
         leavers: list[tuple[str, StaffState]] = []
         if isinstance(data, StaffLeft):
-            person = state.staff.get(data.person_id)
+            person = state.person(data.person_id)
             leavers = [(data.person_id, person)] if person and person.active else []
         elif isinstance(data, UnitClosed):
-            leavers = [(pid, p) for pid, p in state.staff.items() if p.active and p.unit_id == data.unit_id]
+            leavers = [(pid, p) for pid, p in state.staff_in(data.unit_id) if p.active]
         elif isinstance(data, SubcontractorEnded):
-            leavers = [(pid, p) for pid, p in state.staff.items() if p.active and p.unit_id == data.subcontractor_id]
+            leavers = [(pid, p) for pid, p in state.staff_in(data.subcontractor_id) if p.active]
         return [self._person_target(pid, p, state) for pid, p in leavers if rule.revokes in p.grants]
 
-    def _person_target(self, person_id: str, person: StaffState, state: ProviderState) -> Target:
+    def _person_target(self, person_id: str, person: StaffState, state: StateView) -> Target:
         return Target(unit_id=person.unit_id, person_id=person_id, facts=person_facts(person, state))
 
     # -- one task ----------------------------------------------------------------------------------
 
-    def _event_task(self, rule: Rule, event: Envelope, state: ProviderState, target: Target) -> Task:
+    def _event_task(self, rule: Rule, event: Envelope, state: StateView, target: Target) -> Task:
         owner = self._owner(rule, event)
         anchor = self.anchor(rule, event)
         if rule.completed_by and target.unit_id is not None:
@@ -304,9 +307,9 @@ class Planner:
         return self._build(rule, state, target, owner=owner, due=self._due(rule, anchor), id=identity, plan_id=event.id)
 
     def _build(
-        self, rule: Rule, state: ProviderState, target: Target, *, owner: str, due: dt.date, id: str, plan_id: str
+        self, rule: Rule, state: StateView, target: Target, *, owner: str, due: dt.date, id: str, plan_id: str
     ) -> Task:
-        provider = state.provider
+        provider = state.facts.provider
         assert provider is not None
         channel = rule.channel[provider.regi] if isinstance(rule.channel, dict) else rule.channel
         obligation, responsible = rule.obligation, rule.responsible
@@ -406,7 +409,7 @@ class Planner:
 
     # -- dependencies ------------------------------------------------------------------------------
 
-    def _link(self, tasks: list[Task], state: ProviderState) -> list[Task]:
+    def _link(self, tasks: list[Task], state: StateView) -> list[Task]:
         # The first task of each (rule, provider, unit, person) in plan order: finding a
         # prerequisite is then a few lookups, not a scan of the plan (that scan made planning
         # quadratic: minutes for a start with thousands of units).
@@ -428,7 +431,7 @@ class Planner:
 
 
 def _find_prerequisite(
-    rule_id: str, task: Task, first: dict[tuple[str, str, str | None, str | None], tuple[int, str]], state: ProviderState
+    rule_id: str, task: Task, first: dict[tuple[str, str, str | None, str | None], tuple[int, str]], state: StateView
 ) -> str | None:
     """The task of ``rule_id`` that ``task`` waits for: in the same plan, the first one for the same
     unit or person or for the whole provider; otherwise the one an earlier plan made. None when that
@@ -445,11 +448,19 @@ def _find_prerequisite(
     if subject.provider_id != state.provider_id:
         return None  # the taking-over party's earlier tasks are in its own state, not this one
     for unit_id, person_id in ((subject.unit_id, subject.person_id), (subject.unit_id, None), (None, None)):
-        found = state.planned.get(planned_key(rule_id, unit_id, person_id))
+        found = state.planned_task(planned_key(rule_id, unit_id, person_id))
         if found:
             return found
     return None
 
 
-def _with_provider(state: ProviderState, started: ProviderStarted) -> ProviderState:
-    return state.model_copy(update={"provider": started.provider, "takeover_from": started.takeover_from})
+class _WithProvider:
+    """``state`` as a ProviderStarted about to be folded in sees it: its provider and takeover."""
+
+    def __init__(self, state: StateView, started: ProviderStarted):
+        self._state = state
+        self.provider_id = state.provider_id
+        self.facts = state.facts.model_copy(update={"provider": started.provider, "takeover_from": started.takeover_from})
+
+    def __getattr__(self, name: str):
+        return getattr(self._state, name)

@@ -1,12 +1,24 @@
-"""What the planners remember about a provider between events.
+"""What the planners remember about a provider between events, one entity at a time.
 
-Every service folds the same events into the same state with ``evolve``, so the dry run, the
-orgstructure and the permissions services agree on facts and on the ids of tasks already planned.
+A provider's state is its small facts (``ProviderFacts``: who it is, its contacts and
+subcontractors, the events it saw lately) plus one record per unit, per person and per task an
+earlier plan made. Stored like that (``services.planning.store``), no record grows with the
+provider's staff or work: a provider with thousands of staff once needed a planning record of
+megabytes, past what Kafka accepts (issue 9).
+
+The planner reads a state through ``StateView``. ``ProviderState`` is the whole state in memory
+(the dry run, the tests); the workers read theirs from a table. ``changes`` says, for one event,
+which entities change: every service folds the same events into the same changes, so the dry run,
+orgstructure, permissions and reporting agree on facts and on the ids of tasks already planned.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Protocol
 
 from pydantic import Field
 
@@ -30,10 +42,11 @@ from schemas.events import (
 )
 from schemas.tasks import Plan
 
-#: How many event ids a provider's state remembers for de-duplication. Redelivery under
-#: at-least-once is of recent messages; a replay of older history still yields the same task ids,
-#: which the ledger de-duplicates.
-PROCESSED_MEMORY = 1000
+#: How many events a provider's facts remember for de-duplication: a redelivery is of what was not
+#: committed, at most one batch (``services.runtime.stream_app.BATCH_SIZE``, 500). A replay of older
+#: history still yields the same task ids, which the ledger de-duplicates. Each is a 16-character
+#: digest, so the memory costs under 10 kB of the facts record (it held 1,000 whole keys, 50 kB).
+PROCESSED_MEMORY = 500
 
 
 class UnitState(Contract):
@@ -62,25 +75,89 @@ class SubcontractorState(Contract):
     active: bool = True
 
 
-class ProviderState(Contract):
+class ProviderFacts(Contract):
+    """The provider-level record: what does not grow with the provider's units, staff or tasks."""
+
     provider_id: str
     provider: Provider | None = None
     start_date: dt.date | None = None
     takeover_from: str | None = None
-    units: dict[str, UnitState] = Field(default_factory=dict)
     contacts: list[Contact] = Field(default_factory=list)
-    staff: dict[str, StaffState] = Field(default_factory=dict)
     subcontractors: dict[str, SubcontractorState] = Field(default_factory=dict)
-    #: "rule|unit|person" -> task id, so a later plan can depend on a task an earlier one made.
-    planned: dict[str, str] = Field(default_factory=dict)
-    processed: list[str] = Field(default_factory=list)
+    processed: list[str] = Field(default_factory=list)  # processed_marker of recent events
 
     def has_processed(self, event: Envelope) -> bool:
-        return event_key(event) in self.processed
+        return processed_marker(event) in self.processed
+
+
+class StateView(Protocol):
+    """What planning reads of a provider: its facts, and its entities one lookup at a time."""
+
+    @property
+    def provider_id(self) -> str: ...
+    @property
+    def facts(self) -> ProviderFacts: ...
+    def unit(self, unit_id: str) -> UnitState | None: ...
+    def every_unit(self) -> Iterable[UnitState]: ...
+    def person(self, person_id: str) -> StaffState | None: ...
+    def staff_in(self, unit_id: str) -> list[tuple[str, StaffState]]: ...
+    def planned_task(self, key: str) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class StateChanges:
+    """What one event changes of a provider's state: the facts, and each entity it touched."""
+
+    facts: ProviderFacts
+    units: dict[str, UnitState] = field(default_factory=dict)
+    staff: dict[str, StaffState] = field(default_factory=dict)
+    planned: dict[str, str] = field(default_factory=dict)  # planned_key -> task id
+
+
+class ProviderState(ProviderFacts):
+    """A provider's whole state in memory: the dry run's and the tests' ``StateView``."""
+
+    units: dict[str, UnitState] = Field(default_factory=dict)
+    staff: dict[str, StaffState] = Field(default_factory=dict)
+    #: "rule|unit|person" -> task id, so a later plan can depend on a task an earlier one made.
+    planned: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def facts(self) -> ProviderFacts:
+        return ProviderFacts.model_validate(self.model_dump(include=set(ProviderFacts.model_fields)))
+
+    def unit(self, unit_id: str) -> UnitState | None:
+        return self.units.get(unit_id)
+
+    def every_unit(self) -> Iterable[UnitState]:
+        return self.units.values()
+
+    def person(self, person_id: str) -> StaffState | None:
+        return self.staff.get(person_id)
+
+    def staff_in(self, unit_id: str) -> list[tuple[str, StaffState]]:
+        return [(pid, person) for pid, person in self.staff.items() if person.unit_id == unit_id]
+
+    def planned_task(self, key: str) -> str | None:
+        return self.planned.get(key)
+
+    def applied(self, changes: StateChanges) -> ProviderState:
+        return ProviderState(
+            **changes.facts.model_dump(),
+            units={**self.units, **changes.units},
+            staff={**self.staff, **changes.staff},
+            planned={**self.planned, **changes.planned},
+        )
 
 
 def event_key(event: Envelope) -> str:
+    """What identifies an event in the ids derived from it (task ids, change ids)."""
     return event.dedup_key
+
+
+def processed_marker(event: Envelope) -> str:
+    """A short digest of the event's key, for the facts' memory of events seen."""
+    return hashlib.sha256(event.dedup_key.encode()).hexdigest()[:16]
 
 
 def planned_key(rule: str, unit_id: str | None, person_id: str | None) -> str:
@@ -93,82 +170,118 @@ def _with_contact(contacts: list[Contact], contact: Contact) -> list[Contact]:
     return [c for c in contacts if (c.role, c.system, c.unit_id) != same] + [contact]
 
 
-def evolve(state: ProviderState, event: Envelope, plan: Plan, catalog: Catalog) -> ProviderState:
-    """The state after ``event``, whose plan was ``plan``. Pure; the caller stores the result."""
+def changes(state: StateView, event: Envelope, plan: Plan, catalog: Catalog) -> StateChanges:
+    """What ``event``, whose plan was ``plan``, changes of ``state``. Pure; the caller stores it.
+
+    Costs what the event touches: a unit's closure reads the staff of that unit, not of the provider.
+    """
     data = event.data
-    units = dict(state.units)
-    staff = dict(state.staff)
-    subcontractors = dict(state.subcontractors)
+    facts = state.facts
+    units: dict[str, UnitState] = {}
+    staff: dict[str, StaffState] = {}
     update: dict = {}
+
+    def person(person_id: str) -> StaffState | None:
+        return staff.get(person_id) or state.person(person_id)
+
+    def leave_all(unit_id: str) -> None:
+        for person_id, member in state.staff_in(unit_id):
+            if member.active or member.grants:
+                staff[person_id] = member.model_copy(update={"active": False, "grants": {}})
 
     match data:
         case ProviderStarted():
             update.update(provider=data.provider, start_date=data.start_date, takeover_from=data.takeover_from)
             for unit in data.units:
                 units[unit.id] = UnitState(**unit.model_dump())
-            contacts = state.contacts
+            contacts = facts.contacts
             for contact in data.contacts:
                 contacts = _with_contact(contacts, contact)
             update["contacts"] = contacts
         case ContactAssigned():
-            update["contacts"] = _with_contact(state.contacts, data.contact)
+            update["contacts"] = _with_contact(facts.contacts, data.contact)
         case OrgChangeRequested() | ServiceReportSubmitted():
             pass
         case SubcontractorStarted():
             sub = data.subcontractor
-            subcontractors[sub.id] = SubcontractorState(
-                id=sub.id, name=sub.name, staff_count=data.staff_count, start_date=data.start_date
-            )
-            if sub.id not in units or not units[sub.id].active:  # a new (or renewed) assignment
+            update["subcontractors"] = {**facts.subcontractors, sub.id: SubcontractorState(
+                id=sub.id, name=sub.name, staff_count=data.staff_count, start_date=data.start_date)}
+            known = state.unit(sub.id)
+            if known is None or not known.active:  # a new (or renewed) assignment
                 units[sub.id] = UnitState(id=sub.id, name=sub.name, staff_count=data.staff_count, subcontractor_id=sub.id)
         case SubcontractorEnded():
-            if data.subcontractor_id in subcontractors:
-                subcontractors[data.subcontractor_id] = subcontractors[data.subcontractor_id].model_copy(update={"active": False})
-            if data.subcontractor_id in units:
-                units[data.subcontractor_id] = units[data.subcontractor_id].model_copy(
-                    update={"active": False, "closed_on": data.end_date}
-                )
-            for person_id, person in staff.items():
-                if person.unit_id == data.subcontractor_id:
-                    staff[person_id] = person.model_copy(update={"active": False, "grants": {}})
+            sub_id = data.subcontractor_id
+            if sub_id in facts.subcontractors:
+                update["subcontractors"] = {**facts.subcontractors,
+                                            sub_id: facts.subcontractors[sub_id].model_copy(update={"active": False})}
+            if (unit := state.unit(sub_id)) is not None:
+                units[sub_id] = unit.model_copy(update={"active": False, "closed_on": data.end_date})
+            leave_all(sub_id)
         case UnitClosed():
-            if data.unit_id in units:
-                units[data.unit_id] = units[data.unit_id].model_copy(update={"active": False, "closed_on": data.closing_date})
-            for person_id, person in staff.items():
-                if person.unit_id == data.unit_id:
-                    staff[person_id] = person.model_copy(update={"active": False, "grants": {}})
+            if (unit := state.unit(data.unit_id)) is not None:
+                units[data.unit_id] = unit.model_copy(update={"active": False, "closed_on": data.closing_date})
+            leave_all(data.unit_id)
         case StaffJoined():
-            staff[data.person.id] = StaffState(
-                unit_id=data.unit_id, role=data.person.role, licensed=data.person.licensed
-            )
+            staff[data.person.id] = StaffState(unit_id=data.unit_id, role=data.person.role, licensed=data.person.licensed)
         case StaffRoleChanged():
-            if data.person_id in staff:
-                staff[data.person_id] = staff[data.person_id].model_copy(
-                    update={"role": data.role, "licensed": data.licensed}
-                )
+            if (known_person := state.person(data.person_id)) is not None:
+                staff[data.person_id] = known_person.model_copy(update={"role": data.role, "licensed": data.licensed})
         case StaffLeft():
-            if data.person_id in staff:
-                staff[data.person_id] = staff[data.person_id].model_copy(update={"active": False, "grants": {}})
+            if (known_person := state.person(data.person_id)) is not None:
+                staff[data.person_id] = known_person.model_copy(update={"active": False, "grants": {}})
 
-    planned = dict(state.planned)
+    planned: dict[str, str] = {}
     for task in plan.tasks:
         if task.subject.provider_id != state.provider_id:
             continue  # a task for the taking-over party belongs to that provider's state
         planned[planned_key(task.rule, task.subject.unit_id, task.subject.person_id)] = task.id
-        person = staff.get(task.subject.person_id or "")
-        if person is None or not person.active:
+        person_id = task.subject.person_id
+        holder = person(person_id) if person_id else None
+        if holder is None or not holder.active:
             continue
         rule = catalog.rule(task.rule)
-        grants = dict(person.grants)
+        grants = dict(holder.grants)
         if rule.revokes:
             grants.pop(rule.revokes, None)
         else:
             grants[rule.id] = task.id
-        staff[task.subject.person_id] = person.model_copy(update={"grants": grants})
+        staff[person_id] = holder.model_copy(update={"grants": grants})
 
-    processed = [*state.processed, event_key(event)][-PROCESSED_MEMORY:]
-    return state.model_copy(
-        update={**update, "units": units, "staff": staff, "subcontractors": subcontractors,
-                "planned": planned, "processed": processed}
-    )
+    processed = [*facts.processed, processed_marker(event)][-PROCESSED_MEMORY:]
+    return StateChanges(facts.model_copy(update={**update, "processed": processed}), units, staff, planned)
 
+
+class ChangedState:
+    """``state`` with ``changes`` on top, before they are stored: a ``StateView`` of the state after."""
+
+    def __init__(self, state: StateView, changed: StateChanges):
+        self._state, self._changes = state, changed
+        self.provider_id = state.provider_id
+        self.facts = changed.facts
+
+    def unit(self, unit_id: str) -> UnitState | None:
+        return self._changes.units.get(unit_id) or self._state.unit(unit_id)
+
+    def every_unit(self) -> Iterable[UnitState]:
+        units = {unit.id: unit for unit in self._state.every_unit()}
+        return {**units, **self._changes.units}.values()
+
+    def person(self, person_id: str) -> StaffState | None:
+        return self._changes.staff.get(person_id) or self._state.person(person_id)
+
+    def staff_in(self, unit_id: str) -> list[tuple[str, StaffState]]:
+        members = dict(self._state.staff_in(unit_id))
+        for person_id, person in self._changes.staff.items():
+            if person.unit_id == unit_id:
+                members[person_id] = person
+            else:
+                members.pop(person_id, None)
+        return sorted(members.items())
+
+    def planned_task(self, key: str) -> str | None:
+        return self._changes.planned.get(key) or self._state.planned_task(key)
+
+
+def evolve(state: ProviderState, event: Envelope, plan: Plan, catalog: Catalog) -> ProviderState:
+    """The whole state after ``event`` (in memory: the dry run, the tests)."""
+    return state.applied(changes(state, event, plan, catalog))

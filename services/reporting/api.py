@@ -1,23 +1,28 @@
-"""The status API and page: every provider's checklist from the task ledger, and marking work done.
+"""The status API and page: every provider's checklist from the read model, and marking work done.
 
-Served inside the reporting worker (the ledger is a table local to that worker), by a uvicorn
-server in the worker's event loop on ``OMBOARD_STATUS_HOST:OMBOARD_STATUS_PORT`` (127.0.0.1:8001).
-It starts once the tables are first restored; the worker owns SIGTERM/SIGINT and stops it.
+Served inside the reporting worker, by a uvicorn server in the worker's event loop on
+``OMBOARD_STATUS_HOST:OMBOARD_STATUS_PORT`` (127.0.0.1:8001). It starts once the tables are first
+restored; the worker owns SIGTERM/SIGINT and stops it.
 
-Reads come from the local ledger. A status change is checked against the current ledger
-(``check_move``), then published to ``omboard.task-status`` like any other system's change; the
-reporting agent, the ledger's only writer, applies it, and the route waits (bounded) until the
-ledger shows it. Every route needs an API key (``services.runtime.access``); a provider-admin key
-sees only its own provider. People appear by pseudonym, never by HSA-id.
+Reads come from the read model in PostgreSQL (``services.readmodel``), which every reporting
+worker projects its tasks into: any worker, and any number of them, shows every provider. While
+the database cannot be reached, reads answer 503 with the reason. A status change is checked
+against the read model (``check_move``), then published to ``omboard.task-status`` like any other
+system's change; the reporting agent, the tasks' only writer, applies it (and refuses it, with a
+dead letter, if the task moved meanwhile), and the route waits (bounded) until the read model
+shows it. Every route needs an API key (``services.runtime.access``); a provider-admin key sees
+only its own provider. People appear by pseudonym, never by HSA-id.
 
-Routes: ``/v1/...`` (JSON) and, for people, ``/providers`` and ``/providers/{id}`` (server-rendered
-HTML; see ``services/reporting/web.py``).
+Routes: ``/v1/...`` (JSON; ``/v1/tasks`` also CSV) and, for people, ``/providers`` and
+``/providers/{id}`` (server-rendered HTML; see ``services/reporting/web.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import csv
 import datetime as dt
+import io
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -26,14 +31,14 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from schemas.catalog import Catalog, load_catalog
 from schemas.events import SystemId
 from schemas.identifiers import pseudonym
 from schemas.status import StatusRequest, TaskStatusChange
 from schemas.tasks import Responsible, TaskStatus
-from services.reporting.ledger import IllegalMove, Ledger, TaskRecord, UnknownTask, check_move, waiting_for
+from services.reporting.ledger import IllegalMove, TaskRecord, UnknownTask, allowed_move
 from services.runtime.access import (
     Forbidden,
     KeyRing,
@@ -51,24 +56,48 @@ log = logging.getLogger(__name__)
 #: once the broker acknowledged it.
 Publish = Callable[[TaskStatusChange, str | None], Awaitable[None]]
 POLL_SECONDS = 0.05
+#: The most tasks one request returns; ``offset`` pages on.
+MAX_LIMIT = 5000
 
 
-class LedgerReader(Protocol):
-    """What the API needs of ``services.reporting.app.LedgerStore`` (read only)."""
-
-    def load(self, provider_id: str) -> Ledger: ...
-    def provider_of(self, task_id: str) -> str | None: ...
-    def ledgers(self) -> list[Ledger]: ...
+class ReadModelUnavailable(RuntimeError):
+    """The read model cannot answer now (its database is unreachable); the message says why."""
 
 
-# -- views: what a person or a client sees of the ledger (pure) ------------------------------------
+@dataclass(frozen=True)
+class Row:
+    """A task as the read model has it, with the prerequisites that still hold it up."""
+
+    record: TaskRecord
+    waiting_for: list[str]
+
+    @property
+    def provider_id(self) -> str:
+        return self.record.task.subject.provider_id
 
 
-def task_view(record: TaskRecord, ledger: Ledger, today: dt.date) -> dict[str, Any]:
+class TaskReader(Protocol):
+    """What the API reads (``services.readmodel.reader.PostgresReader``); each raises
+    ReadModelUnavailable when it cannot answer."""
+
+    async def summaries(self, today: dt.date, provider_id: str | None = None) -> list[dict[str, Any]]: ...
+    async def provider_tasks(self, provider_id: str, today: dt.date, *, system: str | None, responsible: str | None,
+                             status: str | None, limit: int, offset: int) -> list[Row]: ...
+    async def overdue(self, today: dt.date, *, provider_id: str | None, system: str | None,
+                      responsible: str | None, limit: int, offset: int) -> list[Row]: ...
+    async def tasks(self, today: dt.date, *, limit: int, offset: int, **filters: Any) -> list[Row]: ...
+    async def task(self, task_id: str) -> Row | None: ...
+
+
+# -- views: what a person or a client sees of a task (pure) ----------------------------------------
+
+
+def task_view(row: Row, today: dt.date) -> dict[str, Any]:
+    record = row.record
     task = record.task
     return {
         "id": task.id,
-        "provider_id": ledger.provider_id,
+        "provider_id": task.subject.provider_id,
         "provider_name": task.provider_name,
         "system": task.system,
         "status": record.status,
@@ -84,40 +113,33 @@ def task_view(record: TaskRecord, ledger: Ledger, today: dt.date) -> dict[str, A
         "quantity": task.quantity,
         "instructions": task.instructions.model_dump(),
         "depends_on": list(task.depends_on),
-        "waiting_for": waiting_for(ledger, record) if record.status == "blocked" else [],
+        "waiting_for": row.waiting_for if record.status == "blocked" else [],
         "catalog_version": task.catalog_version,
         "history": [entry.model_dump(mode="json") for entry in record.history],
     }
 
 
-def order(record: TaskRecord, today: dt.date) -> tuple:
-    """Overdue work first, then the rest of the active work, then what is finished; each by due date."""
-    rank = 0 if record.overdue(today) else 1 if record.active else 2
-    return (rank, record.task.due, record.task.system, record.task.obligation, record.task.id)
+#: The columns of ``GET /v1/tasks?format=csv``: what a spreadsheet needs, one task per line.
+CSV_COLUMNS = ("id", "provider_id", "provider_name", "system", "status", "due", "overdue", "days_overdue",
+               "obligation", "action", "channel", "responsible", "unit_id", "person", "quantity",
+               "waiting_for", "last_change_at", "last_change_by")
 
 
-def provider_summary(ledger: Ledger, today: dt.date) -> dict[str, Any]:
-    records = list(ledger.tasks.values())
-    counts = {status: sum(1 for r in records if r.status == status) for status in ("open", "blocked", "done", "cancelled", "failed")}
-    active_due = [r.task.due for r in records if r.active]
-    name = next((r.task.provider_name for r in records if r.task.provider_name), None)
-    total = len(records)
-    finished = counts["done"] + counts["cancelled"]
-    return {
-        "id": ledger.provider_id,
-        "name": name,
-        "total": total,
-        **counts,
-        "overdue": sum(1 for r in records if r.overdue(today)),
-        "next_due": min(active_due).isoformat() if active_due else None,
-        "progress": round(100 * finished / total) if total else 100,
-    }
+def csv_line(row: Row, today: dt.date) -> dict[str, Any]:
+    view = task_view(row, today)
+    last = row.record.history[-1] if row.record.history else None
+    line = {column: view.get(column) for column in CSV_COLUMNS}
+    line["waiting_for"] = " ".join(view["waiting_for"])
+    line["last_change_at"] = last.at.isoformat() if last else ""
+    line["last_change_by"] = last.by if last else ""
+    return line
 
 
-def matches(record: TaskRecord, system: str | None, responsible: str | None, status: str | None) -> bool:
-    task = record.task
-    return ((system is None or task.system == system) and (responsible is None or task.responsible == responsible)
-            and (status is None or record.status == status))
+def check_move(row: Row | None, provider_id: str, task_id: str, status: TaskStatus) -> TaskRecord:
+    """As ``services.reporting.ledger.check_move``, on what the read model shows."""
+    if row is None or row.provider_id != provider_id:
+        raise UnknownTask(f"no task {task_id} for provider {provider_id}")
+    return allowed_move(row.record, status, lambda: row.waiting_for)
 
 
 # -- the service behind the routes -------------------------------------------------------------------
@@ -132,10 +154,10 @@ class Outcome:
 
 
 class StatusService:
-    """Reads ledgers for a principal and moves tasks through the one writer (the agent)."""
+    """Reads the read model for a principal and moves tasks through the one writer (the agent)."""
 
-    def __init__(self, store: LedgerReader, publish: Publish, clock: Clock, zone: str, wait_timeout: float):
-        self.store = store
+    def __init__(self, reader: TaskReader, publish: Publish, clock: Clock, zone: str, wait_timeout: float):
+        self.reader = reader
         self.publish = publish
         self.clock = clock
         self.zone = ZoneInfo(zone)
@@ -144,45 +166,40 @@ class StatusService:
     def today(self) -> dt.date:
         return self.clock.now().astimezone(self.zone).date()
 
-    def visible_ledgers(self, principal: Principal) -> list[Ledger]:
+    @staticmethod
+    def scope(principal: Principal) -> str | None:
+        """The one provider a key sees, or None for a key that sees them all."""
         principal.require_reader()
-        if principal.sees_all():
-            return [ledger for ledger in self.store.ledgers() if ledger.tasks]
-        ledger = self.store.load(principal.provider_id or "")
-        return [ledger] if ledger.tasks else []
+        return None if principal.sees_all() else principal.provider_id or ""
 
-    def provider(self, principal: Principal, provider_id: str) -> Ledger:
+    async def summaries(self, principal: Principal) -> list[dict[str, Any]]:
+        return await self.reader.summaries(self.today(), self.scope(principal))
+
+    async def provider(self, principal: Principal, provider_id: str) -> dict[str, Any]:
         principal.require_sees(provider_id)
-        ledger = self.store.load(provider_id)
-        if not ledger.tasks:
+        found = await self.reader.summaries(self.today(), provider_id)
+        if not found or not found[0]["total"]:
             raise HTTPException(404, f"no tasks for provider {provider_id}")
-        return ledger
-
-    def owner(self, task_id: str) -> str | None:
-        provider_id = self.store.provider_of(task_id)
-        if provider_id is not None:
-            return provider_id
-        # The in-memory index is rebuilt by the sweep after a rebalance; until then, look.
-        return next((ledger.provider_id for ledger in self.store.ledgers() if task_id in ledger.tasks), None)
+        return found[0]
 
     async def move(self, principal: Principal, task_id: str, request: StatusRequest,
                    provider_id: str | None = None) -> Outcome:
         """Check, publish, wait. Raises HTTPException 403/404/409."""
         principal.require_reader()
-        owner = self.owner(task_id)
-        if owner is None or (provider_id is not None and owner != provider_id):
+        row = await self.reader.task(task_id)
+        if row is None or (provider_id is not None and row.provider_id != provider_id):
             raise HTTPException(404, f"no task {task_id}" + (f" for provider {provider_id}" if provider_id else ""))
+        owner = row.provider_id
         principal.require_change(owner)
-        ledger = self.store.load(owner)
         try:
-            record = check_move(ledger, task_id, request.status)
+            record = check_move(row, owner, task_id, request.status)
         except UnknownTask as error:
             raise HTTPException(404, str(error)) from None
         except IllegalMove as error:
             raise HTTPException(409, str(error)) from None
         today = self.today()
         if record.status == request.status:
-            return Outcome(200, False, task_view(record, ledger, today), f"task {task_id} is already {record.status}")
+            return Outcome(200, False, task_view(row, today), f"task {task_id} is already {record.status}")
         change = TaskStatusChange(
             id=str(uuid.uuid4()), task_id=task_id, provider_id=owner, status=request.status, reason=request.reason,
             by=principal.name, at=self.clock.now(), source="api",
@@ -196,36 +213,39 @@ class StatusService:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.wait_timeout
         while True:
-            ledger = self.store.load(change.provider_id)
-            record = ledger.tasks.get(change.task_id)
-            if record is not None:
+            try:
+                row = await self.reader.task(change.task_id)
+            except ReadModelUnavailable:
+                row = None  # published: the change stands; the answer says it is not shown yet
+            if row is not None:
+                record = row.record
                 today = self.today()
                 if any(entry.change_id == change.id for entry in record.history):
-                    return Outcome(200, True, task_view(record, ledger, today), f"task {change.task_id} is {record.status}")
+                    return Outcome(200, True, task_view(row, today), f"task {change.task_id} is {record.status}")
                 if record.status == change.status:  # someone else made the same move first
-                    return Outcome(200, False, task_view(record, ledger, today), f"task {change.task_id} is already {record.status}")
+                    return Outcome(200, False, task_view(row, today), f"task {change.task_id} is already {record.status}")
                 try:
-                    check_move(ledger, change.task_id, change.status)
+                    check_move(row, change.provider_id, change.task_id, change.status)
                 except IllegalMove as error:  # the task moved meanwhile; the agent refuses the change
                     raise HTTPException(409, str(error)) from None
             if loop.time() >= deadline:
-                return Outcome(202, False, None, f"change {change.id} was published but the ledger has not shown it "
-                                                 f"within {self.wait_timeout:g}s; look again shortly")
+                return Outcome(202, False, None, f"change {change.id} was published but the read model has not "
+                                                 f"shown it within {self.wait_timeout:g}s; look again shortly")
             await asyncio.sleep(POLL_SECONDS)
 
 
 # -- the app -----------------------------------------------------------------------------------------
 
 
-def create_status_api(store: LedgerReader, keys: KeyRing, publish: Publish, clock: Clock,
+def create_status_api(reader: TaskReader, keys: KeyRing, publish: Publish, clock: Clock,
                       settings: Settings, catalog: Catalog | None = None) -> FastAPI:
     from services.reporting.web import install_pages
 
-    service = StatusService(store, publish, clock, settings.timezone, settings.status_wait_timeout)
+    service = StatusService(reader, publish, clock, settings.timezone, settings.status_wait_timeout)
     api = FastAPI(
         title="omboard status",
         version="1",
-        description="Every provider's tasks from the reporting ledger, and marking them done. "
+        description="Every provider's tasks from the read model, and marking them done. "
                     "Authenticate with 'Authorization: Bearer <key>'.",
     )
     api.state.service = service
@@ -237,59 +257,100 @@ def create_status_api(store: LedgerReader, keys: KeyRing, publish: Publish, cloc
     async def _forbidden(request: Request, error: Forbidden) -> JSONResponse:
         return JSONResponse({"detail": str(error)}, status_code=403)
 
+    @api.exception_handler(ReadModelUnavailable)
+    async def _unavailable(request: Request, error: ReadModelUnavailable) -> JSONResponse:
+        return JSONResponse({"detail": f"the read model cannot answer now: {error}; try again shortly"},
+                            status_code=503, headers={"Retry-After": "5"})
+
     @api.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @api.get("/v1/providers")
+    @api.get("/v1/providers", responses={503: {"description": "The read model cannot answer now"}})
     async def providers(principal: Principal = Depends(principal_of)) -> dict[str, Any]:
         """Every provider the key sees, with its progress; those with overdue work first."""
-        today = service.today()
-        summaries = [provider_summary(ledger, today) for ledger in service.visible_ledgers(principal)]
-        summaries.sort(key=lambda s: (-s["overdue"], s["next_due"] or "9999", s["id"]))
-        return {"today": today.isoformat(), "providers": summaries}
+        return {"today": service.today().isoformat(), "providers": await service.summaries(principal)}
 
-    @api.get("/v1/providers/{provider_id}/tasks")
+    @api.get("/v1/providers/{provider_id}/tasks", responses={503: {"description": "The read model cannot answer now"}})
     async def provider_tasks(
         provider_id: str,
         system: SystemId | None = Query(None),
         responsible: Responsible | None = Query(None),
         status: TaskStatus | None = Query(None),
+        limit: int = Query(500, ge=1, le=MAX_LIMIT),
+        offset: int = Query(0, ge=0),
         principal: Principal = Depends(principal_of),
     ) -> dict[str, Any]:
         """The provider's checklist: overdue work first, then by due date."""
-        ledger = service.provider(principal, provider_id)
+        summary = await service.provider(principal, provider_id)
         today = service.today()
-        records = sorted((r for r in ledger.tasks.values() if matches(r, system, responsible, status)),
-                         key=lambda r: order(r, today))
-        return {"today": today.isoformat(), "provider": provider_summary(ledger, today),
-                "tasks": [task_view(r, ledger, today) for r in records]}
+        rows = await service.reader.provider_tasks(provider_id, today, system=system, responsible=responsible,
+                                                   status=status, limit=limit, offset=offset)
+        return {"today": today.isoformat(), "provider": summary, "tasks": [task_view(r, today) for r in rows]}
 
-    @api.get("/v1/tasks/overdue")
+    @api.get("/v1/tasks/overdue", responses={503: {"description": "The read model cannot answer now"}})
     async def overdue(
         system: SystemId | None = Query(None),
         responsible: Responsible | None = Query(None),
+        limit: int = Query(500, ge=1, le=MAX_LIMIT),
+        offset: int = Query(0, ge=0),
         principal: Principal = Depends(principal_of),
     ) -> dict[str, Any]:
         """Open or blocked tasks past their due date (today in Europe/Stockholm), oldest first."""
         today = service.today()
-        found = [
-            (record, ledger)
-            for ledger in service.visible_ledgers(principal)
-            for record in ledger.tasks.values()
-            if record.overdue(today) and matches(record, system, responsible, None)
-        ]
-        found.sort(key=lambda pair: order(pair[0], today))
-        return {"today": today.isoformat(), "tasks": [task_view(r, ledger, today) for r, ledger in found]}
+        rows = await service.reader.overdue(today, provider_id=service.scope(principal), system=system,
+                                            responsible=responsible, limit=limit, offset=offset)
+        return {"today": today.isoformat(), "tasks": [task_view(r, today) for r in rows]}
+
+    @api.get("/v1/tasks", responses={
+        200: {"content": {"application/json": {}, "text/csv": {}},
+              "description": "The tasks, JSON or (format=csv) one CSV line each"},
+        503: {"description": "The read model cannot answer now"},
+    })
+    async def tasks(
+        provider_id: str | None = Query(None, max_length=200),
+        system: SystemId | None = Query(None),
+        responsible: Responsible | None = Query(None),
+        status: TaskStatus | None = Query(None),
+        obligation: str | None = Query(None, max_length=20),
+        overdue: bool | None = Query(None),
+        due_from: dt.date | None = Query(None),
+        due_to: dt.date | None = Query(None),
+        format: str = Query("json", pattern="^(json|csv)$"),
+        limit: int = Query(1000, ge=1, le=MAX_LIMIT),
+        offset: int = Query(0, ge=0),
+        principal: Principal = Depends(principal_of),
+    ) -> Response:
+        """Every task the key sees that matches the filters, by provider and due date: JSON, or
+        ``format=csv`` for a spreadsheet. Page with ``limit`` and ``offset``."""
+        scope = service.scope(principal)
+        if scope is not None:
+            if provider_id is not None and provider_id != scope:
+                principal.require_sees(provider_id)
+            provider_id = scope
+        today = service.today()
+        rows = await service.reader.tasks(today, provider_id=provider_id, system=system, responsible=responsible,
+                                          status=status, obligation=obligation, overdue=overdue, due_from=due_from,
+                                          due_to=due_to, limit=limit, offset=offset)
+        if format == "csv":
+            out = io.StringIO()
+            writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\r\n")
+            writer.writeheader()
+            writer.writerows(csv_line(row, today) for row in rows)
+            return Response(out.getvalue(), media_type="text/csv; charset=utf-8",
+                            headers={"Content-Disposition": f'attachment; filename="omboard-tasks-{today}.csv"'})
+        return JSONResponse({"today": today.isoformat(), "limit": limit, "offset": offset,
+                             "tasks": [task_view(r, today) for r in rows]})
 
     @api.post(
         "/v1/tasks/{task_id}/status",
         responses={
             200: {"description": "Applied (or the task already had this status: changed is false)"},
-            202: {"description": "Published, but the ledger did not show it in time"},
+            202: {"description": "Published, but the read model did not show it in time"},
             403: {"description": "The key may not change this provider's tasks"},
             404: {"description": "No such task"},
             409: {"description": "The move is not allowed now; the detail says why"},
+            503: {"description": "The read model cannot answer now"},
         },
     )
     async def set_status(task_id: str, body: StatusRequest,
@@ -306,7 +367,7 @@ def create_status_api(store: LedgerReader, keys: KeyRing, publish: Publish, cloc
 # -- inside the reporting worker ---------------------------------------------------------------------
 
 
-def install_status_api(app: Any, store: LedgerReader, settings: Settings, clock: Clock,
+def install_status_api(app: Any, reader: TaskReader, settings: Settings, clock: Clock,
                        catalog: Catalog | None = None) -> None:
     """Serve the status API from the reporting worker (a StreamApp), once its tables are restored.
 
@@ -322,7 +383,7 @@ def install_status_api(app: Any, store: LedgerReader, settings: Settings, clock:
     async def publish(change: TaskStatusChange, correlation: str | None) -> None:
         await send_all(app, [Outgoing(TASK_STATUS, *model_to_kafka(change, change.provider_id, correlation))])
 
-    api = create_status_api(store, keys, publish, clock, settings, catalog)
+    api = create_status_api(reader, keys, publish, clock, settings, catalog)
     serve, stop = in_loop(api, settings.status_host, settings.status_port, settings.log_level)
 
     async def start() -> None:

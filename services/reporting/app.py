@@ -1,9 +1,8 @@
-"""reporting: the task ledger in a table, status changes, and the deadline sweep."""
+"""reporting: the tasks in a table (a record each), status changes, and the deadline sweep."""
 
 from __future__ import annotations
 
 import datetime as dt
-import heapq
 import logging
 import time
 from dataclasses import dataclass
@@ -13,122 +12,62 @@ from schemas.catalog import load_catalog
 from schemas.notifications import NotificationRequest
 from schemas.topics import EVENTS, NOTIFICATIONS, TASK_STATUS
 from schemas.wire import model_to_kafka
-from services.planning.handlers import decode_state, task_message
+from services.planning.handlers import task_message
 from services.planning.planner import Planner
-from services.planning.state import ProviderState
+from services.planning.store import ProviderStore
+from services.readmodel.pool import connection_pool
+from services.readmodel.projector import Projector
+from services.readmodel.reader import PostgresReader
 from services.reporting.api import install_status_api
 from services.reporting.handlers import HANDLERS, Context, Effect
-from services.reporting.ledger import Ledger, notifications_due
-from services.reporting.stats import LedgerStats
+from services.reporting.ledger import Overlay, TaskRecord, fire_due
+from services.reporting.store import TaskStore
 from services.runtime import metrics
 from services.runtime.clock import Clock, clock_from_settings
 from services.runtime.deadletter import handle_or_dead_letter
 from services.runtime.metrics import metric_event_type
 from services.runtime.settings import Settings
 from services.runtime.stream_app import StreamApp
-from services.runtime.streams import Outgoing, Received, RecordTooLarge, check_fits, one_at_a_time, send_all
-from services.runtime.tables import Table
+from services.runtime.streams import Outgoing, Received, RecordTooLarge, one_at_a_time, send_all
 
 log = logging.getLogger(__name__)
 SERVICE = "reporting"
-
-
-class LedgerStore:
-    """The ``ledgers`` table plus what is derived from it in memory: which provider has work on
-    which date (so a sweep visits only providers with something due), which provider owns which
-    task (for the status API), and the open/overdue counts for metrics."""
-
-    def __init__(self, table: Table):
-        self.table = table
-        self.stats = LedgerStats()
-        self._next: dict[str, dt.date] = {}
-        self._heap: list[tuple[dt.date, str]] = []
-        self._owner: dict[str, str] = {}  # task id -> provider id
-
-    def load(self, provider_id: str) -> Ledger:
-        raw = self.table.get(provider_id.encode())
-        return Ledger.model_validate_json(raw) if raw else Ledger(provider_id=provider_id)
-
-    def provider_of(self, task_id: str) -> str | None:
-        return self._owner.get(task_id)
-
-    def ledgers(self) -> list[Ledger]:
-        return [Ledger.model_validate_json(raw) for raw in list(self.table.values())]
-
-    def store(self, ledger: Ledger, before: Ledger | None = None, encoded: bytes | None = None,
-              partition: int | None = None) -> None:
-        """Stage the ledger on ``partition`` (that of the message that changed it; a ledger
-        already here stays where it is) and index it."""
-        self.table.set(ledger.provider_id.encode(), encoded or ledger.model_dump_json().encode(), partition)
-        self._index(ledger, before)
-
-    def _index(self, ledger: Ledger, before: Ledger | None) -> None:
-        self.stats.replace(before, ledger)
-        for task_id in ledger.tasks:
-            self._owner[task_id] = ledger.provider_id
-        upcoming = ledger.next_date()
-        if upcoming is None:
-            self._next.pop(ledger.provider_id, None)
-        elif self._next.get(ledger.provider_id) != upcoming:
-            self._next[ledger.provider_id] = upcoming
-            heapq.heappush(self._heap, (upcoming, ledger.provider_id))
-
-    def rebuild(self) -> None:
-        """After partitions moved, derive everything again from the table as restored."""
-        self.stats = LedgerStats()
-        self._next.clear()
-        self._heap.clear()
-        self._owner.clear()
-        for ledger in self.ledgers():
-            self._index(ledger, None)
-
-    def due(self, today: dt.date) -> list[str]:
-        """Providers with a reminder or escalation reached by ``today``: costs what is due, not
-        what is open (entries superseded by a later store are skipped lazily)."""
-        found = []
-        while self._heap and self._heap[0][0] <= today:
-            day, provider_id = heapq.heappop(self._heap)
-            if self._next.get(provider_id) == day:
-                found.append(provider_id)
-        return found
 
 
 def build(settings: Settings, clock: Clock | None = None, **app_options) -> StreamApp:
     app = StreamApp(SERVICE, settings, **app_options)
     clock = clock or clock_from_settings(settings.clock_file, settings.timezone)
     zone = ZoneInfo(settings.timezone)
-    # Keyed by provider id like the task topics, on the partition of the provider's tasks.
-    store = LedgerStore(app.table("ledgers"))
+    # One record per task, on the partition of the task's provider; on disk: a municipality's
+    # million open tasks took 1.8 GB in memory (make bench-scale).
+    store = TaskStore(app.table("tasks", on_disk=True))
     # The provider facts monthly reports need, folded from the events like the planners do.
-    providers = app.table("providers")
+    providers = ProviderStore(app.table("provider-state"))
     planner = Planner(load_catalog(settings.catalog_path))
-    install_status_api(app, store, settings, clock, planner.catalog)  # on settings.status_port, after restore
+    # The read model: every task projected into PostgreSQL, which the status API reads.
+    pool = connection_pool(settings)
+    projector = Projector(app, store.table.changelog, pool)
+    app.readiness_check(projector.problem)
+    app.server("read model projection", projector.start, projector.stop)
+    install_status_api(app, PostgresReader(pool), settings, clock, planner.catalog)  # after restore
     opened_month: str | None = None  # the last month whose service reports this worker opened
-
-    def load_state(provider_id: str) -> ProviderState:
-        return decode_state(providers.get(provider_id.encode()), provider_id)
 
     @app.on_assigned
     async def _partitions_moved(assigned) -> None:
         store.rebuild()
+        providers.rebuild()
 
     @app.agent(*HANDLERS, name="reporting-ledger")
     async def keep_ledger(batch: list[Received]) -> list[Outgoing]:
         outgoing: list[Outgoing] = []
-        now = clock.now()
-        changed: dict[str, tuple[Ledger, Ledger, int]] = {}  # provider -> (before, after, partition)
-        encoded: dict[str, bytes] = {}  # provider -> the ledger as it will be stored
-
-        def load(provider_id: str) -> Ledger:
-            return changed[provider_id][1] if provider_id in changed else store.load(provider_id)
-
-        ctx = Context(load, load_state, planner, now)
+        changed: dict[str, TaskRecord] = {}  # task id -> its record after the batch so far
+        placed: dict[str, tuple[int, bytes]] = {}  # task id -> (partition, the record encoded)
+        ctx = Context(Overlay(store, changed), providers.state, planner, clock.now())
 
         def handle(received: Received) -> Checked:
             checked = _checked(HANDLERS[received.topic](received, ctx))
             if checked.effect.state is not None:
-                pid = checked.effect.state.provider_id
-                providers.set(pid.encode(), checked.state, received.partition)
+                providers.write(checked.effect.state, received.partition, checked.state)
             return checked
 
         async for received in one_at_a_time(batch):
@@ -136,18 +75,16 @@ def build(settings: Settings, clock: Clock | None = None, **app_options) -> Stre
             if checked is None:
                 outgoing.append(rejected)
                 continue
-            effect = checked.effect
-            if effect.ledger is not None:
-                provider_id = effect.ledger.provider_id
-                before = changed[provider_id][0] if provider_id in changed else store.load(provider_id)
-                changed[provider_id] = (before, effect.ledger, received.partition)
-                encoded[provider_id] = checked.ledger
+            for task_id, record in checked.effect.records.items():
+                changed[task_id] = record
+                placed[task_id] = (received.partition, checked.records[task_id])
             outgoing += checked.messages
-            _count(effect)
+            _count(checked.effect)
         # Staged here, recorded by the runtime after the requests are produced: after a crash the
         # same requests (same ids) are asked again, and the notifier sends each once.
-        for provider_id, (before, after, partition) in changed.items():
-            store.store(after, before, encoded[provider_id], partition)
+        for task_id, record in changed.items():
+            partition, encoded = placed[task_id]
+            store.put(record, store.get(task_id), partition, encoded)
         return outgoing
 
     async def open_monthly_reports(today: dt.date) -> None:
@@ -159,9 +96,9 @@ def build(settings: Settings, clock: Clock | None = None, **app_options) -> Stre
             return
         tasks = [
             task
-            for raw in list(providers.values())
-            for task in planner.plan_monthly_reports(ProviderState.model_validate_json(raw), month)
-            if store.provider_of(task.id) is None  # the in-memory index: no ledger is read per task
+            for provider_id in providers.provider_ids()
+            for task in planner.plan_monthly_reports(providers.state(provider_id), month)
+            if task.id not in store
         ]
         await send_all(app, [task_message(task, task.correlation_id or task.plan_id) for task in tasks])
         opened_month = month
@@ -174,24 +111,34 @@ def build(settings: Settings, clock: Clock | None = None, **app_options) -> Stre
         now = clock.now()
         today = now.astimezone(zone).date()
         await open_monthly_reports(today)
-        for provider_id in store.due(today):
-            before = store.load(provider_id)
-            ledger, requests = notifications_due(before, today, now)
-            try:
-                checked = _checked(Effect(ledger=ledger, requests=requests))
-            except RecordTooLarge as error:
-                # Nothing is asked that could not be recorded as asked (it would be asked
-                # again on every sweep); the ledger stays as it was, and says so each sweep.
-                log.error("reporting: reminders for provider %s held back: %s", provider_id, error)
-                metrics.RECORDS_TOO_LARGE.labels(SERVICE).inc()
-                continue
-            # Asked, then recorded as asked (the runtime records the staged ledger after this).
-            await send_all(app, checked.messages)
-            store.store(ledger, before, checked.ledger)
-            for request in requests:
-                metrics.NOTIFICATIONS_REQUESTED.labels(request.kind).inc()
+        due = store.due(today)
+        try:
+            for provider_id, records in sorted(due.items()):
+                await _fire(provider_id, records, today, now)
+                due[provider_id] = []
+        finally:
+            store.requeue(record for records in due.values() for record in records)
         store.stats.publish(today)
         metrics.SWEEP_SECONDS.observe(time.perf_counter() - started)
+
+    async def _fire(provider_id: str, records: list[TaskRecord], today: dt.date, now: dt.datetime) -> None:
+        fired, requests = fire_due(provider_id, records, today, now)
+        try:
+            checked = _checked(Effect(records=fired, requests=requests))
+        except RecordTooLarge as error:
+            # Nothing is asked that could not be recorded as asked (it would be asked again on
+            # every sweep); the tasks stay as they were, and say so each sweep.
+            log.error("reporting: reminders for provider %s held back: %s", provider_id, error)
+            metrics.RECORDS_TOO_LARGE.labels(SERVICE).inc()
+            store.requeue(records)
+            return
+        # Asked, then recorded as asked (the runtime records the staged records after this).
+        await send_all(app, checked.messages)
+        before = {record.task.id: record for record in records}
+        for task_id, record in fired.items():
+            store.put(record, before[task_id], None, checked.records[task_id])
+        for request in requests:
+            metrics.NOTIFICATIONS_REQUESTED.labels(request.kind).inc()
 
     return app
 
@@ -202,23 +149,17 @@ class Checked:
 
     effect: Effect
     messages: list[Outgoing]
-    ledger: bytes | None
-    state: bytes | None
+    records: dict[str, bytes]  # task id -> its record as stored
+    state: list[tuple[bytes, bytes]] | None  # the provider-state records
 
 
 def _checked(effect: Effect) -> Checked:
     """Encode what ``effect`` writes; RecordTooLarge if any of it would not fit in a record, so the
-    message behind it is dead-lettered and the rest of the batch goes on (issue 9 makes state per
-    task, so that a provider's ledger no longer grows with its work)."""
+    message behind it is dead-lettered and the rest of the batch goes on."""
     messages = [_request_message(request).checked() for request in effect.requests]
-    ledger = state = None
-    if effect.ledger is not None:
-        pid = effect.ledger.provider_id
-        ledger = check_fits(f"the ledger of provider {pid}", pid.encode(), effect.ledger.model_dump_json().encode())
-    if effect.state is not None:
-        pid = effect.state.provider_id
-        state = check_fits(f"the facts of provider {pid}", pid.encode(), effect.state.model_dump_json().encode())
-    return Checked(effect, messages, ledger, state)
+    records = {task_id: TaskStore.encode(record) for task_id, record in effect.records.items()}
+    state = ProviderStore.encode(effect.state) if effect.state is not None else None
+    return Checked(effect, messages, records, state)
 
 
 def _kind(received) -> str:
@@ -233,8 +174,8 @@ def _count(effect: Effect) -> None:
         metrics.TASKS_CREATED.labels(task.system, task.responsible).inc()
     for change in effect.changes:
         metrics.TASK_STATUS_CHANGES.labels(change.status).inc()
-        if change.status == "done" and effect.ledger is not None:
-            task = effect.ledger.tasks[change.task_id].task
+        if change.status == "done" and change.task_id in effect.records:
+            task = effect.records[change.task_id].task
             metrics.TASKS_COMPLETED.labels(task.system, task.responsible).inc()
 
 

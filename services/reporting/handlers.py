@@ -1,6 +1,6 @@
 """What reporting does with each kind of message, routed by topic. Pure: each handler takes the
-received message and a context (how to load a ledger or a provider's state, the planner, the
-time) and returns what changed."""
+received message and a context (the tasks as the batch left them, how to read a provider's state,
+the planner, the time) and returns what changed."""
 
 from __future__ import annotations
 
@@ -14,23 +14,23 @@ from schemas.tasks import Task
 from schemas.topics import EVENTS, TASK_STATUS, TASK_TOPICS
 from schemas.wire import event_from_kafka, model_from_kafka
 from services.planning.planner import Planner
-from services.planning.state import ProviderState, event_key, evolve
-from services.reporting.ledger import Ledger, change_status, record_task
+from services.planning.state import ChangedState, StateChanges, StateView, changes, event_key
+from services.reporting.ledger import Overlay, TaskLookup, TaskRecord, moved, new_record
 from services.runtime.streams import Received
 
 
 @dataclass(frozen=True)
 class Context:
-    load_ledger: Callable[[str], Ledger]
-    load_state: Callable[[str], ProviderState]
+    tasks: TaskLookup
+    load_state: Callable[[str], StateView]
     planner: Planner
     now: dt.datetime
 
 
 @dataclass(frozen=True)
 class Effect:
-    ledger: Ledger | None = None  # None: no ledger to store
-    state: ProviderState | None = None  # None: no provider state to store
+    records: dict[str, TaskRecord] = field(default_factory=dict)  # task id -> its record now
+    state: StateChanges | None = None  # None: no provider state to store
     requests: list[NotificationRequest] = field(default_factory=list)
     created: list[Task] = field(default_factory=list)  # tasks new to the ledger (for metrics)
     changes: list[TaskStatusChange] = field(default_factory=list)  # accepted status changes (for metrics)
@@ -38,18 +38,17 @@ class Effect:
 
 def on_task(received: Received, ctx: Context) -> Effect:
     task = model_from_kafka(Task, received.value)
-    ledger, added = record_task(ctx.load_ledger(task.subject.provider_id), task, ctx.now)
-    return Effect(ledger, created=[task]) if added else Effect()
+    record = new_record(ctx.tasks, task, ctx.now)
+    return Effect({task.id: record}, created=[task]) if record is not None else Effect()
 
 
 def on_status_change(received: Received, ctx: Context) -> Effect:
     """Raises UnknownTask or IllegalMove (the message is dead-lettered with the reason)."""
     change = model_from_kafka(TaskStatusChange, received.value)
-    before = ctx.load_ledger(change.provider_id)
-    ledger, requests = change_status(before, change)
-    if ledger is before:
+    records, requests = moved(ctx.tasks, change)
+    if not records:
         return Effect()
-    return Effect(ledger, requests=requests, changes=[change])
+    return Effect(records, requests=requests, changes=[change])
 
 
 def on_event(received: Received, ctx: Context) -> Effect:
@@ -57,36 +56,37 @@ def on_event(received: Received, ctx: Context) -> Effect:
     ServiceReportSubmitted names (opening them first if the month has not been opened yet)."""
     event = event_from_kafka(received.value, received.headers)
     state = ctx.load_state(event.provider_id)
-    if state.has_processed(event):
+    if state.facts.has_processed(event):
         return Effect()
     plan = ctx.planner.plan(event, state)
-    new_state = evolve(state, event, plan, ctx.planner.catalog)
+    changed = changes(state, event, plan, ctx.planner.catalog)
     completed = ctx.planner.completions(event, state)
     if not completed:
-        return Effect(state=new_state)
-    ledger = ctx.load_ledger(event.provider_id)
+        return Effect(state=changed)
+    records: dict[str, TaskRecord] = {}
+    tasks = Overlay(ctx.tasks, records)
     created: list[Task] = []
     month = getattr(event.data, "month", None)
     if month is not None:
-        for task in ctx.planner.plan_monthly_reports(new_state, month):
-            if task.id in completed:
-                ledger, added = record_task(ledger, task, ctx.now)
-                created += [task] if added else []
+        for task in ctx.planner.plan_monthly_reports(ChangedState(state, changed), month):
+            if task.id in completed and (record := new_record(tasks, task, ctx.now)) is not None:
+                records[task.id] = record
+                created.append(task)
     requests: list[NotificationRequest] = []
-    changes: list[TaskStatusChange] = []
+    accepted: list[TaskStatusChange] = []
     for task_id in completed:
-        if task_id not in ledger.tasks:
-            continue  # not opened for this unit (e.g. a unit without the services it concerns)
+        record = tasks.get(task_id)
+        if record is None or record.status in ("done", "cancelled"):
+            continue  # not opened for this unit (e.g. a unit without the services it concerns), or finished
         change = TaskStatusChange(
             id=f"{event_key(event)}|{task_id}", task_id=task_id, provider_id=event.provider_id, status="done",
             by=event.source, at=event.time, source=event.type, reason=f"report submitted on {event.data.submitted_on}",
         )
-        if ledger.tasks[task_id].status in ("done", "cancelled"):
-            continue
-        ledger, unblocked = change_status(ledger, change)
+        done, unblocked = moved(tasks, change)
+        records.update(done)
         requests += unblocked
-        changes.append(change)
-    return Effect(ledger, new_state, requests, created, changes)
+        accepted.append(change)
+    return Effect(records, changed, requests, created, accepted)
 
 
 HANDLERS: dict[str, Callable[[Received, Context], Effect]] = {

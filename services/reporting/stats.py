@@ -1,35 +1,29 @@
-"""Open and overdue task counts, kept up to date as ledgers change, so metrics never scan."""
+"""Open and overdue task counts, kept up to date as tasks change, so metrics never scan."""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
 
-from services.reporting.ledger import Ledger
+from services.reporting.ledger import TaskRecord
 from services.runtime import metrics
 
 Key = tuple[str, str, dt.date]  # system, responsible, due
 
 
-class LedgerStats:
+class TaskStats:
     def __init__(self) -> None:
         self._active: Counter[Key] = Counter()
         self._published: set[tuple[str, str]] = set()
 
-    @staticmethod
-    def _keys(ledger: Ledger | None) -> Counter[Key]:
-        if ledger is None:
-            return Counter()
-        return Counter(
-            (record.task.system, record.task.responsible, record.task.due)
-            for record in ledger.tasks.values()
-            if record.active
-        )
-
-    def replace(self, before: Ledger | None, after: Ledger) -> None:
-        self._active.update(self._keys(after))
-        self._active.subtract(self._keys(before))
-        self._active = +self._active  # drop zero counts
+    def replace(self, before: TaskRecord | None, after: TaskRecord) -> None:
+        if before is not None and before.active:
+            key = (before.task.system, before.task.responsible, before.task.due)
+            self._active[key] -= 1
+            if self._active[key] <= 0:
+                del self._active[key]
+        if after.active:
+            self._active[(after.task.system, after.task.responsible, after.task.due)] += 1
 
     def publish(self, today: dt.date) -> None:
         opened: Counter[tuple[str, str]] = Counter()

@@ -31,11 +31,14 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from schemas.events import SYSTEMS
 from schemas.status import StatusRequest
 from schemas.tasks import Responsible, TaskStatus
+from services.reporting.api import ReadModelUnavailable
 from services.runtime.access import COOKIE_NAME, Forbidden, KeyRing, Principal, authenticate
 
 TEMPLATES = Path(__file__).parent / "templates"
 COOKIE_MAX_AGE = 12 * 3600
 MAX_FORM_BYTES = 10_000
+#: The most tasks one checklist page shows (the filters narrow it; the JSON API pages on).
+PAGE_TASKS = 1000
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
                                "frame-ancestors 'none'; base-uri 'none'",
@@ -148,6 +151,10 @@ def install_pages(api: FastAPI, service: Any, keys: KeyRing, channel_labels: Map
     def refused(principal: Principal, error: Forbidden) -> HTMLResponse:
         return render("error.html", 403, principal=principal, message=str(error))
 
+    def unavailable(principal: Principal, error: Exception) -> HTMLResponse:
+        return render("error.html", 503, principal=principal,
+                      message=f"Uppgifterna kan inte visas just nu / the tasks cannot be shown now: {error}")
+
     @api.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:
         return RedirectResponse("/providers", status_code=303)
@@ -183,16 +190,13 @@ def install_pages(api: FastAPI, service: Any, keys: KeyRing, channel_labels: Map
         principal = signed_in(request)
         if isinstance(principal, Response):
             return principal
-        from services.reporting.api import provider_summary
-
         try:
-            ledgers = service.visible_ledgers(principal)
+            summaries = await service.summaries(principal)
         except Forbidden as error:
             return refused(principal, error)
-        today = service.today()
-        summaries = sorted((provider_summary(ledger, today) for ledger in ledgers),
-                           key=lambda s: (-s["overdue"], s["next_due"] or "9999", s["id"]))
-        return render("providers.html", principal=principal, today=today, providers=summaries)
+        except ReadModelUnavailable as error:
+            return unavailable(principal, error)
+        return render("providers.html", principal=principal, today=service.today(), providers=summaries)
 
     @api.get("/providers/{provider_id}", include_in_schema=False)
     async def provider_page(request: Request, provider_id: str, system: str | None = None,
@@ -202,31 +206,35 @@ def install_pages(api: FastAPI, service: Any, keys: KeyRing, channel_labels: Map
         principal = signed_in(request)
         if isinstance(principal, Response):
             return principal
-        from services.reporting.api import matches, order, provider_summary, task_view
+        from services.reporting.api import task_view
 
-        try:
-            principal.require_sees(provider_id)
-        except Forbidden as refusal:
-            return refused(principal, refusal)
-        ledger = service.store.load(provider_id)
-        if not ledger.tasks:
-            return render("error.html", 404, principal=principal, message=f"Inga uppgifter för {provider_id} / no tasks for this provider")
         filters = {"system": _pick(system, list(SYSTEMS)), "responsible": _pick(responsible, RESPONSIBLE),
                    "status": _pick(status, STATUSES)}
         today = service.today()
-        records = sorted((r for r in ledger.tasks.values() if matches(r, **filters)), key=lambda r: order(r, today))
+        try:
+            summary = await service.provider(principal, provider_id)
+            rows = await service.reader.provider_tasks(provider_id, today, limit=PAGE_TASKS, offset=0, **filters)
+            waited_for = {dep for row in rows for dep in row.waiting_for} - {row.record.task.id for row in rows}
+            others = [found for dep in sorted(waited_for) if (found := await service.reader.task(dep)) is not None]
+        except Forbidden as refusal:
+            return refused(principal, refusal)
+        except ReadModelUnavailable as failure:
+            return unavailable(principal, failure)
+        except HTTPException:
+            return render("error.html", 404, principal=principal, message=f"Inga uppgifter för {provider_id} / no tasks for this provider")
         groups: dict[str, list[dict[str, Any]]] = {}
-        for record in records:  # groups in the order of their most urgent task
-            groups.setdefault(record.task.system, []).append(task_view(record, ledger, today))
-        labels = {task_id: f"{r.task.obligation} {r.task.action.replace('-', ' ')}" for task_id, r in ledger.tasks.items()}
+        for row in rows:  # groups in the order of their most urgent task
+            groups.setdefault(row.record.task.system, []).append(task_view(row, today))
+        labels = {row.record.task.id: f"{row.record.task.obligation} {row.record.task.action.replace('-', ' ')}"
+                  for row in [*rows, *others]}
         back = request.url.path + (f"?{urlencode({k: v for k, v in filters.items() if v})}" if any(filters.values()) else "")
         return render(
-            "provider.html", principal=principal, today=today, provider=provider_summary(ledger, today),
+            "provider.html", principal=principal, today=today, provider=summary,
             groups=groups, filters=filters, systems=list(SYSTEMS), responsibles=RESPONSIBLE, statuses=STATUSES,
             labels=labels, may_change=principal.may_change(provider_id), back=back,
             notice=messages.verified("notice", provider_id, notice, sig),
             error=messages.verified("error", provider_id, error, sig),
-            shown=len(records),
+            shown=len(rows),
         )
 
     @api.post("/providers/{provider_id}/tasks/{task_id}/done", include_in_schema=False)
@@ -243,6 +251,8 @@ def install_pages(api: FastAPI, service: Any, keys: KeyRing, channel_labels: Map
             outcome = await service.move(principal, task_id, StatusRequest(status="done"), provider_id=provider_id)
         except Forbidden as refusal:
             return refused(principal, refusal)
+        except ReadModelUnavailable as failure:
+            return unavailable(principal, failure)
         except HTTPException as failure:
             return RedirectResponse(messages.redirect(back, provider_id, "error", str(failure.detail)), status_code=303)
         task = outcome.task or {}

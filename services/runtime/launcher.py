@@ -1,4 +1,4 @@
-"""The whole system as one command: broker, mail sink, every service and the API (``make run``).
+"""The whole system as one command: broker, database, mail sink, every service and the API (``make run``).
 
 ``Stack`` is also what the end-to-end tests start, so the demo and the tests run the same thing.
 It makes its own API keys at start (an operator, an upstream key for every event type, and a
@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from pathlib import Path
 
 from schemas.events import EVENT_TYPES
 from schemas.topics import ALL_TOPICS, SERVICES
+from services.readmodel.postgres import EmbeddedPostgres
 from services.runtime.access import ApiKey, Role, generate_key, key_entry, keys_json
 from services.runtime.broker import create_topics, die_with_parent, free_port
 from services.runtime.embedded import Broker, BrokerKind, Choice, choose, embedded_broker
@@ -36,6 +38,7 @@ class Stack:
     bootstrap: str | None = None  # None: start an embedded broker, its data under var_dir/kafka
     broker_port: int | None = None
     embedded: BrokerKind | None = None  # which embedded broker; None: Apache Kafka where it can run
+    database_url: str | None = None  # the read model's PostgreSQL; None: an embedded one, under var_dir/postgres
     api_port: int = 8000
     smtp_port: int | None = None
     web_ports: dict[str, int] = field(default_factory=dict)
@@ -57,6 +60,7 @@ class Stack:
 
     broker: Broker | None = field(default=None, init=False)
     broker_choice: Choice | None = field(default=None, init=False)
+    database: EmbeddedPostgres | None = field(default=None, init=False)
     mail: MailSink | None = field(default=None, init=False)
     processes: dict[str, subprocess.Popen] = field(default_factory=dict, init=False)
     #: name -> how it was started (command, environment), for ``restart``
@@ -94,9 +98,11 @@ class Stack:
     def env(self) -> dict[str, str]:
         assert self.bootstrap is not None
         assert self.mail is not None
+        assert self.database_url is not None
         env = {
             **os.environ,
             "OMBOARD_KAFKA_BOOTSTRAP": self.bootstrap,
+            "OMBOARD_DATABASE_URL": self.database_url,
             "OMBOARD_PARTITIONS": str(self.partitions),
             "OMBOARD_REPLICATION_FACTOR": str(self.replication_factor),
             "OMBOARD_BROKER_SESSION_TIMEOUT": str(self.session_timeout),
@@ -124,6 +130,9 @@ class Stack:
                 self.bootstrap = self.broker.bootstrap
             # Every topic before any producer: an auto-created topic gets the wrong partition count.
             create_topics(self.bootstrap, ALL_TOPICS, self.partitions, self.replication_factor)
+            if self.database_url is None:
+                self.database = EmbeddedPostgres(self.var_dir / "postgres", log_path=self.log_dir / "postgres.log").start()
+                self.database_url = self.database.url
             self.mail = MailSink(self.var_dir / "mail", port=self.smtp_port).start()
             self.status_port = self.status_port or free_port()
             env = self.env()
@@ -167,6 +176,18 @@ class Stack:
         log is appended to)."""
         self._spawn(name, *self.commands[name])
 
+    def stop_database(self) -> None:
+        """Stop the embedded PostgreSQL (a fast shutdown) while everything else runs on."""
+        if self.database is None:
+            raise RuntimeError("the stack's database is not embedded (database_url was given)")
+        self.database.stop()
+
+    def start_database(self) -> None:
+        """Start the embedded PostgreSQL again: the same data and the same port, so the same URL."""
+        if self.database is None:
+            raise RuntimeError("the stack's database is not embedded (database_url was given)")
+        self.database.start()
+
     def readiness_urls(self) -> dict[str, str]:
         urls = {service: f"http://127.0.0.1:{port}/readyz" for service, port in self.web_ports.items()}
         urls["api"] = f"{self.api_url}/readyz"
@@ -197,7 +218,7 @@ class Stack:
             time.sleep(0.2)
 
     def stop(self) -> None:
-        # The API first (no new input), then every worker at once, the mail sink and the broker last.
+        # The API first (no new input), then every worker at once, the database, the mail sink and the broker last.
         for group in (["api"], [name for name in self.processes if name != "api"]):
             stopping = [self.processes.pop(name) for name in group if name in self.processes]
             for process in stopping:
@@ -209,6 +230,10 @@ class Stack:
                 except subprocess.TimeoutExpired:
                     process.kill()
                     process.wait()
+        if self.database is not None:
+            self.database.stop()
+            self.database = None
+            self.database_url = None  # a new start starts it again, on the same folder and port
         if self.mail is not None:
             self.mail.stop()
             self.mail = None
@@ -245,13 +270,14 @@ def run_all() -> None:
     var_dir = Path("var").resolve()
     _, _, port = settings.kafka_bootstrap.rpartition(":")
     stack = Stack(var_dir=var_dir, broker_port=int(port), embedded=settings.embedded_broker,
-                  api_port=settings.api_port, smtp_port=settings.smtp_port,
+                  database_url=settings.database_url, api_port=settings.api_port, smtp_port=settings.smtp_port,
                   web_ports={service: settings.web_port_base + i for i, service in enumerate(SERVICES)},
                   status_port=settings.status_port)
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     try:
-        print("omboard: starting the embedded broker, the mail sink, the services and the API ...", flush=True)
+        print("omboard: starting the embedded broker, the database, the mail sink, the services and the API ...",
+              flush=True)
         stack.start()
         assert stack.broker is not None and stack.broker_choice is not None
         print(f"omboard: broker: {stack.broker_choice.why}", flush=True)
@@ -282,6 +308,8 @@ def _summary(stack: Stack) -> str:
         "",
         "omboard is running:",
         f"  {'Kafka: ' + (stack.broker_choice.description if stack.broker_choice else 'external'):<36} {stack.bootstrap}",
+        f"  {'PostgreSQL (' + ('embedded' if stack.database else 'external') + ')':<36} "
+        f"{_without_password(stack.database_url or '?')}",
         f"  intake API                           {stack.api_url}/v1/events  (docs: {stack.api_url}/docs)",
         f"  SMTP sink                            127.0.0.1:{stack.mail.port if stack.mail else '?'}",
         f"  status page and API                  {stack.status_url}/providers  (API: {stack.status_url}/docs)",
@@ -300,3 +328,9 @@ def _summary(stack: Stack) -> str:
         "Press Ctrl-C to stop everything.",
     ]
     return "\n".join(lines)
+
+
+def _without_password(url: str) -> str:
+    """A database URL (or libpq key=value string) fit to print: any password masked."""
+    url = re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", url)
+    return re.sub(r"(password\s*=\s*)('[^']*'|\S+)", r"\1***", url)

@@ -41,7 +41,7 @@ from services.runtime.broker import aiokafka_client_config, bootstrap_servers, c
 from services.runtime.deadletter import dead_letter, reason_of
 from services.runtime.settings import Settings
 from services.runtime.streams import Outgoing, Received, mark_stalled, queue, send_all, stalled
-from services.runtime.tables import Table, restore
+from services.runtime.tables import DiskStore, Table, restore
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +98,7 @@ class StreamApp:
         self._timers: list[_Timer] = []
         self._on_assigned: list[Callable[[frozenset[TopicPartition]], Awaitable[None]]] = []
         self._servers: list[tuple[str, Callable[[], Awaitable[None]], Callable[[], Awaitable[None]]]] = []
+        self._checks: list[Callable[[], str | None]] = []
         self.lock = asyncio.Lock()
         self.producer: Any = None
         self.consumer: AIOKafkaConsumer | None = None
@@ -119,10 +120,12 @@ class StreamApp:
 
     # -- declaring --------------------------------------------------------------------------
 
-    def table(self, name: str) -> Table:
-        """A table kept in ``<app id>-<name>-changelog`` (Faust's name for it, so a worker finds
-        the state Faust-era workers wrote)."""
-        table = Table(name, f"{self.id}-{name}-changelog")
+    def table(self, name: str, *, on_disk: bool = False) -> Table:
+        """A table kept in ``<app id>-<name>-changelog``; ``on_disk``: its values in a SQLite file of
+        this process under ``OMBOARD_DATA_DIR`` rather than in memory (a table that grows with the
+        municipality's work)."""
+        store = DiskStore(self.settings.data_dir / self.id, name) if on_disk else None
+        table = Table(name, f"{self.id}-{name}-changelog", store)
         self.tables[name] = table
         return table
 
@@ -150,6 +153,10 @@ class StreamApp:
     def server(self, name: str, start: Callable[[], Awaitable[None]], stop: Callable[[], Awaitable[None]]) -> None:
         """Something to start once the first assignment is restored (the status API) and stop last."""
         self._servers.append((name, start, stop))
+
+    def readiness_check(self, check: Callable[[], str | None]) -> None:
+        """One more thing readiness asks: ``check`` returns what is wrong, or None."""
+        self._checks.append(check)
 
     @property
     def topics(self) -> tuple[str, ...]:
@@ -398,6 +405,7 @@ class StreamApp:
             problems.append("no partitions assigned")
         if why := stalled(self):
             problems.append(f"stalled: {why}")
+        problems += [problem for check in self._checks if (problem := check())]
         return problems + self.stuck_partitions()
 
     # -- running ----------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""A table: bytes to bytes in memory, kept durable in a compacted changelog topic.
+"""A table: bytes to bytes, kept durable in a compacted changelog topic.
 
 Each key lives on one changelog partition, the partition of the input it is written while
 handling (every topic is keyed by provider id, so that is the provider's partition). A worker
@@ -6,42 +6,170 @@ holds the partitions of the inputs it is assigned, and nothing else.
 
 ``restore`` brings tables up to the end of their changelogs when a worker is assigned partitions.
 
-Writes are staged: ``get`` sees them at once, but they reach memory for good and the changelog
+Writes are staged: ``get`` sees them at once, but they reach the store for good and the changelog
 only when the runtime settles the batch that made them (``StreamApp.settle``), after that batch's
 messages were produced. A batch whose handler raised is rolled back (``discard_staged``) and
 handled again one message at a time, against the state as it was.
+
+Where the settled values live is the table's store: in memory (``MemoryStore``), or on local disk
+(``DiskStore``, SQLite) for a table that grows with a municipality's work: a million task records
+held in a dict took 1.8 GB of the reporting worker (``make bench-scale``). Either is a cache of the
+changelog, filled again from it on every start: the changelog is the truth.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
-from typing import Any
+import contextlib
+import os
+import sqlite3
+import tempfile
+from collections.abc import Callable, Collection, Iterable, Iterator
+from pathlib import Path
+from typing import Any, Protocol
 
 from aiokafka import TopicPartition
 
 from services.runtime.streams import Outgoing
 
 
-class Table:
-    def __init__(self, name: str, changelog: str):
-        self.name = name
-        self.changelog = changelog
+class Store(Protocol):
+    """Where a table's settled values live."""
+
+    def get(self, key: bytes) -> bytes | None: ...
+    def partition_of(self, key: bytes) -> int | None: ...
+    def write(self, partition: int, rows: Iterable[tuple[bytes, bytes | None]]) -> None: ...
+    def items(self) -> Iterator[tuple[bytes, bytes]]: ...
+    def keep_only(self, partitions: set[int]) -> None: ...
+    def __len__(self) -> int: ...
+
+
+class MemoryStore:
+    def __init__(self) -> None:
         self._data: dict[bytes, bytes] = {}
         self._partition_of: dict[bytes, int] = {}
+
+    def get(self, key: bytes) -> bytes | None:
+        return self._data.get(key)
+
+    def partition_of(self, key: bytes) -> int | None:
+        return self._partition_of.get(key)
+
+    def write(self, partition: int, rows: Iterable[tuple[bytes, bytes | None]]) -> None:
+        for key, value in rows:
+            if value is None:
+                self._data.pop(key, None)
+                self._partition_of.pop(key, None)
+            else:
+                self._data[key] = value
+                self._partition_of[key] = partition
+
+    def items(self) -> Iterator[tuple[bytes, bytes]]:
+        return iter(list(self._data.items()))
+
+    def keep_only(self, partitions: set[int]) -> None:
+        for key in [key for key, partition in self._partition_of.items() if partition not in partitions]:
+            del self._data[key]
+            del self._partition_of[key]
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+class DiskStore:
+    """Values in a SQLite file of this process's own, in ``directory``.
+
+    The file is unlinked as soon as it is open: it lives as long as the process and no longer, so a
+    killed worker leaves nothing behind, and no two workers can share one. Nothing is synced: a
+    crash loses the file anyway, and the changelog fills the next one.
+    """
+
+    #: Rows per page while iterating (by key: writes meanwhile neither repeat nor skip a row).
+    PAGE = 2000
+
+    def __init__(self, directory: Path, name: str, cache_mb: int = 64):
+        directory.mkdir(parents=True, exist_ok=True)
+        handle, path = tempfile.mkstemp(prefix=f"{name}-", suffix=".sqlite", dir=directory)
+        os.close(handle)
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        os.unlink(path)
+        for pragma in ("journal_mode=OFF", "synchronous=OFF", "temp_store=MEMORY", f"cache_size=-{cache_mb * 1024}"):
+            self._db.execute(f"PRAGMA {pragma}")
+        self._db.execute("CREATE TABLE kv (key BLOB PRIMARY KEY, partition INTEGER NOT NULL, value BLOB NOT NULL) "
+                         "WITHOUT ROWID")
+        self._db.execute("CREATE INDEX kv_partition ON kv (partition)")
+        self._count = 0
+
+    def get(self, key: bytes) -> bytes | None:
+        row = self._db.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def partition_of(self, key: bytes) -> int | None:
+        row = self._db.execute("SELECT partition FROM kv WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def write(self, partition: int, rows: Iterable[tuple[bytes, bytes | None]]) -> None:
+        latest = dict(rows)  # in order: the last value of a key is the one that stands
+        puts = [(key, partition, value) for key, value in latest.items() if value is not None]
+        deletes = [(key,) for key, value in latest.items() if value is None]
+        self._db.execute("BEGIN")
+        try:
+            if puts:
+                self._db.executemany("INSERT OR REPLACE INTO kv VALUES (?, ?, ?)", puts)
+            if deletes:
+                self._db.executemany("DELETE FROM kv WHERE key = ?", deletes)
+        finally:
+            self._db.execute("COMMIT")
+        self._count = -1  # counted again when asked
+
+    def items(self) -> Iterator[tuple[bytes, bytes]]:
+        after = b""
+        while True:
+            page = self._db.execute("SELECT key, value FROM kv WHERE key > ? ORDER BY key LIMIT ?",
+                                    (after, self.PAGE)).fetchall()
+            yield from page
+            if len(page) < self.PAGE:
+                return
+            after = page[-1][0]
+
+    def keep_only(self, partitions: set[int]) -> None:
+        held = ",".join(str(int(p)) for p in sorted(partitions)) or "-1"
+        self._db.execute(f"DELETE FROM kv WHERE partition NOT IN ({held})")  # integers only
+        self._count = -1
+
+    def __len__(self) -> int:
+        if self._count < 0:
+            self._count = self._db.execute("SELECT count(*) FROM kv").fetchone()[0]
+        return self._count
+
+    def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self._db.close()
+
+
+class Table:
+    def __init__(self, name: str, changelog: str, store: Store | None = None):
+        self.name = name
+        self.changelog = changelog
+        self._store: Store = store if store is not None else MemoryStore()
         self._staged: dict[bytes, tuple[int, bytes | None]] = {}
         #: changelog partition -> the next offset to read from it, once restored
         self.positions: dict[int, int] = {}
+        #: called after staged writes were rolled back: what indexes the table must derive again
+        self.on_discard: list[Callable[[], None]] = []
 
     def get(self, key: bytes, default: bytes | None = None) -> bytes | None:
         if key in self._staged:
             staged = self._staged[key][1]
             return default if staged is None else staged
-        return self._data.get(key, default)
+        found = self._store.get(key)
+        return default if found is None else found
 
     def __contains__(self, key: bytes) -> bool:
         return self.get(key) is not None
 
     def __len__(self) -> int:
+        if not self._staged:
+            return len(self._store)
         return sum(1 for _ in self.keys())
 
     def keys(self) -> Iterator[bytes]:
@@ -55,7 +183,7 @@ class Table:
     def items(self) -> Iterator[tuple[bytes, bytes]]:
         """Every key and value, staged writes included; safe to write to the table meanwhile."""
         staged = dict(self._staged)
-        for key, value in list(self._data.items()):
+        for key, value in self._store.items():
             if key not in staged:
                 yield key, value
         for key, (_, value) in staged.items():
@@ -65,7 +193,7 @@ class Table:
     def partition_of(self, key: bytes) -> int | None:
         if key in self._staged:
             return self._staged[key][0]
-        return self._partition_of.get(key)
+        return self._store.partition_of(key)
 
     def set(self, key: bytes, value: bytes | None, partition: int | None = None) -> None:
         """Stage ``key`` = ``value`` (None deletes it) on ``partition``: the partition of the
@@ -85,30 +213,31 @@ class Table:
         return [Outgoing(self.changelog, key, value, (), partition) for key, (partition, value) in self._staged.items()]
 
     def apply_staged(self) -> None:
+        by_partition: dict[int, list[tuple[bytes, bytes | None]]] = {}
         for key, (partition, value) in self._staged.items():
-            self.apply(partition, key, value)
+            by_partition.setdefault(partition, []).append((key, value))
+        for partition, rows in by_partition.items():
+            self._store.write(partition, rows)
         self._staged.clear()
 
     def discard_staged(self) -> None:
-        self._staged.clear()
+        if self._staged:
+            self._staged.clear()
+            for derive_again in self.on_discard:
+                derive_again()
 
     def apply(self, partition: int, key: bytes | None, value: bytes | None) -> None:
-        """One changelog record, as written or as read back while restoring."""
-        if key is None:
-            return
-        if value is None:
-            self._data.pop(key, None)
-            self._partition_of.pop(key, None)
-        else:
-            self._data[key] = value
-            self._partition_of[key] = partition
+        """One changelog record, as read back while restoring."""
+        if key is not None:
+            self._store.write(partition, [(key, value)])
+
+    def apply_many(self, partition: int, records: Iterable[tuple[bytes | None, bytes | None]]) -> None:
+        """Changelog records of one partition, in their order, as read back while restoring."""
+        self._store.write(partition, [(key, value) for key, value in records if key is not None])
 
     def keep_only(self, partitions: set[int]) -> None:
         """Forget every key on a partition this worker no longer holds."""
-        gone = [key for key, partition in self._partition_of.items() if partition not in partitions]
-        for key in gone:
-            del self._data[key]
-            del self._partition_of[key]
+        self._store.keep_only(partitions)
         for partition in list(self.positions):
             if partition not in partitions:
                 del self.positions[partition]
@@ -139,8 +268,7 @@ async def restore(tables: Collection[Table], partitions: set[int], restorer: Any
     while pending:
         fetched = await restorer.getmany(*pending, timeout_ms=1000)
         for tp, records in fetched.items():
-            for record in records:
-                wanted[tp].apply(tp.partition, record.key, record.value)
+            wanted[tp].apply_many(tp.partition, ((record.key, record.value) for record in records))
         for tp in list(pending):
             position = await restorer.position(tp)
             wanted[tp].positions[tp.partition] = position

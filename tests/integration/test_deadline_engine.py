@@ -38,7 +38,7 @@ def reminders(records, day: dt.date) -> list[dict]:
     return found
 
 
-def test_reminders_fire_once_across_a_crash_and_none_is_skipped(broker, tmp_path):
+def test_reminders_fire_once_across_a_crash_and_none_is_skipped(broker, database_url, tmp_path):
     event = parse_event(f.provider_started(PROVIDER, start_date="2027-03-01"))
     tasks = [t for t in Planner(load_catalog()).plan(event, ProviderState(provider_id=PROVIDER)).tasks
              if t.rule == "siebel-send-org-structure"]
@@ -49,6 +49,7 @@ def test_reminders_fire_once_across_a_crash_and_none_is_skipped(broker, tmp_path
         "OMBOARD_KAFKA_BOOTSTRAP": broker.bootstrap, "OMBOARD_PARTITIONS": str(TEST_PARTITIONS),
         "OMBOARD_BROKER_SESSION_TIMEOUT": "6", "OMBOARD_SWEEP_INTERVAL": "0.3",
         "OMBOARD_CLOCK_FILE": str(tmp_path / "now"), "OMBOARD_DATA_DIR": str(tmp_path / "data"),
+        "OMBOARD_DATABASE_URL": database_url,
     }
     worker = WorkerProcess("reporting", env, tmp_path / "reporting.log").start()
     requests = TopicReader(broker.bootstrap, NOTIFICATIONS)

@@ -12,7 +12,6 @@ from schemas.topics import EVENTS, TASK_STATUS, task_topic
 from schemas.wire import event_to_kafka, model_to_kafka
 from services.planning.planner import Planner
 from services.planning.state import ProviderState, evolve
-from services.reporting.app import LedgerStore
 from services.reporting.handlers import HANDLERS, Context
 from services.reporting.ledger import (
     IllegalMove,
@@ -23,6 +22,7 @@ from services.reporting.ledger import (
     notifications_due,
     record_task,
 )
+from services.reporting.store import TaskStore
 from services.runtime.streams import Received
 from services.runtime.tables import Table
 from tests.unit import _events
@@ -91,13 +91,15 @@ def test_unknown_tasks_and_illegal_moves_are_refused_with_the_reason():
     ledger, tasks = planned_ledger()
     create = by_rule(tasks, "siebel-create-org-structure")
     with pytest.raises(UnknownTask):
-        check_move(ledger, "no-such-task", "done")
+        check_move(ledger, "p1", "no-such-task", "done")
+    with pytest.raises(UnknownTask):  # a task is found only under its own provider
+        check_move(ledger, "p2", create.id, "open")
     with pytest.raises(IllegalMove, match="waits for"):
-        check_move(ledger, create.id, "done")
+        check_move(ledger, "p1", create.id, "done")
     send = by_rule(tasks, "siebel-send-org-structure")
     done, _ = change_status(ledger, change(send.id, "done"))
     with pytest.raises(IllegalMove, match="cannot move to open"):
-        check_move(done, send.id, "open")
+        check_move(done, "p1", send.id, "open")
 
 
 def test_a_failed_task_needs_a_reason_and_can_be_reopened():
@@ -146,16 +148,52 @@ def test_an_unfinished_task_is_escalated_after_its_deadline_and_a_done_one_is_no
     assert not any(send.id in [line.task_id for line in r.tasks] for r in requests if r.kind == "escalation")
 
 
-def test_the_sweep_index_returns_only_providers_with_something_due():
-    store = LedgerStore(Table("ledgers", "omboard-test-ledgers-changelog"))  # the real table, no broker
+def stored(*ledgers: Ledger) -> TaskStore:
+    store = TaskStore(Table("tasks", "omboard-test-tasks-changelog"))  # the real table, no broker
+    for partition, ledger in enumerate(ledgers):
+        for record in ledger.tasks.values():
+            store.put(record, None, partition)
+    return store
+
+
+def test_the_sweep_index_returns_only_the_tasks_with_something_due():
     ledger, _ = planned_ledger("p1")
-    store.store(ledger, partition=0)
-    store.store(Ledger(provider_id="p2"), partition=1)
+    store = stored(ledger)
     first = ledger.next_date()
-    assert store.due(first - dt.timedelta(days=1)) == []
-    assert store.due(first) == ["p1"]
-    assert store.due(first) == []  # popped: the next entry comes with the next store
-    assert store.provider_of(next(iter(ledger.tasks))) == "p1"
+    assert store.due(first - dt.timedelta(days=1)) == {}
+    due = store.due(first)
+    assert list(due) == ["p1"]
+    assert {r.task.id for r in due["p1"]} == {r.task.id for r in ledger.tasks.values() if min(r.pending_dates(), default=None) == first}
+    assert store.due(first) == {}  # popped: the next entry comes with the next write
+    store.requeue(due["p1"])  # what a sweep could not fire comes again
+    assert {r.task.id for r in store.due(first)["p1"]} == {r.task.id for r in due["p1"]}
+
+
+def test_a_stale_sweep_entry_is_skipped_and_a_rebuild_derives_the_same_index():
+    ledger, tasks = planned_ledger("p1")
+    store = stored(ledger)
+    first = ledger.next_date()
+    early = next(r for r in ledger.tasks.values() if min(r.pending_dates(), default=None) == first)
+    finished = early.model_copy(update={"status": "done"})
+    store.put(finished, early, None)  # done since its entry was made
+    assert early.task.id not in {r.task.id for r in store.due(first).get("p1", [])}
+
+    rebuilt = stored(ledger)
+    rebuilt.put(finished, early, None)
+    rebuilt.table.apply_staged()
+    rebuilt.rebuild()
+    assert set(rebuilt.dependents(by_rule(tasks, "siebel-send-org-structure").id)) == set(
+        store.dependents(by_rule(tasks, "siebel-send-org-structure").id))
+    assert {r.task.id for r in rebuilt.due(first).get("p1", [])} == {
+        r.task.id for r in ledger.tasks.values() if r.task.id != early.task.id and min(r.pending_dates(), default=None) == first}
+
+
+def test_no_record_grows_with_a_providers_tasks():
+    """Issue 9: each task is its own record, so the 2,000th costs what the first did."""
+    ledger, _ = planned_ledger("p1")
+    store = stored(ledger)
+    sizes = [len(value) for _, value in store.table.items()]
+    assert len(sizes) == len(ledger.tasks) and max(sizes) < 4_000
 
 
 # -- reporting's handlers, routed by topic -----------------------------------------------------
@@ -165,9 +203,9 @@ def received(topic: str, key: bytes, value: bytes, headers) -> Received:
     return Received(topic=topic, partition=0, offset=0, key=key, value=value, headers=tuple(headers))
 
 
-def context(ledgers: dict, states: dict) -> Context:
+def context(ledger: Ledger | None, states: dict) -> Context:
     return Context(
-        load_ledger=lambda pid: ledgers.get(pid) or Ledger(provider_id=pid),
+        tasks=ledger or Ledger(provider_id="p1"),
         load_state=lambda pid: states.get(pid) or ProviderState(provider_id=pid),
         planner=PLANNER,
         now=NOW,
@@ -177,15 +215,16 @@ def context(ledgers: dict, states: dict) -> Context:
 def test_handlers_route_tasks_status_changes_and_events():
     ledger, tasks = planned_ledger()
     task = by_rule(tasks, "siebel-send-org-structure")
-    effect = HANDLERS[task_topic("siebel")](received(task_topic("siebel"), *model_to_kafka(task, "p1", None)), context({}, {}))
-    assert effect.ledger is not None and task.id in effect.ledger.tasks and effect.created == [task]
+    effect = HANDLERS[task_topic("siebel")](received(task_topic("siebel"), *model_to_kafka(task, "p1", None)), context(None, {}))
+    assert list(effect.records) == [task.id] and effect.created == [task]
 
-    moved = HANDLERS[TASK_STATUS](received(TASK_STATUS, *model_to_kafka(change(task.id, "done"), "p1", None)), context({"p1": ledger}, {}))
-    assert moved.ledger.tasks[task.id].status == "done" and moved.changes
+    moved = HANDLERS[TASK_STATUS](received(TASK_STATUS, *model_to_kafka(change(task.id, "done"), "p1", None)), context(ledger, {}))
+    assert moved.records[task.id].status == "done" and moved.changes
+    assert all(record.status == "open" for tid, record in moved.records.items() if tid != task.id)  # what it opened
 
     with pytest.raises(IllegalMove):
         blocked = by_rule(tasks, "siebel-create-org-structure")
-        HANDLERS[TASK_STATUS](received(TASK_STATUS, *model_to_kafka(change(blocked.id, "done"), "p1", None)), context({"p1": ledger}, {}))
+        HANDLERS[TASK_STATUS](received(TASK_STATUS, *model_to_kafka(change(blocked.id, "done"), "p1", None)), context(ledger, {}))
 
 
 def test_a_submitted_service_report_completes_its_month_even_before_the_month_was_opened():
@@ -193,12 +232,13 @@ def test_a_submitted_service_report_completes_its_month_even_before_the_month_wa
     state = evolve(ProviderState(provider_id="p1"), started, PLANNER.plan(started, ProviderState(provider_id="p1")), CATALOG)
     report = _events.service_report("p1", unit_id="u1", month="2026-03", submitted_on="2026-04-02")
 
-    effect = HANDLERS[EVENTS](received(EVENTS, *event_to_kafka(report)), context({}, {"p1": state}))
+    effect = HANDLERS[EVENTS](received(EVENTS, *event_to_kafka(report)), context(None, {"p1": state}))
 
     expected = PLANNER.completions(report, state)
     assert expected, "SB3 applies to special housing"
-    assert all(effect.ledger.tasks[task_id].status == "done" for task_id in expected)
-    assert effect.state is not None and effect.state.has_processed(report)
+    assert all(effect.records[task_id].status == "done" for task_id in expected)
+    assert effect.state is not None and effect.state.facts.has_processed(report)
     # The month opened later adds nothing: the ids are the same.
+    after = Ledger(provider_id="p1").with_records(effect.records)
     for task in PLANNER.plan_monthly_reports(state, "2026-03"):
-        assert record_task(effect.ledger, task, NOW)[1] is (task.id not in effect.ledger.tasks)
+        assert record_task(after, task, NOW)[1] is (task.id not in effect.records)

@@ -315,3 +315,48 @@ def test_a_null_origin_is_refused_for_the_login_and_every_post(world):
     own = client.post(f"/providers/acme/tasks/{task.task.id}/done", headers={"Origin": "http://testserver"},
                       follow_redirects=False)
     assert own.status_code == 303 and store.load("acme").tasks[task.task.id].status == "done"
+
+
+def test_every_task_as_json_or_csv_with_filters_and_paging(world):
+    client, store, _, _today = world
+    every = client.get("/v1/tasks", headers=bearer(OPS)).json()["tasks"]
+    assert len(every) == sum(len(ledger.tasks) for ledger in store.tables.values())
+    assert [(t["provider_id"], t["due"], t["id"]) for t in every] == sorted((t["provider_id"], t["due"], t["id"]) for t in every)
+    late = client.get("/v1/tasks?overdue=true&system=siebel", headers=bearer(OPS)).json()["tasks"]
+    assert late and all(t["overdue"] and t["system"] == "siebel" for t in late)
+    page = client.get("/v1/tasks?limit=5&offset=5", headers=bearer(OPS)).json()["tasks"]
+    assert [t["id"] for t in page] == [t["id"] for t in every[5:10]]
+
+    csv_response = client.get("/v1/tasks?format=csv&provider_id=acme", headers=bearer(OPS))
+    assert csv_response.status_code == 200 and csv_response.headers["content-type"].startswith("text/csv")
+    assert "attachment" in csv_response.headers["content-disposition"]
+    import csv as csv_module
+    import io
+    lines = list(csv_module.DictReader(io.StringIO(csv_response.text)))
+    assert len(lines) == len(store.load("acme").tasks)
+    assert lines[0].keys() >= {"id", "provider_id", "system", "status", "due", "obligation", "responsible", "person"}
+    assert {line["provider_id"] for line in lines} == {"acme"}
+    assert all(line["last_change_by"] == "omboard" for line in lines)
+
+
+def test_a_provider_admin_exports_only_its_own_tasks(world):
+    client, *_ = world
+    own = client.get("/v1/tasks", headers=bearer(ACME)).json()["tasks"]
+    assert own and {t["provider_id"] for t in own} == {"acme"}
+    refused = client.get("/v1/tasks?provider_id=other", headers=bearer(ACME))
+    assert refused.status_code == 403
+    assert client.get("/v1/tasks?format=xls", headers=bearer(OPS)).status_code == 422
+
+
+def test_the_read_model_away_is_a_clear_503_not_an_error(world):
+    client, store, publisher, _ = world
+    task = by_rule(store.load("acme"), "siebel-send-org-structure")
+    store.down = True
+    for path in ("/v1/providers", "/v1/providers/acme/tasks", "/v1/tasks/overdue", "/v1/tasks"):
+        response = client.get(path, headers=bearer(OPS))
+        assert response.status_code == 503, path
+        assert "cannot be reached" in response.json()["detail"] and response.headers["Retry-After"]
+    moved = client.post(f"/v1/tasks/{task.task.id}/status", json={"status": "done"}, headers=bearer(OPS))
+    assert moved.status_code == 503 and publisher.sent == []  # nothing published that could not be checked
+    page = client.get("/providers", headers=bearer(OPS))
+    assert page.status_code == 503 and "kan inte visas" in page.text

@@ -1,5 +1,5 @@
 """Tables without a broker: staged writes are seen at once, kept only when settled, and a
-worker keeps only the partitions it holds."""
+worker keeps only the partitions it holds; the same in memory and on disk."""
 
 from __future__ import annotations
 
@@ -9,11 +9,19 @@ from types import SimpleNamespace
 import pytest
 from aiokafka import TopicPartition
 
-from services.runtime.tables import Table, restore
+from services.runtime.tables import DiskStore, Table, restore
 
 
-def test_a_staged_write_is_read_at_once_and_becomes_a_changelog_record_on_its_partition():
-    table = Table("providers", "omboard-x-providers-changelog")
+@pytest.fixture(params=["memory", "disk"])
+def new_table(request, tmp_path):
+    """Tables of one kind of store."""
+    def make(name: str = "t", changelog: str = "c") -> Table:
+        return Table(name, changelog, DiskStore(tmp_path, name) if request.param == "disk" else None)
+    return make
+
+
+def test_a_staged_write_is_read_at_once_and_becomes_a_changelog_record_on_its_partition(new_table):
+    table = new_table("providers", "omboard-x-providers-changelog")
     table.set(b"p1", b"state-1", partition=1)
     assert table.get(b"p1") == b"state-1"
     assert [(r.topic, r.key, r.value, r.partition) for r in table.staged_records()] == [
@@ -23,8 +31,8 @@ def test_a_staged_write_is_read_at_once_and_becomes_a_changelog_record_on_its_pa
     assert table.get(b"p1") == b"state-1" and table.partition_of(b"p1") == 1
 
 
-def test_discarding_staged_writes_restores_what_was_there():
-    table = Table("t", "c")
+def test_discarding_staged_writes_restores_what_was_there(new_table):
+    table = new_table()
     table.apply(0, b"k", b"old")
     table.set(b"k", b"new")  # a key already held stays on its partition
     table.set(b"n", b"fresh", partition=0)
@@ -33,13 +41,13 @@ def test_discarding_staged_writes_restores_what_was_there():
     assert dict(table.items()) == {b"k": b"old"}
 
 
-def test_a_new_key_needs_its_partition():
+def test_a_new_key_needs_its_partition(new_table):
     with pytest.raises(KeyError, match="needs the partition"):
-        Table("t", "c").set(b"k", b"v")
+        new_table().set(b"k", b"v")
 
 
-def test_a_deletion_is_a_tombstone_and_hides_the_key():
-    table = Table("t", "c")
+def test_a_deletion_is_a_tombstone_and_hides_the_key(new_table):
+    table = new_table()
     table.apply(0, b"k", b"v")
     table.delete(b"k")
     assert table.get(b"k") is None and b"k" not in table
@@ -48,8 +56,8 @@ def test_a_deletion_is_a_tombstone_and_hides_the_key():
     assert len(table) == 0
 
 
-def test_keep_only_forgets_other_partitions_and_where_they_were_read():
-    table = Table("t", "c")
+def test_keep_only_forgets_other_partitions_and_where_they_were_read(new_table):
+    table = new_table()
     table.apply(0, b"a", b"1")
     table.apply(1, b"b", b"2")
     table.positions.update({0: 5, 1: 7})
@@ -87,8 +95,8 @@ class ChangelogReader:
         return self.at[tp]
 
 
-def test_restore_reads_each_partition_to_its_end_and_on_from_where_it_was_next_time():
-    table = Table("t", "c")
+def test_restore_reads_each_partition_to_its_end_and_on_from_where_it_was_next_time(new_table):
+    table = new_table()
     tp = TopicPartition("c", 0)
     reader = ChangelogReader({tp: [(b"a", b"1"), (b"b", b"2"), (b"a", None)]})  # a tombstone last
     asyncio.run(restore([table], {0}, reader))
@@ -98,3 +106,15 @@ def test_restore_reads_each_partition_to_its_end_and_on_from_where_it_was_next_t
     asyncio.run(restore([table], {0}, reader))
     assert reader.read_from[tp] == 3, "read on from where it was, not from the start"
     assert dict(table.items()) == {b"b": b"2", b"c": b"3"}
+
+
+def test_a_disk_store_pages_through_more_rows_than_a_page_and_leaves_no_file(tmp_path):
+    store = DiskStore(tmp_path, "big")
+    store.write(0, [(f"k{i:05d}".encode(), b"v" * 100) for i in range(DiskStore.PAGE * 2 + 7)])
+    store.write(1, [(b"k00003", None), (b"z", b"first"), (b"z", None), (b"z", b"last")])
+    keys = [key for key, _ in store.items()]
+    assert len(keys) == len(set(keys)) == DiskStore.PAGE * 2 + 7 and keys == sorted(keys)
+    assert store.get(b"k00003") is None and store.partition_of(b"z") == 1
+    assert list(tmp_path.iterdir()) == []  # unlinked once open: a killed worker leaves nothing behind
+    store.keep_only({1})
+    assert list(store.items()) == [(b"z", b"last")] and len(store) == 1

@@ -1,0 +1,167 @@
+"""The projection: a reporting worker's task changelog followed into the read model.
+
+Each reporting worker projects the changelog partitions of the input partitions it holds, from
+where PostgreSQL says that partition was projected to (``projection_positions``), in
+transactions of up to a few thousand records. The changelog is the truth and the read model its
+copy: a projector that stops (a kill, a rebalance, the database away) resumes from the stored
+position, and replays write the same rows (``services.readmodel.projection``).
+
+While the database cannot be reached the worker goes on recording its tasks; the projection falls
+behind, readiness says "read model behind", and it catches up when the database returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+import psycopg
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from services.readmodel.migrate import migrate
+from services.readmodel.projection import ChangelogRecord, positions, project
+from services.runtime.broker import aiokafka_client_config, bootstrap_servers
+from services.runtime.deadletter import reason_of
+
+log = logging.getLogger(__name__)
+
+#: Records per transaction: large enough to amortise the round trips, small enough to commit often.
+MAX_RECORDS = 2000
+#: Seconds between attempts while the database cannot be reached.
+RETRY_SECONDS = (0.5, 1.0, 2.0, 5.0)
+#: A projection further behind its changelog than this, for longer than ``BEHIND_AFTER``, is reported.
+BEHIND_AFTER = 30.0
+
+UNREACHABLE = (psycopg.OperationalError, PoolTimeout)
+
+
+class Projector:
+    def __init__(self, app: Any, changelog: str, pool: AsyncConnectionPool):
+        self.app = app
+        self.changelog = changelog
+        self.pool = pool
+        self.unreachable: str | None = "not started"  # why the database cannot be written now
+        self.projected: dict[int, int] = {}  # changelog partition -> next offset to project
+        self._ends: dict[int, int] = {}
+        self._caught_up_at = time.monotonic()
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task | None = None
+        self._partitions: frozenset[int] = frozenset()
+
+    # -- readiness ---------------------------------------------------------------------------------
+
+    def problem(self, now: float | None = None) -> str | None:
+        """Why the read model does not show what the worker recorded, if it does not."""
+        if self.unreachable:
+            return f"read model behind: {self.unreachable}"
+        behind = self.behind()
+        now = time.monotonic() if now is None else now
+        if behind and now - self._caught_up_at > BEHIND_AFTER:
+            return f"read model behind: {behind} changelog record(s) not projected for {now - self._caught_up_at:.0f}s"
+        return None
+
+    def behind(self) -> int:
+        return sum(max(0, end - self.projected.get(p, 0)) for p, end in self._ends.items() if p in self._partitions)
+
+    # -- running -----------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        settings = self.app.settings
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap_servers(settings.kafka_bootstrap), client_id=f"{self.app.id}-projector",
+            group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
+            **aiokafka_client_config(settings))
+        await self._consumer.start()
+        self._task = asyncio.create_task(self._run(), name=f"{self.app.service}-projector")
+        self._task.add_done_callback(self._died)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.remove_done_callback(self._died)
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        if self._consumer is not None:
+            with contextlib.suppress(Exception):
+                await self._consumer.stop()
+        with contextlib.suppress(Exception):
+            await self.pool.close()
+
+    def _died(self, task: asyncio.Task) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self.app.crashed = f"read model projection crashed: {reason_of(task.exception())}"
+            log.error("%s: %s", self.app.service, self.app.crashed, exc_info=task.exception())
+
+    async def _run(self) -> None:
+        attempt = 0
+        migrated = False
+        while True:
+            try:
+                if not migrated:
+                    await self.pool.open(wait=False)
+                    async with self.pool.connection() as conn:
+                        applied = await migrate(conn)
+                    if applied:
+                        log.info("read model: applied migration(s) %s", ", ".join(applied))
+                    migrated = True
+                await self._follow()
+            except UNREACHABLE as error:
+                if self.unreachable is None:
+                    log.warning("read model: the database cannot be reached (%s); the projection falls behind "
+                                "and catches up when it returns", type(error).__name__)
+                self.unreachable = "its database cannot be reached"
+                self._partitions = frozenset()  # positions are read again once it answers
+                await asyncio.sleep(RETRY_SECONDS[min(attempt, len(RETRY_SECONDS) - 1)])
+                attempt += 1
+            else:
+                attempt = 0
+
+    async def _follow(self) -> None:
+        """Project until the database fails (raises) or is cancelled."""
+        assert self._consumer is not None
+        while True:
+            wanted = frozenset(tp.partition for tp in self.app.assigned)
+            if wanted != self._partitions:
+                await self._seek(wanted)
+            if not self._partitions:
+                self.unreachable = None
+                await asyncio.sleep(0.2)
+                continue
+            fetched = await self._consumer.getmany(timeout_ms=200, max_records=MAX_RECORDS)
+            records = [
+                ChangelogRecord(tp.partition, message.offset, message.value, message.key.decode())
+                for tp, messages in fetched.items() if tp.partition in self._partitions
+                for message in messages if message.key is not None
+            ]
+            if records:
+                async with self.pool.connection() as conn:
+                    await project(conn, self.changelog, records)
+                for record in records:
+                    self.projected[record.partition] = max(self.projected.get(record.partition, 0), record.offset + 1)
+            self.unreachable = None
+            await self._measure()
+
+    async def _seek(self, partitions: frozenset[int]) -> None:
+        assert self._consumer is not None
+        async with self.pool.connection() as conn:
+            stored = await positions(conn, self.changelog)
+        tps = [TopicPartition(self.changelog, p) for p in sorted(partitions)]
+        self._consumer.assign(tps)
+        for tp in tps:
+            self._consumer.seek(tp, stored.get(tp.partition, 0))
+            self.projected[tp.partition] = stored.get(tp.partition, 0)
+        self._partitions = partitions
+        self._ends = {}
+
+    async def _measure(self) -> None:
+        assert self._consumer is not None
+        if not self._ends or not self.behind():
+            tps = [TopicPartition(self.changelog, p) for p in sorted(self._partitions)]
+            ends = await self._consumer.end_offsets(tps)
+            self._ends = {tp.partition: offset for tp, offset in ends.items()}
+        if not self.behind():
+            self._caught_up_at = time.monotonic()
