@@ -20,10 +20,13 @@ from typing import Any
 
 import psycopg
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from pydantic import ValidationError
 
 from services.readmodel.migrate import migrate
 from services.readmodel.projection import ChangelogRecord, positions, project
+from services.runtime import metrics
 from services.runtime.broker import aiokafka_client_config, bootstrap_servers
 from services.runtime.deadletter import reason_of
 
@@ -33,8 +36,10 @@ log = logging.getLogger(__name__)
 MAX_RECORDS = 2000
 #: Seconds between attempts while the database cannot be reached.
 RETRY_SECONDS = (0.5, 1.0, 2.0, 5.0)
-#: A projection further behind its changelog than this, for longer than ``BEHIND_AFTER``, is reported.
+#: A projection that has not reached where its changelog ended this many seconds ago is reported.
 BEHIND_AFTER = 30.0
+#: Seconds between measurements of where the changelog ends.
+MEASURE_EVERY = 1.0
 
 UNREACHABLE = (psycopg.OperationalError, PoolTimeout)
 
@@ -46,8 +51,10 @@ class Projector:
         self.pool = pool
         self.unreachable: str | None = "not started"  # why the database cannot be written now
         self.projected: dict[int, int] = {}  # changelog partition -> next offset to project
-        self._ends: dict[int, int] = {}
-        self._caught_up_at = time.monotonic()
+        #: when the changelog's ends were last measured, and what they were
+        self._target: tuple[float, dict[int, int]] | None = None
+        self._caught_up_at = time.monotonic()  # the projection had reached the ends measured then
+        self._measured_at = 0.0
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task | None = None
         self._partitions: frozenset[int] = frozenset()
@@ -55,17 +62,20 @@ class Projector:
     # -- readiness ---------------------------------------------------------------------------------
 
     def problem(self, now: float | None = None) -> str | None:
-        """Why the read model does not show what the worker recorded, if it does not."""
+        """Why the read model does not show what the worker recorded, if it does not. Under a
+        steady stream the projection trails by a batch; it is behind only when it has not reached,
+        for ``BEHIND_AFTER`` seconds, where the changelog ended back then."""
         if self.unreachable:
             return f"read model behind: {self.unreachable}"
-        behind = self.behind()
         now = time.monotonic() if now is None else now
-        if behind and now - self._caught_up_at > BEHIND_AFTER:
-            return f"read model behind: {behind} changelog record(s) not projected for {now - self._caught_up_at:.0f}s"
+        if now - self._caught_up_at > BEHIND_AFTER:
+            return (f"read model behind: {self.behind()} changelog record(s) to project; it has not caught up "
+                    f"for {now - self._caught_up_at:.0f}s")
         return None
 
     def behind(self) -> int:
-        return sum(max(0, end - self.projected.get(p, 0)) for p, end in self._ends.items() if p in self._partitions)
+        ends = self._target[1] if self._target else {}
+        return sum(max(0, end - self.projected.get(p, 0)) for p, end in ends.items() if p in self._partitions)
 
     # -- running -----------------------------------------------------------------------------------
 
@@ -109,11 +119,12 @@ class Projector:
                         log.info("read model: applied migration(s) %s", ", ".join(applied))
                     migrated = True
                 await self._follow()
-            except UNREACHABLE as error:
-                if self.unreachable is None:
-                    log.warning("read model: the database cannot be reached (%s); the projection falls behind "
-                                "and catches up when it returns", type(error).__name__)
-                self.unreachable = "its database cannot be reached"
+            except (*UNREACHABLE, KafkaError) as error:
+                what = "its changelog cannot be read" if isinstance(error, KafkaError) else "its database cannot be reached"
+                if self.unreachable != what:
+                    log.warning("read model: %s (%s); the projection falls behind and catches up when it can",
+                                what, type(error).__name__)
+                self.unreachable = what
                 self._partitions = frozenset()  # positions are read again once it answers
                 await asyncio.sleep(RETRY_SECONDS[min(attempt, len(RETRY_SECONDS) - 1)])
                 attempt += 1
@@ -138,12 +149,31 @@ class Projector:
                 for message in messages if message.key is not None
             ]
             if records:
-                async with self.pool.connection() as conn:
-                    await project(conn, self.changelog, records)
+                await self._project(records)
                 for record in records:
                     self.projected[record.partition] = max(self.projected.get(record.partition, 0), record.offset + 1)
             self.unreachable = None
             await self._measure()
+
+    async def _project(self, records: list[ChangelogRecord]) -> None:
+        """Project ``records``; one that cannot be read as a task is logged, counted and passed over
+        (it stays in the changelog, and the worker's table has it), the rest projected."""
+        try:
+            async with self.pool.connection() as conn:
+                await project(conn, self.changelog, records)
+            return
+        except (ValueError, ValidationError):
+            pass
+        for record in records:
+            try:
+                async with self.pool.connection() as conn:
+                    await project(conn, self.changelog, [record])
+            except (ValueError, ValidationError) as error:
+                log.error("read model: %s[%d]@%d is not a task record, not projected: %s", self.changelog,
+                          record.partition, record.offset, reason_of(error))
+                metrics.READ_MODEL_SKIPPED.inc()
+                async with self.pool.connection() as conn:  # past it, so it is not read again
+                    await project(conn, self.changelog, [ChangelogRecord(record.partition, record.offset, None, "")])
 
     async def _seek(self, partitions: frozenset[int]) -> None:
         assert self._consumer is not None
@@ -155,13 +185,17 @@ class Projector:
             self._consumer.seek(tp, stored.get(tp.partition, 0))
             self.projected[tp.partition] = stored.get(tp.partition, 0)
         self._partitions = partitions
-        self._ends = {}
+        self._target = None
 
     async def _measure(self) -> None:
+        """Note when the projection reached the ends last measured, and measure them again."""
         assert self._consumer is not None
-        if not self._ends or not self.behind():
+        now = time.monotonic()
+        if self._target is not None and not self.behind():
+            self._caught_up_at = self._target[0]
+            self._target = None
+        if self._target is None and now - self._measured_at >= MEASURE_EVERY:
             tps = [TopicPartition(self.changelog, p) for p in sorted(self._partitions)]
             ends = await self._consumer.end_offsets(tps)
-            self._ends = {tp.partition: offset for tp, offset in ends.items()}
-        if not self.behind():
-            self._caught_up_at = time.monotonic()
+            self._target = (now, {tp.partition: offset for tp, offset in ends.items()})
+            self._measured_at = now

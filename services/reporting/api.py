@@ -132,7 +132,15 @@ def csv_line(row: Row, today: dt.date) -> dict[str, Any]:
     line["waiting_for"] = " ".join(view["waiting_for"])
     line["last_change_at"] = last.at.isoformat() if last else ""
     line["last_change_by"] = last.by if last else ""
-    return line
+    return {column: _as_text(value) for column, value in line.items()}
+
+
+def _as_text(value: Any) -> Any:
+    """A cell a spreadsheet shows as written: text it would run as a formula (a provider's name
+    from upstream starting with "=", say) gets a leading apostrophe, as OWASP advises."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
 
 
 def check_move(row: Row | None, provider_id: str, task_id: str, status: TaskStatus) -> TaskRecord:
@@ -332,15 +340,31 @@ def create_status_api(reader: TaskReader, keys: KeyRing, publish: Publish, clock
         rows = await service.reader.tasks(today, provider_id=provider_id, system=system, responsible=responsible,
                                           status=status, obligation=obligation, overdue=overdue, due_from=due_from,
                                           due_to=due_to, limit=limit, offset=offset)
+        # A full page may have more after it: say where the next one starts.
+        more = {"X-Next-Offset": str(offset + limit)} if len(rows) == limit else {}
         if format == "csv":
             out = io.StringIO()
             writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\r\n")
             writer.writeheader()
             writer.writerows(csv_line(row, today) for row in rows)
-            return Response(out.getvalue(), media_type="text/csv; charset=utf-8",
-                            headers={"Content-Disposition": f'attachment; filename="omboard-tasks-{today}.csv"'})
-        return JSONResponse({"today": today.isoformat(), "limit": limit, "offset": offset,
-                             "tasks": [task_view(r, today) for r in rows]})
+            return Response(out.getvalue(), media_type="text/csv; charset=utf-8", headers={
+                "Content-Disposition": f'attachment; filename="omboard-tasks-{today}.csv"', **more})
+        body = {"today": today.isoformat(), "limit": limit, "offset": offset, "tasks": [task_view(r, today) for r in rows]}
+        if more:
+            body["next_offset"] = offset + limit
+        return JSONResponse(body, headers=more)
+
+    @api.get("/v1/tasks/{task_id}", responses={404: {"description": "No such task"},
+                                               503: {"description": "The read model cannot answer now"}})
+    async def one_task(task_id: str, principal: Principal = Depends(principal_of)) -> dict[str, Any]:
+        """One task with its whole history: the audit trail from the event that planned it (``plan_id``)
+        through every change, who made it and when."""
+        scope = service.scope(principal)
+        row = await service.reader.task(task_id)
+        if row is None or (scope is not None and row.provider_id != scope):
+            raise HTTPException(404, f"no task {task_id}")  # another provider's task is not told apart
+        view = task_view(row, service.today())
+        return {**view, "plan_id": row.record.task.plan_id, "rule": row.record.task.rule}
 
     @api.post(
         "/v1/tasks/{task_id}/status",

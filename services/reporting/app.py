@@ -54,8 +54,7 @@ def build(settings: Settings, clock: Clock | None = None, **app_options) -> Stre
 
     @app.on_assigned
     async def _partitions_moved(assigned) -> None:
-        store.rebuild()
-        providers.rebuild()
+        providers.rebuild()  # the tasks' indexes are kept as their records are restored
 
     @app.agent(*HANDLERS, name="reporting-ledger")
     async def keep_ledger(batch: list[Received]) -> list[Outgoing]:
@@ -84,7 +83,7 @@ def build(settings: Settings, clock: Clock | None = None, **app_options) -> Stre
         # same requests (same ids) are asked again, and the notifier sends each once.
         for task_id, record in changed.items():
             partition, encoded = placed[task_id]
-            store.put(record, store.get(task_id), partition, encoded)
+            store.put(record, partition, encoded)
         return outgoing
 
     async def open_monthly_reports(today: dt.date) -> None:
@@ -111,13 +110,12 @@ def build(settings: Settings, clock: Clock | None = None, **app_options) -> Stre
         now = clock.now()
         today = now.astimezone(zone).date()
         await open_monthly_reports(today)
-        due = store.due(today)
+        taken = store.due_keys(today)
         try:
-            for provider_id, records in sorted(due.items()):
+            for provider_id, records in sorted(store.read(taken).items()):
                 await _fire(provider_id, records, today, now)
-                due[provider_id] = []
         finally:
-            store.requeue(record for records in due.values() for record in records)
+            store.requeue(taken)  # what did not fire (an error, a record too large) comes again next sweep
         store.stats.publish(today)
         metrics.SWEEP_SECONDS.observe(time.perf_counter() - started)
 
@@ -130,13 +128,11 @@ def build(settings: Settings, clock: Clock | None = None, **app_options) -> Stre
             # every sweep); the tasks stay as they were, and say so each sweep.
             log.error("reporting: reminders for provider %s held back: %s", provider_id, error)
             metrics.RECORDS_TOO_LARGE.labels(SERVICE).inc()
-            store.requeue(records)
             return
         # Asked, then recorded as asked (the runtime records the staged records after this).
         await send_all(app, checked.messages)
-        before = {record.task.id: record for record in records}
         for task_id, record in fired.items():
-            store.put(record, before[task_id], None, checked.records[task_id])
+            store.put(record, None, checked.records[task_id])
         for request in requests:
             metrics.NOTIFICATIONS_REQUESTED.labels(request.kind).inc()
 

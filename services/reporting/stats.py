@@ -5,32 +5,36 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 
-from services.reporting.ledger import TaskRecord
 from services.runtime import metrics
 
-Key = tuple[str, str, dt.date]  # system, responsible, due
+StatsKey = tuple[str, str, int]  # system, responsible, the due date's ordinal
 
 
 class TaskStats:
+    """How many active tasks each (system, responsible, due date) has."""
+
     def __init__(self) -> None:
-        self._active: Counter[Key] = Counter()
+        self._active: Counter[StatsKey] = Counter()
         self._published: set[tuple[str, str]] = set()
 
-    def replace(self, before: TaskRecord | None, after: TaskRecord) -> None:
-        if before is not None and before.active:
-            key = (before.task.system, before.task.responsible, before.task.due)
-            self._active[key] -= 1
-            if self._active[key] <= 0:
-                del self._active[key]
-        if after.active:
-            self._active[(after.task.system, after.task.responsible, after.task.due)] += 1
+    def clear(self) -> None:
+        """Forget every count; label sets published before read 0 at the next publish."""
+        self._active.clear()
+
+    def add(self, key: StatsKey) -> None:
+        self._active[key] += 1
+
+    def remove(self, key: StatsKey) -> None:
+        self._active[key] -= 1
+        if self._active[key] <= 0:
+            del self._active[key]
 
     def publish(self, today: dt.date) -> None:
         opened: Counter[tuple[str, str]] = Counter()
         overdue: Counter[tuple[str, str]] = Counter()
         for (system, responsible, due), count in self._active.items():
             opened[(system, responsible)] += count
-            if due < today:
+            if due < today.toordinal():
                 overdue[(system, responsible)] += count
         # A label set that had tasks and has none now must read 0, not its last value.
         self._published |= set(opened)

@@ -21,6 +21,10 @@ EVENTS_FAILED = Counter(
 DEAD_LETTERS = Counter(
     "omboard_dead_letters_total", "Records written to a dead-letter topic, by source topic", ["service", "topic"]
 )
+READ_MODEL_SKIPPED = Counter(
+    "omboard_read_model_skipped_total",
+    "Changelog records the read model's projection passed over: not a task record (logged with their offset)",
+)
 RECORDS_TOO_LARGE = Counter(
     "omboard_records_too_large_total",
     "Writes held back because the record would be over Kafka's limit (the message behind it is dead-lettered)",

@@ -291,6 +291,8 @@ class StreamApp:
             if self._stopping.is_set() or not self.joined or self.restoring:
                 continue
             async with self.lock:
+                if not self.assigned:  # between a revocation and the next assignment: nothing is ours
+                    continue
                 try:
                     await timer.run()
                     await self.flush_writes()

@@ -9,12 +9,9 @@ import datetime as dt
 
 import httpx
 import pytest
-from kafka import KafkaProducer
 
 from schemas.catalog import load_catalog
 from schemas.events import parse_event
-from schemas.topics import EVENTS
-from schemas.wire import event_to_kafka
 from services.planning.planner import Planner
 from services.planning.state import ProviderState
 from services.runtime.broker import free_port
@@ -22,7 +19,7 @@ from services.runtime.clock import FileClock
 from services.runtime.launcher import Stack
 from tests import factories
 from tests.conftest import TEST_PARTITIONS
-from tests.support.kafka import TopicReader
+from tests.support.kafka import TopicReader, publish_events
 from tests.support.wait import eventually
 
 pytestmark = pytest.mark.integration
@@ -34,17 +31,6 @@ def events(run: str, first: int, count: int) -> list[dict]:
     return [factories.provider_started(f"{run}-p{i}", event_id=f"{run}-e{i}",
                                        units=[factories.unit(f"{run}-p{i}-u1"), factories.unit(f"{run}-p{i}-u2")])
             for i in range(first, first + count)]
-
-
-def publish(bootstrap: str, batch: list[dict]) -> None:
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=10)
-    try:
-        for raw in batch:
-            key, value, headers = event_to_kafka(parse_event(raw))
-            producer.send(EVENTS, key=key, value=value, headers=headers)
-        producer.flush()
-    finally:
-        producer.close()
 
 
 def planned(batch: list[dict]) -> set[str]:
@@ -74,11 +60,11 @@ def test_the_read_model_catches_up_with_every_task_after_the_database_was_away(b
             assert len(ids) == len(set(ids)), "a task listed twice"
             return set(ids)
 
-        publish(stack.bootstrap, before)
+        publish_events(stack.bootstrap, before)
         eventually(lambda: listed() == planned(before), "the first events' tasks in the read model", timeout=60)
 
         stack.stop_database()
-        publish(stack.bootstrap, during)
+        publish_events(stack.bootstrap, during)
 
         # Reporting records every task all the same: its table's changelog has them.
         reader = TopicReader(stack.bootstrap, TASKS_CHANGELOG)

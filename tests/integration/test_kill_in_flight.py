@@ -14,13 +14,11 @@ from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
-from kafka import KafkaProducer
 
 from schemas.catalog import load_catalog
 from schemas.events import parse_event
 from schemas.notifications import NotificationRequest
 from schemas.topics import EVENTS, NOTIFICATIONS, TASK_STATUS, TASK_TOPICS
-from schemas.wire import event_to_kafka
 from services.notifier.domain import route
 from services.planning.planner import Planner
 from services.planning.state import ProviderState
@@ -31,7 +29,7 @@ from services.runtime.launcher import Stack
 from services.runtime.settings import Settings
 from tests import factories
 from tests.conftest import TEST_PARTITIONS, needs_apache_kafka
-from tests.support.kafka import GroupProgress, TopicReader
+from tests.support.kafka import GroupProgress, TopicReader, publish_events
 from tests.support.wait import eventually
 
 pytestmark = [pytest.mark.integration, needs_apache_kafka]
@@ -67,17 +65,6 @@ def dry_run(batch: list[dict]) -> dict[str, set[str]]:
     planner = Planner(load_catalog(None))
     return {e["data"]["provider"]["id"]: {t.id for t in planner.plan(parse_event(e), ProviderState(
         provider_id=e["data"]["provider"]["id"])).tasks} for e in batch}
-
-
-def publish(bootstrap: str, batch: list[dict]) -> None:
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20)
-    try:
-        for event in batch:
-            key, value, headers = event_to_kafka(parse_event(event))
-            producer.send(EVENTS, key=key, value=value, headers=headers)
-        producer.flush()
-    finally:
-        producer.close()
 
 
 def kill_in_flight(stack: Stack, service: str, started: Callable[[], bool]) -> int:
@@ -123,7 +110,7 @@ def test_a_worker_killed_with_messages_in_flight_loses_nothing(own_broker, tmp_p
                 return ledger(f"kill-{service}-0") is not None or ledger(f"kill-{service}-1") is not None
             return True  # a planner: the burst is uncommitted until it has planned it
 
-        publish(stack.bootstrap, batch)
+        publish_events(stack.bootstrap, batch)
         waiting = kill_in_flight(stack, service, begun)
         stack.restart(service)
         print(f"{service}: killed with {waiting} message(s) not committed, restarted")

@@ -13,12 +13,10 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaConsumer
 
 from schemas.catalog import load_catalog
 from schemas.events import parse_event
-from schemas.topics import EVENTS
-from schemas.wire import event_to_kafka
 from services.planning.planner import Planner
 from services.planning.state import ProviderState, evolve
 from services.runtime.apache_kafka import ApacheKafka
@@ -27,7 +25,7 @@ from services.runtime.clock import FileClock
 from services.runtime.launcher import Stack
 from tests import factories
 from tests.conftest import TEST_PARTITIONS, needs_apache_kafka
-from tests.support.kafka import TopicReader
+from tests.support.kafka import TopicReader, publish_events
 from tests.support.wait import eventually
 
 pytestmark = [pytest.mark.integration, needs_apache_kafka]
@@ -79,13 +77,7 @@ def test_a_provider_with_20000_tasks_has_no_large_record_and_every_task_in_the_r
                   partitions=TEST_PARTITIONS, clock_file=clock.path,
                   services=("orgstructure", "permissions", "reporting"))
     with stack.running(timeout=90):
-        producer = KafkaProducer(bootstrap_servers=stack.bootstrap, acks="all", linger_ms=20,
-                                 max_request_size=2_000_000)
-        for raw in events:
-            key, value, headers = event_to_kafka(parse_event(raw))
-            producer.send(EVENTS, key=key, value=value, headers=headers)
-        producer.flush()
-        producer.close()
+        publish_events(stack.bootstrap, events, max_request_size=2_000_000)
 
         def shown() -> int:
             response = httpx.get(f"{stack.status_url}/v1/providers", headers=stack.auth("operator"), timeout=30)

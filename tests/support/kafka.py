@@ -128,3 +128,21 @@ class GroupProgress:
     def close(self) -> None:
         self._admin.close()
         self._consumer.close()
+
+
+def publish_events(bootstrap: str, events: list[dict], *, max_request_size: int = 1_048_576) -> None:
+    """Validate and produce ``events`` to omboard.events, as upstream would, and wait for the broker."""
+    from kafka import KafkaProducer
+
+    from schemas.events import parse_event
+    from schemas.topics import EVENTS
+    from schemas.wire import event_to_kafka
+
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20, max_request_size=max_request_size)
+    try:
+        for raw in events:
+            key, value, headers = event_to_kafka(parse_event(raw))
+            producer.send(EVENTS, key=key, value=value, headers=headers)
+        producer.flush()
+    finally:
+        producer.close()

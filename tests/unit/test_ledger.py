@@ -152,7 +152,7 @@ def stored(*ledgers: Ledger) -> TaskStore:
     store = TaskStore(Table("tasks", "omboard-test-tasks-changelog"))  # the real table, no broker
     for partition, ledger in enumerate(ledgers):
         for record in ledger.tasks.values():
-            store.put(record, None, partition)
+            store.put(record, partition)
     return store
 
 
@@ -161,12 +161,15 @@ def test_the_sweep_index_returns_only_the_tasks_with_something_due():
     store = stored(ledger)
     first = ledger.next_date()
     assert store.due(first - dt.timedelta(days=1)) == {}
-    due = store.due(first)
+    taken = store.due_keys(first)
+    due = store.read(taken)
     assert list(due) == ["p1"]
     assert {r.task.id for r in due["p1"]} == {r.task.id for r in ledger.tasks.values() if min(r.pending_dates(), default=None) == first}
     assert store.due(first) == {}  # popped: the next entry comes with the next write
-    store.requeue(due["p1"])  # what a sweep could not fire comes again
-    assert {r.task.id for r in store.due(first)["p1"]} == {r.task.id for r in due["p1"]}
+    fired = due["p1"][0].model_copy(update={"reminded": [first]})
+    store.put(fired, None)  # one of them fired and moved on; the others did not
+    store.requeue(taken)  # what a sweep could not fire comes again
+    assert {r.task.id for r in store.due(first)["p1"]} == {r.task.id for r in due["p1"]} - {fired.task.id}
 
 
 def test_a_stale_sweep_entry_is_skipped_and_a_rebuild_derives_the_same_index():
@@ -175,11 +178,11 @@ def test_a_stale_sweep_entry_is_skipped_and_a_rebuild_derives_the_same_index():
     first = ledger.next_date()
     early = next(r for r in ledger.tasks.values() if min(r.pending_dates(), default=None) == first)
     finished = early.model_copy(update={"status": "done"})
-    store.put(finished, early, None)  # done since its entry was made
+    store.put(finished, None)  # done since its entry was made
     assert early.task.id not in {r.task.id for r in store.due(first).get("p1", [])}
 
     rebuilt = stored(ledger)
-    rebuilt.put(finished, early, None)
+    rebuilt.put(finished, None)
     rebuilt.table.apply_staged()
     rebuilt.rebuild()
     assert set(rebuilt.dependents(by_rule(tasks, "siebel-send-org-structure").id)) == set(

@@ -14,6 +14,7 @@ from services.planning.state import ProviderState, changes, evolve
 from services.planning.store import ProviderStore
 from services.runtime.tables import Table
 from tests.chaos.crash import chaos_events
+from tests.support.tables import reloaded
 from tests.unit import _events
 
 PLANNER = Planner(load_catalog())
@@ -21,10 +22,7 @@ PLANNER = Planner(load_catalog())
 
 def restored(store: ProviderStore) -> ProviderStore:
     """A new worker's store: the changelog's records read into a fresh table, indexes rebuilt."""
-    table = Table(store.table.name, store.table.changelog)
-    for key, value in store.table.items():
-        table.apply(store.table.partition_of(key) or 0, key, value)
-    again = ProviderStore(table)
+    again = ProviderStore(reloaded(store.table))
     again.rebuild()
     return again
 

@@ -324,8 +324,10 @@ def test_every_task_as_json_or_csv_with_filters_and_paging(world):
     assert [(t["provider_id"], t["due"], t["id"]) for t in every] == sorted((t["provider_id"], t["due"], t["id"]) for t in every)
     late = client.get("/v1/tasks?overdue=true&system=siebel", headers=bearer(OPS)).json()["tasks"]
     assert late and all(t["overdue"] and t["system"] == "siebel" for t in late)
-    page = client.get("/v1/tasks?limit=5&offset=5", headers=bearer(OPS)).json()["tasks"]
-    assert [t["id"] for t in page] == [t["id"] for t in every[5:10]]
+    page = client.get("/v1/tasks?limit=5&offset=5", headers=bearer(OPS))
+    assert [t["id"] for t in page.json()["tasks"]] == [t["id"] for t in every[5:10]]
+    assert page.headers["X-Next-Offset"] == "10" and page.json()["next_offset"] == 10
+    assert "X-Next-Offset" not in client.get("/v1/tasks?limit=5000", headers=bearer(OPS)).headers
 
     csv_response = client.get("/v1/tasks?format=csv&provider_id=acme", headers=bearer(OPS))
     assert csv_response.status_code == 200 and csv_response.headers["content-type"].startswith("text/csv")
@@ -360,3 +362,21 @@ def test_the_read_model_away_is_a_clear_503_not_an_error(world):
     assert moved.status_code == 503 and publisher.sent == []  # nothing published that could not be checked
     page = client.get("/providers", headers=bearer(OPS))
     assert page.status_code == 503 and "kan inte visas" in page.text
+
+
+def test_one_task_with_its_audit_trail_and_only_for_who_may_see_it(world):
+    client, store, _, _ = world
+    task = by_rule(store.load("acme"), "siebel-send-org-structure")
+    client.post(f"/v1/tasks/{task.task.id}/status", json={"status": "done", "reason": "sent"}, headers=bearer(ACME))
+    found = client.get(f"/v1/tasks/{task.task.id}", headers=bearer(OPS)).json()
+    assert found["plan_id"] == task.task.plan_id and found["obligation"] == task.task.obligation
+    assert [(h["status"], h["by"]) for h in found["history"]] == [("open", "omboard"), ("done", "acme-admin")]
+    assert client.get(f"/v1/tasks/{task.task.id}", headers=bearer(OTHER)).status_code == 404  # not told apart
+    assert client.get("/v1/tasks/no-such-task", headers=bearer(OPS)).status_code == 404
+
+
+def test_a_csv_cell_a_spreadsheet_would_run_is_written_as_text():
+    from services.reporting.api import _as_text
+
+    assert [_as_text(v) for v in ("=HYPERLINK(1)", "+1", "@SUM", "Omsorg AB", 3, None)] == [
+        "'=HYPERLINK(1)", "'+1", "'@SUM", "Omsorg AB", 3, None]

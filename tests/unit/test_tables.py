@@ -87,7 +87,7 @@ class ChangelogReader:
         fetched = {}
         for tp in tps:
             records = self.logs.get(tp, [])[self.at[tp]:]
-            fetched[tp] = [SimpleNamespace(key=k, value=v) for k, v in records]
+            fetched[tp] = [SimpleNamespace(key=k, value=v, headers=()) for k, v in records]
             self.at[tp] += len(records)
         return fetched
 

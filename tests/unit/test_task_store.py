@@ -28,6 +28,7 @@ from services.reporting.ledger import (
 )
 from services.reporting.store import TaskStore
 from services.runtime.tables import Table
+from tests.support.tables import reloaded
 from tests.unit import _events
 
 PLANNER = Planner(load_catalog())
@@ -35,10 +36,8 @@ NOW = dt.datetime(2025, 11, 3, 9, 0, tzinfo=dt.UTC)
 
 
 def restored(store: TaskStore) -> TaskStore:
-    table = Table(store.table.name, store.table.changelog)
-    for key, value in store.table.items():
-        table.apply(store.table.partition_of(key) or 0, key, value)
-    again = TaskStore(table)
+    """A new worker's store, its indexes rebuilt from the records."""
+    again = TaskStore(reloaded(store.table))
     again.rebuild()
     return again
 
@@ -57,8 +56,8 @@ def test_the_task_store_ends_where_the_ledger_in_memory_ends(seed: int):
     days = sorted({day for task in tasks for day in [*task.remind_on, *task.escalate_on]})
 
     def settle() -> None:
-        for task_id, record in batch.items():
-            store.put(record, store.get(task_id), 0)
+        for record in batch.values():
+            store.put(record, 0)
         batch.clear()
         store.table.apply_staged()
 
@@ -95,8 +94,8 @@ def test_the_task_store_ends_where_the_ledger_in_memory_ends(seed: int):
             for provider_id, records in store.due(today).items():
                 fired, asked_too = fire_due(provider_id, records, today, NOW)
                 requests_store += asked_too
-                for task_id, record in fired.items():
-                    store.put(record, store.get(task_id), None)
+                for record in fired.values():
+                    store.put(record, None)
             store.table.apply_staged()
         if step % 97 == 96:
             settle()
@@ -108,3 +107,65 @@ def test_the_task_store_ends_where_the_ledger_in_memory_ends(seed: int):
     kinds = {r.kind for r in requests_memory}
     assert {"reminder", "escalation", "unblocked"} <= kinds, kinds  # the walk reached every kind of request
     assert {r.status for r in ledger.tasks.values()} >= {"done", "open"}
+
+
+def test_restoring_builds_the_indexes_from_the_records_headers_as_a_rebuild_would():
+    from types import SimpleNamespace
+
+    tasks = PLANNER.plan(_events.provider_started("p1", units=[_events.unit(f"u{i}") for i in range(3)]),
+                         ProviderState(provider_id="p1")).tasks
+    written = TaskStore(Table("tasks", "test-tasks-changelog"))
+    changelog = []  # what the runtime would have produced, headers and all
+    for task in tasks:
+        written.put(new_record(written, task, NOW), 0)
+        changelog += written.table.staged_records()
+        written.table.apply_staged()
+    done = written.get(tasks[0].id).model_copy(update={"status": "done"})
+    written.put(done, None)
+    changelog += written.table.staged_records()
+    written.table.apply_staged()
+    gone = tasks[1].id.encode()
+    changelog.append(SimpleNamespace(key=gone, value=None, headers=()))  # a tombstone
+    written.table.apply(0, gone, None)
+    written.rebuild()
+
+    restored = TaskStore(Table("tasks", "test-tasks-changelog"))
+    restored.table.restored(0, [SimpleNamespace(key=r.key, value=r.value, headers=r.headers) for r in changelog])
+    assert all(any(name == "omboard-index" for name, _ in r.headers) for r in changelog if r.value is not None)
+    assert restored._facts == written._facts
+    assert restored.stats._active == written.stats._active
+    day = max(day for *_, day in written._facts.values() if day is not None)
+    assert restored.due_keys(dt.date.fromordinal(day)) == written.due_keys(dt.date.fromordinal(day))
+
+    restored.table.keep_only(set())  # the partition moved away: nothing of it is counted any more
+    assert restored._facts == {} and not restored.stats._active
+
+
+def test_a_rolled_back_batch_puts_the_indexes_back_without_reading_the_table():
+    tasks = PLANNER.plan(_events.provider_started("p1"), ProviderState(provider_id="p1")).tasks
+    store = TaskStore(Table("tasks", "test-tasks-changelog"))
+    for task in tasks:
+        store.put(new_record(store, task, NOW), 0)
+    store.table.apply_staged()
+    facts, counts = dict(store._facts), dict(store.stats._active)
+    first = store.get(tasks[0].id)
+    store.put(first.model_copy(update={"status": "done"}), None)  # a batch that raises later
+    store.put(TaskRecord(task=tasks[0].model_copy(update={"id": "new-task"}), status="open"), 0)
+    assert store._facts != facts
+    store.table.discard_staged()
+    assert store._facts == facts and dict(store.stats._active) == counts
+    day = store._facts[tasks[0].id.encode()][3]
+    assert tasks[0].id.encode() in [key for entries in store.due_keys(dt.date.fromordinal(day)).values()
+                                    for _, key in entries]
+
+
+def test_partitions_moved_away_leave_no_entry_behind():
+    store = TaskStore(Table("tasks", "test-tasks-changelog"))
+    for partition, provider in enumerate(("p1", "p2")):
+        for task in PLANNER.plan(_events.provider_started(provider), ProviderState(provider_id=provider)).tasks:
+            store.put(new_record(store, task, NOW), partition)
+    store.table.apply_staged()
+    store.table.keep_only({1})
+    assert {facts[1] for facts in store._facts.values()} == {"p2"}
+    assert {provider for _, provider, _ in store._heap} == {"p2"}
+    assert all(keys <= store._facts.keys() for keys in store._dependents.values())
