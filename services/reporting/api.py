@@ -48,6 +48,7 @@ from services.runtime.access import (
     require_key,
 )
 from services.runtime.clock import Clock
+from services.runtime.logs import redact
 from services.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -196,7 +197,7 @@ class StatusService:
         principal.require_reader()
         row = await self.reader.task(task_id)
         if row is None or (provider_id is not None and row.provider_id != provider_id):
-            raise HTTPException(404, f"no task {task_id}" + (f" for provider {provider_id}" if provider_id else ""))
+            raise HTTPException(404, f"no task {redact(task_id)}" + (f" for provider {provider_id}" if provider_id else ""))
         owner = row.provider_id
         principal.require_change(owner)
         try:
@@ -362,7 +363,8 @@ def create_status_api(reader: TaskReader, keys: KeyRing, publish: Publish, clock
         scope = service.scope(principal)
         row = await service.reader.task(task_id)
         if row is None or (scope is not None and row.provider_id != scope):
-            raise HTTPException(404, f"no task {task_id}")  # another provider's task is not told apart
+            # Another provider's task is not told apart; a path is echoed only without a personal number.
+            raise HTTPException(404, f"no task {redact(task_id)}")
         view = task_view(row, service.today())
         return {**view, "plan_id": row.record.task.plan_id, "rule": row.record.task.rule}
 
