@@ -109,7 +109,7 @@ def plan_cpu_ms(planner: Planner, events: Sequence[Encoded]) -> float:
     received = [Received(EVENTS, 0, n, e.key, e.value, tuple(e.headers)) for n, e in enumerate(events)]
     started = time.perf_counter()
     for message in received:
-        handle_event(message, lambda _: None, planner, SCOPES)
+        handle_event(message, lambda provider_id: ProviderState(provider_id=provider_id), planner, SCOPES)
     return round((time.perf_counter() - started) / len(received) * 1000, 2)
 
 
