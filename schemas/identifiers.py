@@ -98,6 +98,22 @@ def pseudonym(person_id: str) -> str:
     return "person-" + hashlib.sha256(person_id.encode()).hexdigest()[:10]
 
 
+#: Stands in for a personal identity or coordination number. Not a pseudonym: a hash of a
+#: personal number is reversed by trying the few million there are.
+PERSONAL_NUMBER_PLACEHOLDER = "[personnummer]"
+_HSA_ID_IN_TEXT = re.compile(r"SE[0-9]{10}-[A-Za-z0-9]{1,20}")
+
+
+def redact(text: str) -> str:
+    """``text`` with every HSA-id replaced by its pseudonym and every personal identity or
+    coordination number (with a valid check digit) by ``PERSONAL_NUMBER_PLACEHOLDER``: for logs,
+    mail and API errors alike. Dates, phone and organisation numbers stay as written."""
+    # Numbers first, so that the digits of a pseudonym are never taken for one.
+    text = PERSONAL_NUMBER_SHAPE.sub(
+        lambda match: PERSONAL_NUMBER_PLACEHOLDER if looks_like_personal_number(match.group(0)) else match.group(0), text)
+    return _HSA_ID_IN_TEXT.sub(lambda match: pseudonym(match.group(0)), text)
+
+
 OrgNumber = Annotated[
     str,
     AfterValidator(normalize_org_number),

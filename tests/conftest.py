@@ -13,9 +13,10 @@ from collections.abc import Iterator
 import pytest
 
 from schemas.topics import ALL_TOPICS
-from services.readmodel.postgres import EmbeddedPostgres
-from services.runtime.broker import TansuBroker, create_topics
-from services.runtime.embedded import Broker, choose, embedded_broker
+from services.devtools.embedded import Broker, choose, embedded_broker
+from services.devtools.postgres import EmbeddedPostgres
+from services.devtools.tansu import TansuBroker
+from services.runtime.broker import create_topics
 
 TEST_PARTITIONS = 2
 #: The broker the suite runs on: Apache Kafka unless ``OMBOARD_EMBEDDED_BROKER=tansu``.

@@ -13,8 +13,9 @@ from pathlib import Path
 
 from schemas.catalog.model import Catalog
 
-#: The register beside the repository: ``<repo>/../shared/domain/OBLIGATIONS.md``.
-DEFAULT_REGISTER = Path(__file__).resolve().parents[2].parent / "shared" / "domain" / "OBLIGATIONS.md"
+#: The obligation register, a copy of the team's ``shared/domain/OBLIGATIONS.md`` kept with the
+#: catalog it is checked against, so an installed omboard and a clone anywhere have it.
+DEFAULT_REGISTER = Path(__file__).resolve().parent / "OBLIGATIONS.md"
 
 # A register entry is a list item that starts with the bold id: "- **HO-SB1** Siebel permissions: ..."
 _ENTRY = re.compile(r"^\s*[-*]\s+\*\*([A-Z]{1,3}(?:-[A-Z]{2})?\d+)\*\*")

@@ -6,7 +6,7 @@ every bad field and never the value (it may be a personal identity number); 503 
 unavailable and nothing was accepted, so the sender should retry.
 
 Every POST needs an upstream API key allowed to publish the event's type
-(``services.runtime.access``): 401 without a known key, 403 when the key may not publish it. The
+(``services.http.access``): 401 without a known key, 403 when the key may not publish it. The
 type is checked after validation, so a bad event is a 422 whoever sends it. ``GET /metrics`` is the
 Prometheus exposition of this process, without a key (the API listens on 127.0.0.1 by default;
 keep it behind the network boundary when it does not).
@@ -26,9 +26,7 @@ from fastapi.responses import JSONResponse
 
 from schemas.events import Envelope, FieldError, InvalidEvent, parse_event
 from schemas.wire import EventTooLarge
-from services.intake.publisher import EventPublisher, KafkaUnavailable
-from services.runtime import metrics
-from services.runtime.access import (
+from services.http.access import (
     Forbidden,
     KeyRing,
     authenticate,
@@ -36,6 +34,8 @@ from services.runtime.access import (
     forbidden,
     install_validation_errors,
 )
+from services.intake.publisher import EventPublisher, KafkaUnavailable
+from services.runtime import metrics
 from services.runtime.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)

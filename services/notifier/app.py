@@ -37,6 +37,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from email.message import EmailMessage
 
 from aiokafka import TopicPartition
@@ -44,8 +45,7 @@ from aiokafka import TopicPartition
 from schemas.notifications import DeliveryRecord, NotificationRequest
 from schemas.topics import EVENTS, NOTIFICATIONS, NOTIFICATIONS_SENT
 from schemas.wire import correlation_id, event_from_kafka, model_from_kafka, model_to_kafka
-from services.notifier import smtp
-from services.notifier.domain import (
+from services.domain.mail import (
     KINDS,
     LANGUAGES,
     PlannedMail,
@@ -57,15 +57,16 @@ from services.notifier.domain import (
     mail_templates,
     matters,
     route,
-    sent_key,
-    should_send,
 )
+from services.notifier import smtp
+from services.notifier.delivery import deliver as deliver_request
 from services.runtime import metrics
 from services.runtime.clock import Clock, clock_from_settings
 from services.runtime.deadletter import dead_letter, handle_or_dead_letter, reason_of
 from services.runtime.settings import Settings
 from services.runtime.stream_app import StreamApp
 from services.runtime.streams import Outgoing, Received, check_fits, mark_stalled, one_at_a_time
+from services.runtime.tables import Table
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,24 @@ OUTAGE_FIRST, OUTAGE_MAX = 2.0, 60.0
 
 #: The EVENTS_CONSUMED/EVENTS_FAILED type of a notification request.
 NOTIFICATION_TYPE = "notification"
+
+
+@dataclass
+class SentTable:
+    """The ``sent`` table as the delivery protocol's ``SentMail``, for a request on ``partition``:
+    a record is in the changelog (awaited) before the next mail starts."""
+
+    app: StreamApp
+    table: Table
+    partition: int
+
+    def get(self, key: bytes) -> DeliveryRecord | None:
+        raw = self.table.get(key)
+        return DeliveryRecord.model_validate_json(raw) if raw else None
+
+    async def record(self, key: bytes, record: DeliveryRecord) -> None:
+        self.table.set(key, record.model_dump_json().encode(), self.partition)
+        await self.app.flush_writes()
 
 
 def build(
@@ -180,28 +199,12 @@ def build(
         else:
             known = known_contacts(request.provider_id)
             addressed_by = known.contacts if known else []
-        plan = route(addressed_by, request, settings)
-        outgoing: list[Outgoing] = []
-        failures: list[str] = []
-        for planned in plan.mails:
-            key = sent_key(request.id, planned.recipient)
-            raw = sent.get(key)
-            previous = DeliveryRecord.model_validate_json(raw) if raw else None
-            if not should_send(previous):
-                assert previous is not None
-                log.info("notifier: %s already sent as %s; not mailing again", request.id, previous.message_id)
-                outgoing.append(record_message(previous, request.provider_id, correlation))
-                continue
-            record, failure = await send_mail(request, planned)
-            # Record the outcome and wait until the changelog has it, before the next mail.
-            sent.set(key, record.model_dump_json().encode(), received.partition)
-            await app.flush_writes()
-            outgoing.append(record_message(record, request.provider_id, correlation))
-            if failure is not None:
-                failures.append(f"{failure} (mail {record.message_id})")
-        if failures:
-            outgoing.append(dead_letter(SERVICE, received, "; ".join(failures)))
-        return outgoing, bool(failures)
+        delivery = await deliver_request(request, route(addressed_by, request, settings),
+                                         SentTable(app, sent, received.partition), send_mail)
+        outgoing = [record_message(record, request.provider_id, correlation) for record in delivery.records]
+        if delivery.failures:
+            outgoing.append(dead_letter(SERVICE, received, "; ".join(delivery.failures)))
+        return outgoing, bool(delivery.failures)
 
     @app.agent(NOTIFICATIONS, name="notifier-mail")
     async def mail(batch: list[Received]) -> list[Outgoing]:

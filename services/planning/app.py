@@ -9,9 +9,9 @@ from collections.abc import Collection
 
 from schemas.catalog import load_catalog
 from schemas.topics import EVENTS
+from services.adapters.provider_store import ProviderStore
+from services.domain.planner import Planner
 from services.planning.handlers import Outcome, handle_event
-from services.planning.planner import Planner
-from services.planning.store import ProviderStore
 from services.runtime import metrics
 from services.runtime.deadletter import handle_or_dead_letter
 from services.runtime.settings import Settings

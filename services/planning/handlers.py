@@ -6,18 +6,18 @@ person rules) run this with their own scopes over the same state, so they agree 
 
 from __future__ import annotations
 
-import datetime as dt
 from collections import defaultdict
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 from schemas.events import Envelope
-from schemas.notifications import NotificationKind, NotificationRequest, TaskLine
 from schemas.tasks import Task
-from schemas.topics import NOTIFICATIONS, task_topic
+from schemas.topics import NOTIFICATIONS
 from schemas.wire import correlation_id, event_from_kafka, model_to_kafka
-from services.planning.planner import LATE_ORDER, Planner, task_id
-from services.planning.state import ProviderFacts, StateChanges, StateView, changes, event_key
+from services.adapters.messages import task_message
+from services.domain.notices import notification_about
+from services.domain.planner import LATE_ORDER, Planner, task_id
+from services.domain.state import ProviderFacts, StateChanges, StateView, changes, event_key
 from services.runtime.streams import Outgoing, Received
 
 
@@ -48,47 +48,6 @@ def handle_event(
     messages = [task_message(task, correlation) for task in mine]
     messages += _late_notices(event, late, planner, correlation, changed.facts)
     return Outcome(event.provider_id, changed, messages, mine, late)
-
-
-def task_message(task: Task, correlation: str) -> Outgoing:
-    task = task.model_copy(update={"correlation_id": correlation})
-    return Outgoing(task_topic(task.system), *model_to_kafka(task, task.subject.provider_id, correlation))
-
-
-def task_line(task: Task) -> TaskLine:
-    return TaskLine(
-        task_id=task.id,
-        obligation=task.obligation,
-        system=task.system,
-        action=task.action,
-        due=task.due,
-        channel=task.channel,
-        instructions_sv=task.instructions.sv,
-        instructions_en=task.instructions.en,
-        where=task.instructions.where,
-        unit_id=task.subject.unit_id,
-        quantity=task.quantity,
-    )
-
-
-def notification_about(tasks: list[Task], *, notification_id: str, kind: NotificationKind, provider_id: str,
-                       party: str, at: dt.datetime, correlation: str | None) -> NotificationRequest:
-    """One notification listing ``tasks``, earliest due first; it names a system or unit only
-    when every task shares it (the notifier routes each line by its own system and unit)."""
-    tasks = sorted(tasks, key=lambda t: (t.due, t.system, t.id))
-    first = tasks[0]
-    return NotificationRequest(
-        id=notification_id,
-        kind=kind,
-        provider_id=provider_id,
-        provider_name=first.provider_name,
-        responsible=party,  # type: ignore[arg-type]
-        system=first.system if len({t.system for t in tasks}) == 1 else None,
-        unit_id=first.subject.unit_id if len({t.subject.unit_id for t in tasks}) == 1 else None,
-        tasks=[task_line(t) for t in tasks],
-        requested_at=at,
-        correlation_id=correlation,
-    )
 
 
 def _late_notices(event: Envelope, late: list[Task], planner: Planner, correlation: str,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import psycopg
 
-from services.reporting.ledger import TaskRecord
+from services.domain.ledger import TaskRecord
 
 
 @dataclass(frozen=True)

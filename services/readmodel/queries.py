@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from services.reporting.ledger import TaskRecord
+from services.domain.ledger import TaskRecord
 
 Source = AsyncConnectionPool | psycopg.AsyncConnection
 TaskRow = tuple[TaskRecord, list[str]]

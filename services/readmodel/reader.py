@@ -1,4 +1,4 @@
-"""The status API's reads (``services.reporting.api.TaskReader``) from the read model in PostgreSQL.
+"""The status side's reads (``TaskReader``) from the read model in PostgreSQL.
 
 A database that cannot be reached, or a pool that has no connection to give in time, is
 ``ReadModelUnavailable``: the API answers 503 with the reason rather than hanging or failing
@@ -10,16 +10,46 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from services.domain.ledger import TaskRecord
 from services.readmodel import queries
-from services.reporting.api import ReadModelUnavailable, Row
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+class ReadModelUnavailable(RuntimeError):
+    """The read model cannot answer now (its database is unreachable); the message says why."""
+
+
+@dataclass(frozen=True)
+class Row:
+    """A task as the read model has it, with the prerequisites that still hold it up."""
+
+    record: TaskRecord
+    waiting_for: list[str]
+
+    @property
+    def provider_id(self) -> str:
+        return self.record.task.subject.provider_id
+
+
+class TaskReader(Protocol):
+    """What the API reads (``PostgresReader``); each raises
+    ReadModelUnavailable when it cannot answer."""
+
+    async def summaries(self, today: dt.date, provider_id: str | None = None) -> list[dict[str, Any]]: ...
+    async def provider_tasks(self, provider_id: str, today: dt.date, *, system: str | None, responsible: str | None,
+                             status: str | None, limit: int, offset: int) -> list[Row]: ...
+    async def overdue(self, today: dt.date, *, provider_id: str | None, system: str | None,
+                      responsible: str | None, limit: int, offset: int) -> list[Row]: ...
+    async def tasks(self, today: dt.date, *, limit: int, offset: int, **filters: Any) -> list[Row]: ...
+    async def task(self, task_id: str) -> Row | None: ...
 
 
 class PostgresReader:

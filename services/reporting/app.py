@@ -12,15 +12,15 @@ from schemas.catalog import load_catalog
 from schemas.notifications import NotificationRequest
 from schemas.topics import EVENTS, NOTIFICATIONS, TASK_STATUS
 from schemas.wire import model_to_kafka
-from services.planning.handlers import task_message
-from services.planning.planner import Planner
-from services.planning.store import ProviderStore
+from services.adapters.messages import task_message
+from services.adapters.provider_store import ProviderStore
+from services.domain.ledger import Overlay, TaskRecord, fire_due
+from services.domain.planner import Planner
 from services.readmodel.pool import connection_pool
 from services.readmodel.projector import Projector
 from services.readmodel.reader import PostgresReader
 from services.reporting.api import install_status_api
 from services.reporting.handlers import HANDLERS, Context, Effect
-from services.reporting.ledger import Overlay, TaskRecord, fire_due
 from services.reporting.store import TaskStore
 from services.runtime import metrics
 from services.runtime.clock import Clock, clock_from_settings
@@ -116,7 +116,9 @@ def build(settings: Settings, clock: Clock | None = None, **app_options) -> Stre
                 await _fire(provider_id, records, today, now)
         finally:
             store.requeue(taken)  # what did not fire (an error, a record too large) comes again next sweep
-        store.stats.publish(today)
+        for (system, responsible), (opened, overdue) in store.stats.counts(today).items():
+            metrics.TASKS_OPEN.labels(system, responsible).set(opened)
+            metrics.TASKS_OVERDUE.labels(system, responsible).set(overdue)
         metrics.SWEEP_SECONDS.observe(time.perf_counter() - started)
 
     async def _fire(provider_id: str, records: list[TaskRecord], today: dt.date, now: dt.datetime) -> None:

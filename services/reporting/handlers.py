@@ -13,9 +13,9 @@ from schemas.status import TaskStatusChange
 from schemas.tasks import Task
 from schemas.topics import EVENTS, TASK_STATUS, TASK_TOPICS
 from schemas.wire import event_from_kafka, model_from_kafka
-from services.planning.planner import Planner
-from services.planning.state import ChangedState, StateChanges, StateView, changes, event_key
-from services.reporting.ledger import Overlay, TaskLookup, TaskRecord, moved, new_record
+from services.domain.ledger import Overlay, TaskLookup, TaskRecord, moved, new_record
+from services.domain.planner import Planner
+from services.domain.state import ChangedState, StateChanges, StateView, changes, event_key
 from services.runtime.streams import Received
 
 

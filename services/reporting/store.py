@@ -29,8 +29,8 @@ import heapq
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
-from services.reporting.ledger import TaskRecord, next_date
-from services.reporting.stats import StatsKey, TaskStats
+from services.domain.ledger import TaskRecord, next_date
+from services.domain.stats import StatsKey, TaskStats
 from services.runtime.streams import Header, check_fits
 from services.runtime.tables import Table
 
@@ -132,11 +132,36 @@ class TaskStore:
             if facts[2] is not None:
                 self.stats.add(facts[2])
 
-    def _restored(self, partition: int, key: bytes, value: bytes | None, headers: Sequence[Header]) -> None:
-        if value is None:
-            self._set_facts(key, None)
-        else:
-            self._index(partition, key, _entry_from(headers, value))
+    def _restored(self, partition: int, records: Sequence) -> None:
+        """``_index`` for each record of a fetched batch, written out: at a million records the
+        calls and lookups it saves were a tenth of a recovery (``make bench-scale``)."""
+        facts, shared, dependents, heap, stats = self._facts, self._shared, self._dependents, self._heap, self.stats
+        push = heapq.heappush
+        for record in records:
+            key = record.key
+            if key is None:
+                continue
+            before = facts.pop(key, None)
+            if before is not None and before[2] is not None:
+                stats.remove(before[2])
+            if record.value is None:
+                continue
+            headers = record.headers
+            if headers and headers[0][0] == INDEX_HEADER:  # the only header the store writes
+                provider, system, responsible, due, upcoming, *waits = headers[0][1].decode().split(" ")
+                counted = (system, responsible, int(due)) if due != "-" else None
+                upcoming = int(upcoming) if upcoming != "-" else None
+            else:
+                provider, counted, upcoming, waits = _entry_from(headers or (), record.value)
+            provider = shared.setdefault(provider, provider)
+            if counted is not None:
+                counted = shared.setdefault(counted, counted)
+                stats.add(counted)
+            facts[key] = (partition, provider, counted, upcoming)
+            for prerequisite in waits:
+                dependents[prerequisite].add(key)
+            if upcoming is not None and (before is None or before[3] != upcoming):
+                push(heap, (upcoming, provider, key))
 
     def _roll_back(self) -> None:
         for key, before in self._undo.items():

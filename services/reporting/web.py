@@ -31,8 +31,10 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from schemas.events import SYSTEMS
 from schemas.status import StatusRequest
 from schemas.tasks import Responsible, TaskStatus
-from services.reporting.api import ReadModelUnavailable
-from services.runtime.access import COOKIE_NAME, Forbidden, KeyRing, Principal, authenticate
+from services.domain.ledger import IllegalMove
+from services.http.access import COOKIE_NAME, Forbidden, KeyRing, Principal, authenticate
+from services.readmodel.reader import ReadModelUnavailable
+from services.reporting.status import NotFound, StatusService, task_view
 
 TEMPLATES = Path(__file__).parent / "templates"
 COOKIE_MAX_AGE = 12 * 3600
@@ -132,7 +134,7 @@ def _same_origin(request: Request) -> None:
         raise HTTPException(403, "cross-site form post refused")
 
 
-def install_pages(api: FastAPI, service: Any, keys: KeyRing, channel_labels: Mapping[str, str]) -> None:
+def install_pages(api: FastAPI, service: StatusService, keys: KeyRing, channel_labels: Mapping[str, str]) -> None:
     """``channel_labels``: the catalog's Swedish name of each channel (the catalog owns that wording)."""
     env = _env(channel_labels)
     messages = Messages()
@@ -206,21 +208,18 @@ def install_pages(api: FastAPI, service: Any, keys: KeyRing, channel_labels: Map
         principal = signed_in(request)
         if isinstance(principal, Response):
             return principal
-        from services.reporting.api import task_view
-
         filters = {"system": _pick(system, list(SYSTEMS)), "responsible": _pick(responsible, RESPONSIBLE),
                    "status": _pick(status, STATUSES)}
         today = service.today()
         try:
-            summary = await service.provider(principal, provider_id)
-            rows = await service.reader.provider_tasks(provider_id, today, limit=PAGE_TASKS, offset=0, **filters)
+            summary, rows = await service.provider_tasks(principal, provider_id, limit=PAGE_TASKS, offset=0, **filters)
             waited_for = {dep for row in rows for dep in row.waiting_for} - {row.record.task.id for row in rows}
-            others = [found for dep in sorted(waited_for) if (found := await service.reader.task(dep)) is not None]
+            others = [found for dep in sorted(waited_for) if (found := await service.task_if_shown(dep)) is not None]
         except Forbidden as refusal:
             return refused(principal, refusal)
         except ReadModelUnavailable as failure:
             return unavailable(principal, failure)
-        except HTTPException:
+        except NotFound:
             return render("error.html", 404, principal=principal, message=f"Inga uppgifter för {provider_id} / no tasks for this provider")
         groups: dict[str, list[dict[str, Any]]] = {}
         for row in rows:  # groups in the order of their most urgent task
@@ -253,8 +252,8 @@ def install_pages(api: FastAPI, service: Any, keys: KeyRing, channel_labels: Map
             return refused(principal, refusal)
         except ReadModelUnavailable as failure:
             return unavailable(principal, failure)
-        except HTTPException as failure:
-            return RedirectResponse(messages.redirect(back, provider_id, "error", str(failure.detail)), status_code=303)
+        except (NotFound, IllegalMove) as failure:
+            return RedirectResponse(messages.redirect(back, provider_id, "error", str(failure)), status_code=303)
         task = outcome.task or {}
         label = f"{task.get('obligation', '')} {str(task.get('action', '')).replace('-', ' ')}".strip() or task_id
         message = f"Klart: {label}" if outcome.status_code == 200 else f"Skickat, visas strax: {label}"

@@ -16,8 +16,8 @@ import logging.config
 import re
 from urllib.parse import unquote_plus
 
-# HSA-ids, and personal identity numbers with or without century and separator.
-_PERSONAL = re.compile(r"\bSE\d{10}-[A-Za-z0-9]{1,20}\b|\b(?:19|20)?\d{6}[-+]?\d{4}\b")
+from schemas.identifiers import redact
+
 REDACTED = "[redacted]"
 
 
@@ -26,10 +26,6 @@ REDACTED = "[redacted]"
 _QUERY_PARAMETER = re.compile(r"(?P<lead>[?&;])(?P<name>[^=&;?#\s\"']+)=(?P<value>[^&;#\s\"']*)")
 #: A parameter whose name holds one of these (case-insensitive, once decoded) carries a secret.
 _SECRET_NAMES = re.compile(r"key|token|secret|passw|pwd|credential|auth|session|signature", re.IGNORECASE)
-
-
-def redact(text: str) -> str:
-    return _PERSONAL.sub(REDACTED, text)
 
 
 def redact_secret_query(text: str) -> str:

@@ -65,7 +65,7 @@ class Settings(BaseSettings):
     fallback_contacts: dict[str, str] = Field(default_factory=dict)  # provider id -> email
     system_contacts: dict[str, str] = Field(default_factory=dict)  # system -> email
     # A directory of mail templates (``<kind>.<sv|en>.txt.j2``) that take precedence over the
-    # built-in ones in services/notifier/templates; unset: the built-in ones only.
+    # built-in ones in services/domain/templates; unset: the built-in ones only.
     mail_templates_dir: Path | None = None
 
     # HTTP
@@ -82,7 +82,7 @@ class Settings(BaseSettings):
     # How long POST /v1/tasks/{id}/status waits for the ledger to show a published change.
     status_wait_timeout: float = Field(default=10.0, gt=0)
 
-    # Access (services/runtime/access.py): a JSON list of {name, key_sha256, role, event_types?,
+    # Access (services/http/access.py): a JSON list of {name, key_sha256, role, event_types?,
     # provider_id?}; make one with `omboard keys hash`. Unset or empty: the APIs refuse everything.
     api_keys: str | None = None
     # The key the CLI (`omboard task ...`) presents to the status API.

@@ -121,9 +121,9 @@ class StreamApp:
     # -- declaring --------------------------------------------------------------------------
 
     def table(self, name: str, *, on_disk: bool = False) -> Table:
-        """A table kept in ``<app id>-<name>-changelog``; ``on_disk``: its values in a SQLite file of
-        this process under ``OMBOARD_DATA_DIR`` rather than in memory (a table that grows with the
-        municipality's work)."""
+        """A table kept in ``<app id>-<name>-changelog``; ``on_disk``: its values in a RocksDB
+        database of this process under ``OMBOARD_DATA_DIR`` rather than in memory (a table that
+        grows with the municipality's work)."""
         store = DiskStore(self.settings.data_dir / self.id, name) if on_disk else None
         table = Table(name, f"{self.id}-{name}-changelog", store)
         self.tables[name] = table
@@ -490,6 +490,8 @@ class StreamApp:
             if client is not None:
                 with contextlib.suppress(Exception):
                     await client.stop()
+        for table in self.tables.values():
+            table.close()
         mark_stalled(self, None)
 
 

@@ -49,12 +49,14 @@ from schemas.catalog import load_catalog
 from schemas.events import parse_event
 from schemas.topics import ALL_TOPICS, EVENTS, TASK_TOPICS
 from schemas.wire import CORRELATION_HEADER, event_to_kafka
+from services.devtools.apache_kafka import ApacheKafka, kafka_version
+from services.devtools.processes import die_with_parent, free_port
+from services.devtools.tansu import TansuBroker
+from services.domain.planner import Planner
+from services.domain.state import ProviderState
 from services.orgstructure.app import SCOPES
 from services.planning.handlers import handle_event
-from services.planning.planner import Planner
-from services.planning.state import ProviderState
-from services.runtime.apache_kafka import ApacheKafka, kafka_version
-from services.runtime.broker import TansuBroker, create_topics, die_with_parent, free_port
+from services.runtime.broker import create_topics
 from services.runtime.streams import Received
 from tests import factories
 
@@ -380,7 +382,7 @@ async def run_relay(bootstrap: str, partitions: int, warmup: Sequence[Encoded], 
 
 
 class Worker:
-    """``python -m services.runtime.worker orgstructure`` as ``make run`` starts it."""
+    """``python -m services.entrypoints.worker orgstructure`` as ``make run`` starts it."""
 
     def __init__(self, bootstrap: str, partitions: int, var_dir: Path, profile: Path | None = None):
         self.port = free_port()
@@ -401,7 +403,7 @@ class Worker:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, *(("-m", "cProfile", "-o", str(self.profile)) if self.profile else ()),
-                 "-m", "services.runtime.worker", SERVICE],
+                 "-m", "services.entrypoints.worker", SERVICE],
                 env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True, preexec_fn=die_with_parent,
             )

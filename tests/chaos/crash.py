@@ -86,12 +86,12 @@ from schemas.topics import (
     TASK_STATUS,
     TASK_TOPICS,
 )
-from services.notifier.domain import message_id
-from services.planning.planner import Planner
-from services.planning.state import ProviderState, evolve
-from services.runtime.broker import free_port
+from services.devtools.processes import free_port
+from services.domain.mail import message_id
+from services.domain.planner import Planner
+from services.domain.state import ProviderState, evolve
+from services.entrypoints.launcher import Stack
 from services.runtime.clock import FileClock
-from services.runtime.launcher import Stack
 from tests import factories as f
 from tests.support.kafka import Record, TopicReader
 from tests.support.wait import eventually

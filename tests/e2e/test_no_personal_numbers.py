@@ -18,9 +18,9 @@ import pytest
 from kafka import KafkaProducer
 
 from schemas.topics import EVENTS, TASK_STATUS, dead_letter_topic
-from services.runtime.broker import free_port
+from services.devtools.processes import free_port
+from services.entrypoints.launcher import Stack
 from services.runtime.clock import FileClock
-from services.runtime.launcher import Stack
 from tests import factories as f
 from tests.conftest import TEST_PARTITIONS
 from tests.support.kafka import Topics

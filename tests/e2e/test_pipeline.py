@@ -17,9 +17,9 @@ from kafka import KafkaProducer
 
 from schemas.topics import EVENTS, TASK_TOPICS, dead_letter_topic
 from schemas.wire import CORRELATION_HEADER
-from services.runtime.broker import free_port
+from services.devtools.processes import free_port
+from services.entrypoints.launcher import Stack
 from services.runtime.clock import FileClock
-from services.runtime.launcher import Stack
 from tests import factories
 from tests.conftest import TEST_PARTITIONS
 from tests.support.kafka import TopicReader, wait_committed_past

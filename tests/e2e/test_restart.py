@@ -11,9 +11,9 @@ import httpx
 import pytest
 
 from schemas.topics import NOTIFICATIONS, NOTIFICATIONS_SENT
-from services.runtime.broker import free_port
+from services.devtools.processes import free_port
+from services.entrypoints.launcher import Stack
 from services.runtime.clock import FileClock
-from services.runtime.launcher import Stack
 from tests import factories
 from tests.conftest import TEST_PARTITIONS, needs_apache_kafka
 from tests.support.kafka import TopicReader, committed_offset

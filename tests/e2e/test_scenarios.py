@@ -14,10 +14,10 @@ from schemas.catalog import load_catalog
 from schemas.events import parse_event
 from schemas.topics import EVENTS, NOTIFICATIONS, TASK_TOPICS
 from schemas.wire import event_to_kafka
-from services.planning.planner import Planner
-from services.planning.state import ProviderState, evolve
-from services.runtime.broker import free_port
-from services.runtime.launcher import Stack
+from services.devtools.processes import free_port
+from services.domain.planner import Planner
+from services.domain.state import ProviderState, evolve
+from services.entrypoints.launcher import Stack
 from tests import factories as f
 from tests.conftest import TEST_PARTITIONS
 from tests.support.kafka import TopicReader

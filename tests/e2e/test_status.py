@@ -15,10 +15,10 @@ from typer.testing import CliRunner
 from schemas.status import TaskStatusChange
 from schemas.topics import TASK_STATUS
 from schemas.wire import model_to_kafka
-from services.runtime.broker import free_port
-from services.runtime.cli import app as cli
+from services.devtools.processes import free_port
+from services.entrypoints.cli import app as cli
+from services.entrypoints.launcher import Stack
 from services.runtime.clock import FileClock
-from services.runtime.launcher import Stack
 from tests import factories
 from tests.conftest import TEST_PARTITIONS
 from tests.support.wait import eventually

@@ -17,9 +17,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.runtime.broker import free_port
+from services.devtools.processes import free_port
+from services.entrypoints.launcher import Stack
 from services.runtime.clock import FileClock
-from services.runtime.launcher import Stack
 from tests import factories
 from tests.conftest import TEST_PARTITIONS
 

@@ -13,7 +13,7 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import MessageSizeTooLargeError
 
-from services.runtime.apache_kafka import ApacheKafka
+from services.devtools.apache_kafka import ApacheKafka
 from services.runtime.broker import create_topics
 from tests.conftest import needs_apache_kafka
 from tests.support.wait import eventually
@@ -74,7 +74,7 @@ def test_the_broker_dies_with_its_parent(tmp_path):
         import sys, time
         from pathlib import Path
         sys.path.insert(0, {str(REPO)!r})
-        from services.runtime.apache_kafka import ApacheKafka
+        from services.devtools.apache_kafka import ApacheKafka
         kafka = ApacheKafka(Path({str(tmp_path / "kafka")!r})).start()
         print(kafka.pid(), flush=True)
         time.sleep(600)

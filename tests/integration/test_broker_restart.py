@@ -7,9 +7,10 @@ import httpx
 import pytest
 
 from schemas.topics import ALL_TOPICS
-from services.runtime.apache_kafka import ApacheKafka
-from services.runtime.broker import create_topics, free_port
-from services.runtime.launcher import Stack
+from services.devtools.apache_kafka import ApacheKafka
+from services.devtools.processes import free_port
+from services.entrypoints.launcher import Stack
+from services.runtime.broker import create_topics
 from tests import factories as f
 from tests.conftest import TEST_PARTITIONS, needs_apache_kafka
 from tests.support.wait import eventually

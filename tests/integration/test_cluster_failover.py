@@ -19,12 +19,13 @@ from kafka import KafkaAdminClient
 from schemas.catalog import load_catalog
 from schemas.events import parse_event
 from schemas.topics import ALL_TOPICS, EVENTS, TASK_TOPICS
-from services.planning.planner import Planner
-from services.planning.state import ProviderState
-from services.runtime.apache_kafka import ApacheKafka
-from services.runtime.broker import create_topics, free_port
+from services.devtools.apache_kafka import ApacheKafka
+from services.devtools.processes import free_port
+from services.domain.planner import Planner
+from services.domain.state import ProviderState
+from services.entrypoints.launcher import Stack
+from services.runtime.broker import create_topics
 from services.runtime.clock import FileClock
-from services.runtime.launcher import Stack
 from tests import factories
 from tests.conftest import TEST_PARTITIONS, needs_apache_kafka
 from tests.support.kafka import TopicReader

@@ -12,11 +12,11 @@ import pytest
 
 from schemas.catalog import load_catalog
 from schemas.events import parse_event
-from services.planning.planner import Planner
-from services.planning.state import ProviderState
-from services.runtime.broker import free_port
+from services.devtools.processes import free_port
+from services.domain.planner import Planner
+from services.domain.state import ProviderState
+from services.entrypoints.launcher import Stack
 from services.runtime.clock import FileClock
-from services.runtime.launcher import Stack
 from tests import factories
 from tests.conftest import TEST_PARTITIONS
 from tests.support.kafka import TopicReader, publish_events

@@ -13,8 +13,8 @@ from schemas.catalog import load_catalog
 from schemas.events import parse_event
 from schemas.topics import NOTIFICATIONS, task_topic
 from schemas.wire import model_to_kafka
-from services.planning.planner import Planner
-from services.planning.state import ProviderState
+from services.domain.planner import Planner
+from services.domain.state import ProviderState
 from services.runtime.clock import FileClock
 from tests import factories as f
 from tests.conftest import TEST_PARTITIONS

@@ -19,9 +19,9 @@ import httpx
 import pytest
 
 from schemas.topics import EVENTS
-from services.runtime.apache_kafka import ApacheKafka
-from services.runtime.broker import free_port
-from services.runtime.launcher import Stack
+from services.devtools.apache_kafka import ApacheKafka
+from services.devtools.processes import free_port
+from services.entrypoints.launcher import Stack
 from tests import factories as f
 from tests.conftest import TEST_PARTITIONS, needs_apache_kafka
 from tests.support.kafka import TopicReader

@@ -23,12 +23,13 @@ from typer.testing import CliRunner
 from schemas.events import parse_event
 from schemas.topics import EVENTS
 from schemas.wire import CORRELATION_HEADER, event_from_kafka, headers_dict
+from services.devtools.embedded import Broker, choose, embedded_broker
+from services.devtools.processes import free_port
+from services.entrypoints.cli import app as cli
+from services.http.access import key_entry, keys_json
 from services.intake.api import create_api
 from services.intake.publisher import EventPublisher
-from services.runtime.access import key_entry, keys_json
-from services.runtime.broker import create_topics, free_port
-from services.runtime.cli import app as cli
-from services.runtime.embedded import Broker, choose, embedded_broker
+from services.runtime.broker import create_topics
 from services.runtime.settings import Settings
 from tests import factories as f
 from tests.conftest import SUITE_BROKER
@@ -90,7 +91,7 @@ def api_url(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     log_path = tmp_path_factory.mktemp("intake") / "api.log"
     env = {**os.environ, "OMBOARD_KAFKA_BOOTSTRAP": broker.bootstrap, "OMBOARD_LOG_LEVEL": "INFO", "OMBOARD_API_KEYS": KEYS}
     process = spawn_logged(
-        [sys.executable, "-m", "services.runtime.cli", "api", "--host", "127.0.0.1", "--port", str(port)], env, log_path
+        [sys.executable, "-m", "services.entrypoints.cli", "api", "--host", "127.0.0.1", "--port", str(port)], env, log_path
     )
     url = f"http://127.0.0.1:{port}"
     try:

@@ -19,13 +19,13 @@ from schemas.catalog import load_catalog
 from schemas.events import parse_event
 from schemas.notifications import NotificationRequest
 from schemas.topics import EVENTS, NOTIFICATIONS, TASK_STATUS, TASK_TOPICS
-from services.notifier.domain import route
-from services.planning.planner import Planner
-from services.planning.state import ProviderState
-from services.runtime.apache_kafka import ApacheKafka
-from services.runtime.broker import free_port
+from services.devtools.apache_kafka import ApacheKafka
+from services.devtools.processes import free_port
+from services.domain.mail import route
+from services.domain.planner import Planner
+from services.domain.state import ProviderState
+from services.entrypoints.launcher import Stack
 from services.runtime.clock import FileClock
-from services.runtime.launcher import Stack
 from services.runtime.settings import Settings
 from tests import factories
 from tests.conftest import TEST_PARTITIONS, needs_apache_kafka

@@ -15,9 +15,10 @@ from kafka import KafkaProducer
 from schemas.events import MAX_UNITS
 from schemas.topics import ALL_TOPICS, EVENTS, dead_letter_topic, task_topic
 from schemas.wire import CORRELATION_HEADER
-from services.runtime.broker import create_topics, free_port
-from services.runtime.embedded import Broker, choose, embedded_broker
-from services.runtime.launcher import Stack
+from services.devtools.embedded import Broker, choose, embedded_broker
+from services.devtools.processes import free_port
+from services.entrypoints.launcher import Stack
+from services.runtime.broker import create_topics
 from tests import factories as f
 from tests.conftest import SUITE_BROKER, TEST_PARTITIONS
 from tests.support.kafka import TopicReader, Topics

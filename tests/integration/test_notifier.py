@@ -28,11 +28,11 @@ from schemas.events import Contact, Envelope, Provider, ProviderStarted, Unit
 from schemas.notifications import DeliveryRecord, NotificationRequest, TaskLine
 from schemas.topics import EVENTS, NOTIFICATIONS, NOTIFICATIONS_SENT, dead_letter_topic
 from schemas.wire import CORRELATION_HEADER, event_to_kafka, model_to_kafka
+from services.devtools.embedded import Broker
+from services.devtools.mailsink import MailSink, write_file
+from services.devtools.processes import free_port
+from services.domain.mail import message_id
 from services.notifier import smtp
-from services.notifier.domain import message_id
-from services.runtime.broker import free_port
-from services.runtime.embedded import Broker
-from services.runtime.mailsink import MailSink, write_file
 from tests.support.kafka import Topics
 from tests.support.wait import wait_until
 from tests.support.workers import spawn_logged
@@ -53,11 +53,11 @@ def mid(request: NotificationRequest, to: str = FALLBACK) -> str:
 
 
 def worker_command() -> list[str]:
-    """``omboard worker notifier``; the lead's runner (services/runtime/worker.py via the CLI)."""
+    """``omboard worker notifier``; the lead's runner (services/entrypoints/worker.py via the CLI)."""
     script = Path(sys.executable).with_name("omboard")
     if script.exists():
         return [str(script), "worker", "notifier"]
-    return [sys.executable, "-c", "from services.runtime.worker import run_service; run_service('notifier')"]
+    return [sys.executable, "-c", "from services.entrypoints.worker import run_service; run_service('notifier')"]
 
 
 @dataclass

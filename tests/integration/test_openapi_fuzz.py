@@ -30,16 +30,16 @@ from schemathesis.python import asgi
 from schemas.catalog import load_catalog
 from schemas.events import parse_event
 from schemas.status import TaskStatusChange
+from services.devtools.embedded import Broker
+from services.domain.ledger import IllegalMove, Ledger, UnknownTask, change_status, record_task
+from services.domain.planner import Planner
+from services.domain.state import ProviderState
+from services.http.access import KeyRing, key_entry
 from services.intake.api import create_api
 from services.intake.publisher import EventPublisher
-from services.planning.planner import Planner
-from services.planning.state import ProviderState
 from services.reporting.api import create_status_api
-from services.reporting.ledger import IllegalMove, Ledger, UnknownTask, change_status, record_task
-from services.runtime.access import KeyRing, key_entry
 from services.runtime.broker import create_topics
 from services.runtime.clock import FixedClock
-from services.runtime.embedded import Broker
 from services.runtime.settings import Settings
 from tests import factories as f
 from tests import strategies as s

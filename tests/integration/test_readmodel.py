@@ -25,13 +25,13 @@ from psycopg_pool import AsyncConnectionPool
 from schemas.catalog import load_catalog
 from schemas.events import parse_event
 from schemas.status import TaskStatusChange
-from services.planning.planner import Planner
-from services.planning.state import ProviderState, evolve
+from services.devtools.postgres import EmbeddedPostgres
+from services.domain.ledger import Ledger, TaskRecord, change_status, record_task, waiting_for
+from services.domain.planner import Planner
+from services.domain.state import ProviderState, evolve
 from services.readmodel import queries
 from services.readmodel.migrate import MigrationError, migrate
-from services.readmodel.postgres import EmbeddedPostgres
 from services.readmodel.projection import ChangelogRecord, positions, project
-from services.reporting.ledger import Ledger, TaskRecord, change_status, record_task, waiting_for
 from tests import factories as f
 
 pytestmark = pytest.mark.integration

@@ -16,8 +16,9 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
 from schemas.topics import ALL_TOPICS, EVENTS, NOTIFICATIONS_SENT, dead_letter_topic
-from services.runtime.broker import create_topics, free_port
-from services.runtime.embedded import Broker
+from services.devtools.embedded import Broker
+from services.devtools.processes import free_port
+from services.runtime.broker import create_topics
 from tests.support.wait import wait_until
 from tests.support.workers import spawn_logged
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from services.reporting.api import ReadModelUnavailable, Row
-from services.reporting.ledger import Ledger, TaskRecord, waiting_for
+from services.domain.ledger import Ledger, TaskRecord, waiting_for
+from services.readmodel.reader import ReadModelUnavailable, Row
 
 STATUSES = ("open", "blocked", "done", "cancelled", "failed")
 

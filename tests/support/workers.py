@@ -11,7 +11,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from services.runtime.broker import die_with_parent, free_port
+from services.devtools.processes import die_with_parent, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -37,7 +37,7 @@ class WorkerProcess:
     def start(self, timeout: float = 60.0) -> WorkerProcess:
         # Free ports of its own, so a developer's `make run` or another test's worker is no obstacle.
         env = {**os.environ, **self.env, "OMBOARD_WEB_PORT": str(self.web_port), "OMBOARD_STATUS_PORT": str(free_port())}
-        self.process = spawn_logged([sys.executable, "-m", "services.runtime.worker", self.service], env,
+        self.process = spawn_logged([sys.executable, "-m", "services.entrypoints.worker", self.service], env,
                                     self.log_path, new_session=True)
         deadline = time.monotonic() + timeout
         while not self._ready():

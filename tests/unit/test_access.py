@@ -12,7 +12,8 @@ from fastapi.testclient import TestClient
 from pydantic import BaseModel
 from typer.testing import CliRunner
 
-from services.runtime.access import (
+from services.entrypoints.cli import app as cli
+from services.http.access import (
     ApiKey,
     Forbidden,
     KeyConfigError,
@@ -26,7 +27,6 @@ from services.runtime.access import (
     parse_keys,
     require_key,
 )
-from services.runtime.cli import app as cli
 from services.runtime.settings import Settings
 from tests import factories as f
 

@@ -7,9 +7,9 @@ import datetime as dt
 import pytest
 
 from schemas.catalog import load_catalog
-from services.planning.calendar import BusinessCalendar
-from services.planning.planner import Planner
-from services.planning.state import ProviderState, UnitState
+from services.domain.calendar import BusinessCalendar
+from services.domain.planner import Planner
+from services.domain.state import ProviderState, UnitState
 from tests.unit import _events as ev
 
 D = dt.date.fromisoformat

@@ -11,16 +11,17 @@ import pytest
 import yaml
 
 from schemas.catalog import DEFAULT_CATALOG, CatalogError, load_catalog
-from schemas.catalog.coverage import coverage, coverage_table, register_ids, uncovered
+from schemas.catalog.coverage import DEFAULT_REGISTER, coverage, coverage_table, register_ids, uncovered
 from schemas.catalog.model import JOINING_EVENTS, LEAVING_EVENTS, MONTHLY_SERVICE_REPORT
 from schemas.events import EVENT_TYPES
-from services.planning.planner import Planner
-from services.planning.state import ProviderState, evolve
+from services.domain.planner import Planner
+from services.domain.state import ProviderState, evolve
 from tests.unit import _events as ev
 
 REPO = Path(__file__).parents[2]
-REGISTER = REPO.parent / "shared/domain/OBLIGATIONS.md"
-CHECKLIST = REPO.parent / "shared/domain/it-system-checklista-utforare-2018.txt"
+REGISTER = DEFAULT_REGISTER  # the repository's copy of the team's register
+CHECKLIST = REPO / "docs/source/it-system-checklista-utforare-2018.txt"
+SHARED = REPO.parent / "shared/domain"  # the team's originals, where they are checked out beside
 CATALOG = load_catalog()
 
 
@@ -47,13 +48,18 @@ def rule_of(data: dict, rule_id: str) -> dict:
 
 
 def test_every_obligation_of_the_register_has_a_rule_or_a_no_task_reason():
-    if not REGISTER.exists():
-        pytest.fail(f"the register is not at {REGISTER}: shared/ must lie beside the project root")
     ids = register_ids(REGISTER)
     assert len(ids) == 49 and ids[0] == "G1" and ids[-1] == "HO-PH2"
     rows = coverage(CATALOG, ids)
     assert uncovered(rows) == [], "obligations with neither a rule nor a no_task reason"
     assert set(CATALOG.obligations) == set(ids), "the catalog lists exactly the register's obligations"
+
+
+@pytest.mark.parametrize("copy_, original", [(REGISTER, "OBLIGATIONS.md"), (CHECKLIST, CHECKLIST.name)])
+def test_the_copies_in_the_repository_are_the_teams_originals(copy_, original):
+    if not (SHARED / original).exists():
+        pytest.skip(f"the team's {original} is not checked out beside the project (shared/domain/)")
+    assert copy_.read_bytes() == (SHARED / original).read_bytes(), f"copy shared/domain/{original} to {copy_} again"
 
 
 def test_register_ids_reads_only_bold_list_entries(tmp_path):
@@ -163,8 +169,6 @@ def test_defaults_fill_reminders_and_escalation():
 
 
 def test_the_checklists_urls_are_in_the_catalog():
-    if not CHECKLIST.exists():
-        pytest.fail(f"the checklist is not at {CHECKLIST}: shared/ must lie beside the project root")
     text = CHECKLIST.read_text(encoding="utf-8")
     urls = set()
     for found in re.findall(r"<(http[^>]+)>", text):

@@ -14,10 +14,10 @@ from schemas.catalog import DEFAULT_CATALOG, load_catalog
 from schemas.events import EVENT_TYPES, parse_event
 from schemas.identifiers import pseudonym
 from schemas.topics import ALL_TOPICS
-from services.planning.planner import Planner
-from services.planning.state import ProviderState, evolve
-from services.runtime.broker import free_port
-from services.runtime.cli import app
+from services.devtools.processes import free_port
+from services.domain.planner import Planner
+from services.domain.state import ProviderState, evolve
+from services.entrypoints.cli import app
 from tests import factories as f
 
 runner = CliRunner()

@@ -30,9 +30,9 @@ from schemas.catalog import load_catalog
 from schemas.events import EVENT_TYPES, Envelope, FieldError, InvalidEvent, parse_event
 from schemas.tasks import Plan
 from schemas.wire import event_from_kafka, event_to_kafka
-from services.planning.planner import Planner, UnknownProvider
-from services.planning.state import ProviderState, evolve
-from services.runtime.cli import InvalidHistory, fold_and_plan
+from services.domain.planner import Planner, UnknownProvider
+from services.domain.state import ProviderState, evolve
+from services.entrypoints.cli import InvalidHistory, fold_and_plan
 from tests import factories as f
 from tests import strategies as s
 

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from schemas.topics import ALL_TOPICS, SERVICES
-from services.runtime.apache_kafka import kafka_version
+from services.devtools.apache_kafka import kafka_version
 from services.runtime.settings import Settings
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"

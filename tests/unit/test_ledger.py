@@ -10,10 +10,7 @@ from schemas.catalog import load_catalog
 from schemas.status import TaskStatusChange
 from schemas.topics import EVENTS, TASK_STATUS, task_topic
 from schemas.wire import event_to_kafka, model_to_kafka
-from services.planning.planner import Planner
-from services.planning.state import ProviderState, evolve
-from services.reporting.handlers import HANDLERS, Context
-from services.reporting.ledger import (
+from services.domain.ledger import (
     IllegalMove,
     Ledger,
     UnknownTask,
@@ -22,6 +19,9 @@ from services.reporting.ledger import (
     notifications_due,
     record_task,
 )
+from services.domain.planner import Planner
+from services.domain.state import ProviderState, evolve
+from services.reporting.handlers import HANDLERS, Context
 from services.reporting.store import TaskStore
 from services.runtime.streams import Received
 from services.runtime.tables import Table

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from schemas.identifiers import PERSONAL_NUMBER_PLACEHOLDER, pseudonym
 from services.runtime.logs import REDACTED, logging_config, redact_secret_query
 
 KEY = "ops-key-0123456789abcdef"
@@ -65,9 +66,12 @@ def test_a_key_that_only_the_formatted_message_shows_is_redacted_too(logged):
     assert KEY not in logged.getvalue() and "?key=[redacted]&x=1" in logged.getvalue()
 
 
-def test_personal_identity_numbers_are_still_redacted(logged):
-    logging.getLogger("omboard").info("looked at %s", "19121212-1212")
-    assert "19121212-1212" not in logged.getvalue() and REDACTED in logged.getvalue()
+def test_personal_identity_numbers_and_hsa_ids_are_still_redacted(logged):
+    """The one ``redact`` that mail and API errors use too."""
+    hsa_id = "SE2321000131-E000000000001"
+    logging.getLogger("omboard").info("looked at %s and %s", "19121212-1212", hsa_id)
+    assert "19121212-1212" not in logged.getvalue() and PERSONAL_NUMBER_PLACEHOLDER in logged.getvalue()
+    assert hsa_id not in logged.getvalue() and pseudonym(hsa_id) in logged.getvalue()
 
 
 @pytest.mark.parametrize(

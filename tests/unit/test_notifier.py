@@ -15,11 +15,13 @@ import aiosmtplib
 import pytest
 
 from schemas.events import Contact, ContactAssigned, Envelope, Provider, ProviderStarted, StaffLeft, Unit
-from schemas.identifiers import pseudonym
+from schemas.identifiers import PERSONAL_NUMBER_PLACEHOLDER, pseudonym, redact
 from schemas.notifications import NotificationRequest, TaskLine
-from services.notifier import domain, smtp, templating
-from services.notifier.domain import compose, fold, for_mail, line_recipients, route, should_send
-from services.notifier.templating import Templates
+from services.domain import mail as composition
+from services.domain import templating
+from services.domain.mail import compose, fold, for_mail, line_recipients, route, should_send
+from services.domain.templating import Templates
+from services.notifier import smtp
 
 HSA_ID = "SE2321000131-E000000000001"
 T0 = dt.datetime(2026, 12, 1, 8, 0, tzinfo=dt.UTC)
@@ -98,7 +100,7 @@ def test_fold_is_idempotent_and_ignores_other_events() -> None:
     assert fold(once, event) == once
     assert once is not None and once.contacts == [contact("b@x.se")]
     leaver = envelope(StaffLeft(provider_id="p1", person_id=HSA_ID, end_date=dt.date(2027, 1, 1)))
-    assert not domain.matters(leaver) and fold(once, leaver) is None
+    assert not composition.matters(leaver) and fold(once, leaver) is None
 
 
 def test_a_repeated_event_with_new_content_is_a_replay_and_changes_nothing() -> None:
@@ -205,11 +207,11 @@ def test_a_multi_system_request_becomes_one_mail_per_recipient_with_their_lines(
 
 def test_the_slice_of_a_request_keeps_its_id_and_says_its_own_system_and_unit() -> None:
     req = siebel_and_siths()
-    part = for_mail(req, domain.PlannedMail(recipient="a@x.se", task_ids=["t-siebel-1", "t-siebel-2"]))
+    part = for_mail(req, composition.PlannedMail(recipient="a@x.se", task_ids=["t-siebel-1", "t-siebel-2"]))
     assert (part.id, part.kind, part.responsible) == (req.id, req.kind, req.responsible)
     assert [t.task_id for t in part.tasks] == ["t-siebel-1", "t-siebel-2"]
     assert (part.system, part.unit_id) == ("siebel", None)
-    one = for_mail(req, domain.PlannedMail(recipient="a@x.se", task_ids=["t-siths"]))
+    one = for_mail(req, composition.PlannedMail(recipient="a@x.se", task_ids=["t-siths"]))
     assert (one.system, one.unit_id) == ("siths", "u1")
 
 
@@ -240,8 +242,8 @@ def test_routing_is_deterministic() -> None:
 
 
 def test_sent_records_are_kept_per_request_and_recipient() -> None:
-    assert domain.sent_key("n1", "A@x.se") == domain.sent_key("n1", "a@x.se") == b"n1|a@x.se"
-    assert domain.sent_key("n1", "b@x.se") != domain.sent_key("n1", "a@x.se")
+    assert composition.sent_key("n1", "A@x.se") == composition.sent_key("n1", "a@x.se") == b"n1|a@x.se"
+    assert composition.sent_key("n1", "b@x.se") != composition.sent_key("n1", "a@x.se")
 
 
 # --- composition ---------------------------------------------------------------------------
@@ -264,7 +266,7 @@ def three_tasks() -> list[TaskLine]:
 def test_subject_is_swedish_names_the_count_provider_and_first_deadline() -> None:
     mail = compose(request(tasks=three_tasks()), ["a@x.se"], CONFIG)
     assert mail["Subject"] == "[omboard] Påminnelse: 3 uppgifter för Omsorg AB förfaller senast 2026-12-30"
-    assert domain.subject(request()) == "[omboard] Påminnelse: 1 uppgift för Omsorg AB förfaller senast 2026-12-30"
+    assert composition.subject(request()) == "[omboard] Påminnelse: 1 uppgift för Omsorg AB förfaller senast 2026-12-30"
 
 
 @pytest.mark.parametrize(
@@ -276,11 +278,11 @@ def test_subject_is_swedish_names_the_count_provider_and_first_deadline() -> Non
     ],
 )
 def test_each_kind_has_its_own_wording(kind: str, wording: str) -> None:
-    assert domain.subject(request(kind=kind, tasks=three_tasks())) == f"[omboard] {wording}"
+    assert composition.subject(request(kind=kind, tasks=three_tasks())) == f"[omboard] {wording}"
 
 
 def test_subject_falls_back_to_the_provider_id_and_cannot_inject_headers() -> None:
-    assert "för p1 förfaller" in domain.subject(request(provider_name=None))
+    assert "för p1 förfaller" in composition.subject(request(provider_name=None))
     mail = compose(request(provider_name="Evil\r\nBcc: all@x.se"), ["a@x.se"], CONFIG)
     assert mail["Bcc"] is None and "Evil Bcc: all@x.se" in mail["Subject"]
     assert b"\nBcc:" not in mail.as_bytes()
@@ -290,12 +292,12 @@ def test_message_id_is_stable_per_request_and_recipient_so_a_resent_mail_is_reco
     first = compose(request(), ["a@x.se"], CONFIG)
     again = compose(request(), ["a@x.se"], CONFIG)
     assert first.as_bytes() == again.as_bytes()
-    assert first["Message-ID"] == domain.message_id(request(), ["a@x.se"])
+    assert first["Message-ID"] == composition.message_id(request(), ["a@x.se"])
     assert first["Message-ID"].startswith("<reminder-0001.") and first["Message-ID"].endswith("@omboard>")
     assert compose(request(), ["A@x.se"], CONFIG)["Message-ID"] == first["Message-ID"]  # addresses ignore case
     assert compose(request(), ["b@x.se"], CONFIG)["Message-ID"] != first["Message-ID"]
     assert compose(request(id="reminder-0002"), ["a@x.se"], CONFIG)["Message-ID"].startswith("<reminder-0002.")
-    assert domain.message_id(request(id="odd id<>@x"), ["a@x.se"]).startswith("<odd-id---x.")
+    assert composition.message_id(request(id="odd id<>@x"), ["a@x.se"]).startswith("<odd-id---x.")
 
 
 def test_headers() -> None:
@@ -358,9 +360,9 @@ def test_singular_wording_for_one_task() -> None:
 
 def test_the_builtin_templates_cover_every_kind_in_both_languages() -> None:
     library = templating.templates()
-    library.check(domain.KINDS, domain.LANGUAGES)
-    for kind in domain.KINDS:
-        for language in domain.LANGUAGES:
+    library.check(composition.KINDS, composition.LANGUAGES)
+    for kind in composition.KINDS:
+        for language in composition.LANGUAGES:
             assert library.resolve(kind, language).name == f"{kind}.{language}.txt.j2"
 
 
@@ -372,7 +374,7 @@ def write_templates(directory: Path, **templates: str) -> Templates:
 
 def test_a_missing_swedish_template_falls_back_to_english_shown_once(tmp_path: Path) -> None:
     library = write_templates(tmp_path, **{"reminder.en": "EN {{ n }} for {{ party }}\n", "generic.sv": "GENERIC SV\n"})
-    text, languages = domain.body_and_languages(request(), CONFIG, library)
+    text, languages = composition.body_and_languages(request(), CONFIG, library)
     assert text == "EN 1 for the provider\n" and languages == ["en"]
     mail = compose(request(), ["a@x.se"], CONFIG, library)
     assert mail["Content-Language"] == "en"
@@ -381,23 +383,23 @@ def test_a_missing_swedish_template_falls_back_to_english_shown_once(tmp_path: P
 def test_a_kind_without_templates_falls_back_to_the_generic_ones(tmp_path: Path) -> None:
     library = write_templates(tmp_path, **{"generic.sv": "SV {{ kind }}\n", "generic.en": "EN {{ kind }}\n",
                                            "_footer": "-- {{ reference }}\n"})
-    text, languages = domain.body_and_languages(request(kind="unblocked"), CONFIG, library)
+    text, languages = composition.body_and_languages(request(kind="unblocked"), CONFIG, library)
     assert text == "SV unblocked\n\n-- In English --\n\nEN unblocked\n\n-- reminder-0001\n"
     assert languages == ["sv", "en"]
     (tmp_path / "generic.sv.txt.j2").unlink()
-    assert domain.body(request(kind="unblocked"), CONFIG, Templates(tmp_path)) == "EN unblocked\n\n-- reminder-0001\n"
+    assert composition.body(request(kind="unblocked"), CONFIG, Templates(tmp_path)) == "EN unblocked\n\n-- reminder-0001\n"
 
 
 def test_the_builtin_generic_templates_stand_in_for_any_kind() -> None:
     library = Templates(templating.BUILTIN)
     generic = library.env.get_template("generic.sv.txt.j2").render(
-        domain._context(request(tasks=three_tasks()), CONFIG, "sv"))
+        composition._context(request(tasks=three_tasks()), CONFIG, "sv"))
     assert generic.startswith("Hej! Det här gäller 3 uppgifter för Omsorg AB.") and "Uppgift: t2" in generic
 
 
 def test_no_template_at_all_is_an_error_at_start(tmp_path: Path) -> None:
     with pytest.raises(Exception, match="reminder.sv.txt.j2"):
-        Templates(tmp_path).check(domain.KINDS, domain.LANGUAGES)
+        Templates(tmp_path).check(composition.KINDS, composition.LANGUAGES)
 
 
 def test_an_operators_directory_overrides_single_builtin_templates(tmp_path: Path) -> None:
@@ -409,7 +411,7 @@ def test_an_operators_directory_overrides_single_builtin_templates(tmp_path: Pat
 
 
 def test_the_status_link_quotes_the_provider_id() -> None:
-    assert domain.status_link(request(provider_id="p:1"), CONFIG) == "https://omboard.example/providers/p%3A1"
+    assert composition.status_link(request(provider_id="p:1"), CONFIG) == "https://omboard.example/providers/p%3A1"
 
 
 def test_no_person_id_reaches_a_mail() -> None:
@@ -426,24 +428,24 @@ def test_no_personal_identity_number_reaches_a_mail(number: str) -> None:
     leaky = task(instructions_sv=f"Beställ kort för {number}.", instructions_en=f"Order a card for ({number}).")
     mail = compose(request(tasks=[leaky], provider_name=f"Omsorg {number}"), ["a@x.se"], CONFIG)
     assert number not in mail.as_string()
-    assert f"kort för {domain.PERSONAL_NUMBER_PLACEHOLDER}." in mail.get_content()
-    assert f"card for ({domain.PERSONAL_NUMBER_PLACEHOLDER})." in mail.get_content()
-    assert mail["Subject"].count(domain.PERSONAL_NUMBER_PLACEHOLDER) == 1
+    assert f"kort för {PERSONAL_NUMBER_PLACEHOLDER}." in mail.get_content()
+    assert f"card for ({PERSONAL_NUMBER_PLACEHOLDER})." in mail.get_content()
+    assert mail["Subject"].count(PERSONAL_NUMBER_PLACEHOLDER) == 1
 
 
 def test_numbers_that_are_no_personal_identity_number_stay_in_a_mail() -> None:
     kept = ["212000-3005",  # an organisation number (Uppsala kommun): its "month" is 20
             "121212-1213",  # a wrong check digit
             "2026-12-30", "08-123 45 67", "ref 1234567890123"]
-    text = domain.redact(" · ".join(kept))
+    text = redact(" · ".join(kept))
     assert text == " · ".join(kept)
-    assert domain.redact(f"{HSA_ID} 811218-9876") == f"{pseudonym(HSA_ID)} {domain.PERSONAL_NUMBER_PLACEHOLDER}"
+    assert redact(f"{HSA_ID} 811218-9876") == f"{pseudonym(HSA_ID)} {PERSONAL_NUMBER_PLACEHOLDER}"
 
 
 def test_delivery_record_and_when_to_send_again() -> None:
     req = request()
     mail = compose(req, ["a@x.se"], CONFIG)
-    record = domain.delivery_record(req, mail, ["a@x.se"], "sent", T0)
+    record = composition.delivery_record(req, mail, ["a@x.se"], "sent", T0)
     assert (record.notification_id, record.message_id, record.recipients) == ("reminder-0001", mail["Message-ID"], ["a@x.se"])
     assert record.subject == mail["Subject"]
     assert should_send(None)

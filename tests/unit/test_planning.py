@@ -9,14 +9,14 @@ import pytest
 from schemas.catalog import load_catalog
 from schemas.events import Envelope
 from schemas.tasks import Plan, Task
-from services.planning.planner import (
+from services.domain.planner import (
     LATE_ORDER,
     Planner,
     UnknownProvider,
     monthly_plan_id,
     monthly_report_task_id,
 )
-from services.planning.state import ProviderState, evolve, planned_key
+from services.domain.state import ProviderState, evolve, planned_key
 from tests.unit import _events as ev
 
 D = dt.date.fromisoformat

@@ -9,9 +9,9 @@ import pytest
 
 from schemas.catalog import load_catalog
 from schemas.events import parse_event
-from services.planning.planner import Planner
-from services.planning.state import ProviderState, changes, evolve
-from services.planning.store import ProviderStore
+from services.adapters.provider_store import ProviderStore
+from services.domain.planner import Planner
+from services.domain.state import ProviderState, changes, evolve
 from services.runtime.tables import Table
 from tests.chaos.crash import chaos_events
 from tests.support.tables import reloaded

@@ -11,11 +11,11 @@ from fastapi.testclient import TestClient
 
 from schemas.catalog import load_catalog
 from schemas.status import TaskStatusChange
-from services.planning.planner import Planner
-from services.planning.state import ProviderState
+from services.domain.ledger import Ledger, change_status, record_task
+from services.domain.planner import Planner
+from services.domain.state import ProviderState
+from services.http.access import COOKIE_NAME, KeyRing, key_entry
 from services.reporting.api import create_status_api
-from services.reporting.ledger import Ledger, change_status, record_task
-from services.runtime.access import COOKIE_NAME, KeyRing, key_entry
 from services.runtime.clock import FixedClock
 from services.runtime.settings import Settings
 from tests.support.ledgers import FakeStore
@@ -376,7 +376,8 @@ def test_one_task_with_its_audit_trail_and_only_for_who_may_see_it(world):
 
 
 def test_a_csv_cell_a_spreadsheet_would_run_is_written_as_text():
-    from services.reporting.api import _as_text
+    from services.reporting.status import as_cell_text
 
-    assert [_as_text(v) for v in ("=HYPERLINK(1)", "+1", "@SUM", "Omsorg AB", 3, None)] == [
+
+    assert [as_cell_text(v) for v in ("=HYPERLINK(1)", "+1", "@SUM", "Omsorg AB", 3, None)] == [
         "'=HYPERLINK(1)", "'+1", "'@SUM", "Omsorg AB", 3, None]

@@ -4,6 +4,8 @@ worker keeps only the partitions it holds; the same in memory and on disk."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import pytest
@@ -108,13 +110,29 @@ def test_restore_reads_each_partition_to_its_end_and_on_from_where_it_was_next_t
     assert dict(table.items()) == {b"b": b"2", b"c": b"3"}
 
 
-def test_a_disk_store_pages_through_more_rows_than_a_page_and_leaves_no_file(tmp_path):
+def test_a_disk_store_pages_through_more_rows_than_a_page(tmp_path):
     store = DiskStore(tmp_path, "big")
     store.write(0, [(f"k{i:05d}".encode(), b"v" * 100) for i in range(DiskStore.PAGE * 2 + 7)])
     store.write(1, [(b"k00003", None), (b"z", b"first"), (b"z", None), (b"z", b"last")])
     keys = [key for key, _ in store.items()]
     assert len(keys) == len(set(keys)) == DiskStore.PAGE * 2 + 7 and keys == sorted(keys)
-    assert store.get(b"k00003") is None and store.partition_of(b"z") == 1
-    assert list(tmp_path.iterdir()) == []  # unlinked once open: a killed worker leaves nothing behind
+    assert store.get(b"k00003") is None and store.partition_of(b"z") == 1 and store.partition_of(b"k00004") == 0
     store.keep_only({1})
     assert list(store.items()) == [(b"z", b"last")] and len(store) == 1
+    store.close()
+
+
+def test_a_disk_store_leaves_nothing_behind_and_clears_what_a_killed_process_left(tmp_path):
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    left_by_a_killed_worker = tmp_path / f"tasks-{int(gone.stdout)}-12345-abc_9"
+    left_by_a_killed_worker.mkdir()
+    (left_by_a_killed_worker / "000001.sst").write_bytes(b"x")
+    other_table = tmp_path / "tasks-archive-1-1-abc"  # not a store of this table's
+    other_table.mkdir()
+
+    store, neighbour = DiskStore(tmp_path, "tasks"), DiskStore(tmp_path, "tasks")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([store.path.name, neighbour.path.name, other_table.name])
+    store.write(0, [(b"k", b"v")])
+    store.close()
+    assert not store.path.exists() and neighbour.path.exists(), "a live store's directory is its own"
+    neighbour.close()

@@ -11,9 +11,7 @@ import pytest
 
 from schemas.catalog import load_catalog
 from schemas.status import TaskStatusChange
-from services.planning.planner import Planner
-from services.planning.state import ProviderState
-from services.reporting.ledger import (
+from services.domain.ledger import (
     IllegalMove,
     Ledger,
     Overlay,
@@ -26,6 +24,8 @@ from services.reporting.ledger import (
     notifications_due,
     record_task,
 )
+from services.domain.planner import Planner
+from services.domain.state import ProviderState
 from services.reporting.store import TaskStore
 from services.runtime.tables import Table
 from tests.support.tables import reloaded

@@ -29,8 +29,8 @@ from schemas.events import (
     UnitClosed,
 )
 from schemas.tasks import Instructions, Plan, Subject, Task, Warning
-from services.planning.calendar import BusinessCalendar
-from services.planning.state import ProviderFacts, StaffState, StateView, UnitState, event_key, planned_key
+from services.domain.calendar import BusinessCalendar
+from services.domain.state import ProviderFacts, StaffState, StateView, UnitState, event_key, planned_key
 
 #: Namespace of every task id: uuid5 of the event, the rule and the subject.
 TASK_NAMESPACE = uuid.UUID("6f1c1f3e-3b0a-5e55-9a51-0b0a4d0e1a11")
@@ -358,14 +358,14 @@ class Planner:
 
     # -- dates -------------------------------------------------------------------------------------
 
-    def anchor(self, rule: Rule, event: Envelope, month_end: dt.date | None = None) -> dt.date:
-        """The date a rule's deadline counts from, for ``event`` (``month_end``: the reported month's
-        last day; by default the last day of the month of the event's date)."""
+    def anchor(self, rule: Rule, event: Envelope) -> dt.date:
+        """The date a rule's deadline counts from, for ``event`` (``month_end``: the last day of the
+        month of the event's date)."""
         anchor = rule.deadline.anchor
         if anchor == "decided_on" and isinstance(event.data, OrgChangeRequested):
             return event.data.decided_on
         if anchor == "month_end":
-            return month_end or last_day_of_month(event.anchor_date)
+            return last_day_of_month(event.anchor_date)
         return event.anchor_date
 
     def _due(self, rule: Rule, anchor: dt.date) -> dt.date:

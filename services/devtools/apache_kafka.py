@@ -33,7 +33,7 @@ from typing import Self
 from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
 
-from services.runtime.broker import die_with_parent, free_port
+from services.devtools.processes import die_with_parent, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 POM = REPO / "deploy" / "kafka" / "pom.xml"

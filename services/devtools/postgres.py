@@ -32,7 +32,7 @@ from typing import Self
 import psycopg
 from psycopg import sql
 
-from services.runtime.broker import die_with_parent, free_port
+from services.devtools.processes import die_with_parent, free_port
 
 USER = "omboard"  # the cluster's superuser, trusted on loopback only
 DATABASE = "omboard"

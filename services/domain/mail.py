@@ -29,9 +29,10 @@ from urllib.parse import quote
 from pydantic import Field
 
 from schemas.events import Contact, ContactAssigned, Contract, Envelope, ProviderStarted
-from schemas.identifiers import PERSONAL_NUMBER_SHAPE, looks_like_personal_number, pseudonym
+from schemas.identifiers import redact
 from schemas.notifications import DeliveryRecord, NotificationKind, NotificationRequest, TaskLine
-from services.notifier.templating import FOOTER, Templates, language_of, templates
+from services.domain.state import with_contact
+from services.domain.templating import FOOTER, Templates, language_of, templates
 
 SUBJECT_PREFIX = "[omboard]"
 
@@ -46,10 +47,6 @@ _ROLE_ORDER = {
     )
 }
 
-_HSA_ID = re.compile(r"SE\d{10}-[A-Za-z0-9]{1,20}")
-#: Stands in for a personal identity or coordination number in mail. Not a pseudonym: a hash of a
-#: personal number is reversed by trying the few million there are.
-PERSONAL_NUMBER_PLACEHOLDER = "[personnummer]"
 _MESSAGE_ID_UNSAFE = re.compile(r"[^A-Za-z0-9!#$%&'*+\-/=?^_`{|}~.]")
 
 
@@ -82,12 +79,6 @@ class ProviderContacts(Contract):
     #: The events folded in, by ``Envelope.dedup_key``: a repeat is a replay and changes nothing,
     #: even with other content (a resent ContactAssigned with a new address must not redirect mail).
     processed: list[str] = Field(default_factory=list)
-
-
-def with_contact(contacts: Sequence[Contact], contact: Contact) -> list[Contact]:
-    """A newer contact for the same role, system and unit replaces the older one."""
-    same = (contact.role, contact.system, contact.unit_id)
-    return [c for c in contacts if (c.role, c.system, c.unit_id) != same] + [contact]
 
 
 def matters(event: Envelope) -> bool:
@@ -236,15 +227,6 @@ def _tasks_sv(count: int) -> str:
 def _one_line(text: str) -> str:
     """Header-safe: no line breaks (header injection), no runs of whitespace."""
     return " ".join(text.split())
-
-
-def redact(text: str) -> str:
-    """Replace anything shaped like an HSA-id with its pseudonym, and every personal identity or
-    coordination number (with a valid check digit) with a placeholder."""
-    # Numbers first, so that the digits of a pseudonym are never taken for one.
-    text = PERSONAL_NUMBER_SHAPE.sub(
-        lambda match: PERSONAL_NUMBER_PLACEHOLDER if looks_like_personal_number(match.group(0)) else match.group(0), text)
-    return _HSA_ID.sub(lambda match: pseudonym(match.group(0)), text)
 
 
 def provider_label(request: NotificationRequest) -> str:

@@ -2,7 +2,7 @@
 
 A provider's state is its small facts (``ProviderFacts``: who it is, its contacts and
 subcontractors, the events it saw lately) plus one record per unit, per person and per task an
-earlier plan made. Stored like that (``services.planning.store``), no record grows with the
+earlier plan made. Stored like that (``services.adapters.provider_store``), no record grows with the
 provider's staff or work: a provider with thousands of staff once needed a planning record of
 megabytes, past what Kafka accepts (issue 9).
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -164,8 +164,8 @@ def planned_key(rule: str, unit_id: str | None, person_id: str | None) -> str:
     return f"{rule}|{unit_id or ''}|{person_id or ''}"
 
 
-def _with_contact(contacts: list[Contact], contact: Contact) -> list[Contact]:
-    # A newer assignment for the same role, system and unit replaces the older one.
+def with_contact(contacts: Sequence[Contact], contact: Contact) -> list[Contact]:
+    """A newer contact for the same role, system and unit replaces the older one."""
     same = (contact.role, contact.system, contact.unit_id)
     return [c for c in contacts if (c.role, c.system, c.unit_id) != same] + [contact]
 
@@ -196,10 +196,10 @@ def changes(state: StateView, event: Envelope, plan: Plan, catalog: Catalog) -> 
                 units[unit.id] = UnitState(**unit.model_dump())
             contacts = facts.contacts
             for contact in data.contacts:
-                contacts = _with_contact(contacts, contact)
+                contacts = with_contact(contacts, contact)
             update["contacts"] = contacts
         case ContactAssigned():
-            update["contacts"] = _with_contact(facts.contacts, data.contact)
+            update["contacts"] = with_contact(facts.contacts, data.contact)
         case OrgChangeRequested() | ServiceReportSubmitted():
             pass
         case SubcontractorStarted():

@@ -192,7 +192,7 @@ def catalog_check(catalog: CatalogOption = None) -> None:
 def catalog_coverage(
     catalog: CatalogOption = None,
     register: Annotated[
-        Path | None, typer.Option(help="The obligation register (default: ../shared/domain/OBLIGATIONS.md).")
+        Path | None, typer.Option(help="The obligation register (default: the one installed with the catalog, schemas/catalog/OBLIGATIONS.md).")
     ] = None,
 ) -> None:
     """Every obligation id with its rules and the events that trigger them, or why it has none.
@@ -225,8 +225,8 @@ def fold_and_plan(events: Sequence[tuple[int, Envelope]], catalog: Any) -> Any:
     Raises ``InvalidHistory`` naming the line of an event whose provider was never started (the
     services cannot plan it either).
     """
-    from services.planning.planner import Planner, UnknownProvider
-    from services.planning.state import ProviderState, evolve
+    from services.domain.planner import Planner, UnknownProvider
+    from services.domain.state import ProviderState, evolve
 
     planner = Planner(catalog)
     states: dict[str, ProviderState] = {}
@@ -335,7 +335,7 @@ def keys_hash(
     add to OMBOARD_API_KEYS. Only the hash is configured; keep the key itself secret."""
     from pydantic import ValidationError
 
-    from services.runtime.access import MIN_KEY_LENGTH, ApiKey, generate_key, hash_key
+    from services.http.access import MIN_KEY_LENGTH, ApiKey, generate_key, hash_key
 
     key = generate_key() if new else typer.get_text_stream("stdin").readline().strip()
     if len(key) < MIN_KEY_LENGTH:
@@ -454,7 +454,7 @@ def api(
 @app.command()
 def worker(service: Annotated[str, typer.Argument(help="orgstructure, permissions, reporting or notifier.")]) -> None:
     """Run one service's worker."""
-    from services.runtime.worker import run_service
+    from services.entrypoints.worker import run_service
 
     run_service(service)
 
@@ -462,7 +462,7 @@ def worker(service: Annotated[str, typer.Argument(help="orgstructure, permission
 @app.command()
 def run() -> None:
     """Run everything locally: embedded broker, topics, every service, mail sink, API, demo data."""
-    from services.runtime.launcher import run_all
+    from services.entrypoints.launcher import run_all
 
     run_all()
 

@@ -20,7 +20,7 @@ import json
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 
-from services.planning.state import ProviderFacts, StaffState, StateChanges, UnitState
+from services.domain.state import ProviderFacts, StaffState, StateChanges, UnitState
 from services.runtime.streams import check_fits
 from services.runtime.tables import Table
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from services.planning.calendar import BusinessCalendar
+from services.domain.calendar import BusinessCalendar
 
 
 def demo_events(today: dt.date | None = None) -> list[dict]:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 
-from services.runtime import metrics
-
 StatsKey = tuple[str, str, int]  # system, responsible, the due date's ordinal
 
 
@@ -15,10 +13,10 @@ class TaskStats:
 
     def __init__(self) -> None:
         self._active: Counter[StatsKey] = Counter()
-        self._published: set[tuple[str, str]] = set()
+        self._counted: set[tuple[str, str]] = set()  # every pair counted so far, to read 0 once empty
 
     def clear(self) -> None:
-        """Forget every count; label sets published before read 0 at the next publish."""
+        """Forget every count; pairs counted before read (0, 0) in the next ``counts``."""
         self._active.clear()
 
     def add(self, key: StatsKey) -> None:
@@ -29,15 +27,15 @@ class TaskStats:
         if self._active[key] <= 0:
             del self._active[key]
 
-    def publish(self, today: dt.date) -> None:
+    def counts(self, today: dt.date) -> dict[tuple[str, str], tuple[int, int]]:
+        """Per (system, responsible): how many tasks are open and how many of those overdue on
+        ``today``; a pair that had tasks before and has none now reads (0, 0), not its last
+        counts."""
         opened: Counter[tuple[str, str]] = Counter()
         overdue: Counter[tuple[str, str]] = Counter()
         for (system, responsible, due), count in self._active.items():
             opened[(system, responsible)] += count
             if due < today.toordinal():
                 overdue[(system, responsible)] += count
-        # A label set that had tasks and has none now must read 0, not its last value.
-        self._published |= set(opened)
-        for key in self._published:
-            metrics.TASKS_OPEN.labels(*key).set(opened[key])
-            metrics.TASKS_OVERDUE.labels(*key).set(overdue[key])
+        self._counted |= set(opened)
+        return {key: (opened[key], overdue[key]) for key in sorted(self._counted)}

@@ -12,7 +12,7 @@ It can also stand in for a real relay: given a certificate and key it offers STA
 requires it, and given credentials it requires AUTH (PLAIN/LOGIN, over TLS when TLS is on).
 ``sessions`` then says, per accepted mail, whether it came over TLS and as whom.
 
-    python -m services.runtime.mailsink --directory var/mail --port 8025
+    python -m services.devtools.mailsink --directory var/mail --port 8025
 """
 
 from __future__ import annotations

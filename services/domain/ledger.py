@@ -22,7 +22,7 @@ from schemas.events import Contract
 from schemas.notifications import NotificationKind, NotificationRequest
 from schemas.status import StatusEntry, TaskStatusChange
 from schemas.tasks import Task, TaskStatus
-from services.planning.handlers import notification_about
+from services.domain.notices import notification_about
 
 NOTIFICATION_NAMESPACE = uuid.UUID("0b7d7c1e-60a4-5c35-8d0e-7e1f3c2a9b44")
 ACTIVE: frozenset[TaskStatus] = frozenset({"open", "blocked"})

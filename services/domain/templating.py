@@ -3,7 +3,7 @@
 Templates are named ``<kind>.<language>.txt.j2`` (``reminder.sv.txt.j2``, ``late-order.en.txt.j2``)
 and found in the given directories in order (the first directory holding a name wins), so an
 operator's directory (``OMBOARD_MAIL_TEMPLATES_DIR``) can override single files of the built-in set
-in ``services/notifier/templates``.
+in ``services/domain/templates``.
 
 A kind and language without a template of its own falls back to the kind's English template,
 then to ``generic.<language>``, then to ``generic.en``. ``_footer.txt.j2`` is optional.

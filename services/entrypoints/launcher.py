@@ -25,11 +25,12 @@ from pathlib import Path
 
 from schemas.events import EVENT_TYPES
 from schemas.topics import ALL_TOPICS, SERVICES
-from services.readmodel.postgres import EmbeddedPostgres
-from services.runtime.access import ApiKey, Role, generate_key, key_entry, keys_json
-from services.runtime.broker import create_topics, die_with_parent, free_port
-from services.runtime.embedded import Broker, BrokerKind, Choice, choose, embedded_broker
-from services.runtime.mailsink import MailSink
+from services.devtools.embedded import Broker, BrokerKind, Choice, choose, embedded_broker
+from services.devtools.mailsink import MailSink
+from services.devtools.postgres import EmbeddedPostgres
+from services.devtools.processes import die_with_parent, free_port
+from services.http.access import ApiKey, Role, generate_key, key_entry, keys_json
+from services.runtime.broker import create_topics
 
 
 @dataclass
@@ -139,9 +140,9 @@ class Stack:
             for service in self.services:
                 port = self.web_ports.get(service) or free_port()
                 self.web_ports[service] = port
-                self._spawn(service, [sys.executable, "-m", "services.runtime.worker", service],
+                self._spawn(service, [sys.executable, "-m", "services.entrypoints.worker", service],
                             {**env, "OMBOARD_WEB_PORT": str(port)})
-            self._spawn("api", [sys.executable, "-m", "services.runtime.cli", "api", "--port", str(self.api_port)], env)
+            self._spawn("api", [sys.executable, "-m", "services.entrypoints.cli", "api", "--port", str(self.api_port)], env)
         except BaseException:
             self.stop()
             raise
@@ -263,7 +264,7 @@ class Stack:
 
 def run_all() -> None:
     """``make run``: everything on the embedded broker, a demo provider, until Ctrl-C."""
-    from services.runtime.demo import demo_events
+    from services.devtools.demo import demo_events
     from services.runtime.settings import get_settings
 
     settings = get_settings()

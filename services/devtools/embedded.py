@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol, Self
 
-from services.runtime.apache_kafka import ApacheKafka, kafka_version, unavailable_reason
-from services.runtime.broker import TansuBroker
+from services.devtools.apache_kafka import ApacheKafka, kafka_version, unavailable_reason
+from services.devtools.tansu import TansuBroker
 
 BrokerKind = Literal["kafka", "tansu"]
 

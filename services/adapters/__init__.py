@@ -1,0 +1,1 @@
+"""Between the domain and the runtime: domain state in tables, domain values as messages."""

@@ -1,0 +1,1 @@
+"""Dev tooling: the embedded brokers, PostgreSQL and mail sink of ``make run`` and the tests, and the demo."""

@@ -1,0 +1,31 @@
+"""Child processes of the dev tooling (embedded brokers, PostgreSQL, workers of ``make run``)."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+
+_PR_SET_PDEATHSIG = 1
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def die_with_parent() -> None:
+    """``preexec_fn`` for child processes: the kernel SIGKILLs the child when its parent dies.
+
+    Without it a crashed test run or ``omboard run`` leaves brokers and workers behind. The
+    signal fires when the *thread* that spawned the child exits, so spawn from a long-lived
+    thread (the main one), never from ``asyncio.to_thread``.
+    """
+    parent = os.getppid()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)

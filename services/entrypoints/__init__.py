@@ -1,0 +1,1 @@
+"""Entrypoints: the CLI, a worker process, and ``make run``'s launcher."""

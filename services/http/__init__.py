@@ -1,0 +1,1 @@
+"""The HTTP adapter shared by the APIs: API keys, roles and their checks."""
