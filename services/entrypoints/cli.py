@@ -437,13 +437,14 @@ def api(
     """Serve the intake HTTP API (POST /v1/events, /healthz, /readyz)."""
     import uvicorn
 
-    from services.intake.api import create_api
+    from services.bootstrap import bootstrap, build_intake_api
     from services.runtime.logs import configure_logging
 
-    settings = _settings()
+    root = bootstrap(_settings())
+    settings = root.settings
     configure_logging("api", settings.log_level)
     uvicorn.run(
-        create_api(settings),
+        build_intake_api(root),
         host=host or settings.api_host,
         port=port if port is not None else settings.api_port,
         log_level=settings.log_level.lower(),

@@ -3,25 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 
-from schemas.topics import SERVICES
+from services.bootstrap import bootstrap, build_worker
 from services.runtime.logs import configure_logging
-from services.runtime.settings import get_settings
-from services.runtime.stream_app import StreamApp
-
-
-def build_service(name: str) -> StreamApp:
-    if name not in SERVICES:
-        raise SystemExit(f"unknown service {name!r}; choose one of {', '.join(SERVICES)}")
-    module = importlib.import_module(f"services.{name}.app")
-    return module.build(get_settings())
 
 
 def run_service(name: str) -> None:
-    settings = get_settings()
-    configure_logging(name, settings.log_level)
-    app = build_service(name)
+    root = bootstrap()
+    configure_logging(name, root.settings.log_level)
+    app = build_worker(name, root)
     asyncio.run(app.run())  # SIGTERM/SIGINT stop it cleanly (StreamApp.run)
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from schemas.catalog import load_catalog
 from schemas.topics import EVENTS
 from services.adapters.provider_store import ProviderStore
 from services.domain.planner import Planner
@@ -19,9 +18,9 @@ from services.runtime.stream_app import StreamApp
 from services.runtime.streams import Outgoing, Received, one_at_a_time
 
 
-def build_planning_app(service: str, scopes: Collection[str], settings: Settings, **app_options) -> StreamApp:
+def build_planning_app(service: str, scopes: Collection[str], settings: Settings, planner: Planner,
+                       **app_options) -> StreamApp:
     app = StreamApp(service, settings, **app_options)
-    planner = Planner(load_catalog(settings.catalog_path))
     # One record per entity of each provider, on the partition of the provider's events.
     store = ProviderStore(app.table("provider-state"))
 

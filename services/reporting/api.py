@@ -28,7 +28,7 @@ from typing import Any
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from schemas.catalog import Catalog, load_catalog
+from schemas.catalog import Catalog
 from schemas.events import SystemId
 from schemas.status import StatusRequest, TaskStatusChange
 from schemas.tasks import Responsible, TaskStatus
@@ -56,7 +56,7 @@ MAX_LIMIT = 5000
 
 
 def create_status_api(reader: TaskReader, keys: KeyRing, publish: Publish, clock: Clock,
-                      settings: Settings, catalog: Catalog | None = None) -> FastAPI:
+                      settings: Settings, catalog: Catalog) -> FastAPI:
     service = StatusService(reader, publish, clock, settings.timezone, settings.status_wait_timeout)
     api = FastAPI(
         title="omboard status",
@@ -189,7 +189,6 @@ def create_status_api(reader: TaskReader, keys: KeyRing, publish: Publish, clock
         return JSONResponse({"changed": outcome.changed, "detail": outcome.detail, "task": outcome.task},
                             status_code=outcome.status_code)
 
-    catalog = catalog or load_catalog(settings.catalog_path)
     install_pages(api, service, keys, {channel: info.sv for channel, info in catalog.channels.items()})
     return api
 
@@ -198,7 +197,7 @@ def create_status_api(reader: TaskReader, keys: KeyRing, publish: Publish, clock
 
 
 def install_status_api(app: Any, reader: TaskReader, settings: Settings, clock: Clock,
-                       catalog: Catalog | None = None) -> None:
+                       catalog: Catalog) -> None:
     """Serve the status API from the reporting worker (a StreamApp), once its tables are restored.
 
     Raises KeyConfigError when ``OMBOARD_API_KEYS`` is broken: better not to start than to guess.

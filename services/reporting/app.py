@@ -8,7 +8,6 @@ import time
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from schemas.catalog import load_catalog
 from schemas.notifications import NotificationRequest
 from schemas.topics import EVENTS, NOTIFICATIONS, TASK_STATUS
 from schemas.wire import model_to_kafka
@@ -34,7 +33,7 @@ log = logging.getLogger(__name__)
 SERVICE = "reporting"
 
 
-def build(settings: Settings, clock: Clock | None = None, **app_options) -> StreamApp:
+def build(settings: Settings, planner: Planner, clock: Clock | None = None, **app_options) -> StreamApp:
     app = StreamApp(SERVICE, settings, **app_options)
     clock = clock or clock_from_settings(settings.clock_file, settings.timezone)
     zone = ZoneInfo(settings.timezone)
@@ -43,7 +42,6 @@ def build(settings: Settings, clock: Clock | None = None, **app_options) -> Stre
     store = TaskStore(app.table("tasks", on_disk=True))
     # The provider facts monthly reports need, folded from the events like the planners do.
     providers = ProviderStore(app.table("provider-state"))
-    planner = Planner(load_catalog(settings.catalog_path))
     # The read model: every task projected into PostgreSQL, which the status API reads.
     pool = connection_pool(settings)
     projector = Projector(app, store.table.changelog, pool)

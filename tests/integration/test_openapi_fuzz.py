@@ -196,7 +196,7 @@ def status_app() -> Iterator[tuple[Any, LedgerStore]]:
     # "Today" after half of acme's tasks fell due, so that some are overdue.
     dues = sorted({record.task.due for record in store.load("acme").tasks.values()})
     clock = FixedClock(dt.datetime.combine(dues[len(dues) // 2], dt.time(10, 0), tzinfo=dt.UTC))
-    app = create_status_api(store, KEYS, publish, clock, Settings(status_wait_timeout=0.3))
+    app = create_status_api(store, KEYS, publish, clock, Settings(status_wait_timeout=0.3), PLANNER.catalog)
     try:
         yield app, store
     finally:

@@ -49,6 +49,7 @@ MAY_IMPORT = {
                     "planning", "readmodel", "reporting", "runtime"},
 }
 SERVICES = Path(services.domain.__file__).parents[1]
+ROOT = "services.bootstrap"  # the composition root: it imports everything (its own test says who imports it)
 
 
 def imports_between_packages() -> dict[tuple[str, str], list[str]]:
@@ -62,9 +63,18 @@ def imports_between_packages() -> dict[tuple[str, str], list[str]]:
             names = [node.module] if isinstance(node, ast.ImportFrom) and node.module else \
                 [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
             for name in names:
-                if name.startswith("services.") and (target := name.split(".")[1]) != parts[0]:
+                if name.startswith("services.") and name != ROOT and (target := name.split(".")[1]) != parts[0]:
                     found.setdefault((parts[0], target), []).append(str(path.relative_to(SERVICES)))
     return found
+
+
+def test_only_the_entrypoints_import_the_composition_root():
+    importers = set()
+    for path in SERVICES.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module == ROOT:
+                importers.add(path.relative_to(SERVICES).parts[0])
+    assert importers == {"entrypoints"}
 
 
 def test_every_package_is_in_a_layer():

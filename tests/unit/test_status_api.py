@@ -69,7 +69,7 @@ def world():
     dues = sorted({r.task.due for r in store.load("acme").tasks.values()})
     today = dues[len(dues) // 2]
     clock = FixedClock(dt.datetime.combine(today, dt.time(10, 0), tzinfo=dt.UTC))
-    api = create_status_api(store, KEYS, publisher, clock, Settings(status_wait_timeout=0.3))
+    api = create_status_api(store, KEYS, publisher, clock, Settings(status_wait_timeout=0.3), PLANNER.catalog)
     return TestClient(api), store, publisher, today
 
 
