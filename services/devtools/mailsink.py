@@ -21,7 +21,6 @@ import argparse
 import datetime as dt
 import logging
 import re
-import socket
 import ssl
 import threading
 import time
@@ -36,18 +35,14 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
+from services.devtools.processes import free_port
+
 _UNSAFE = re.compile(r"[^A-Za-z0-9._@+-]+")
 log = logging.getLogger(__name__)
 
 
 def write_file(path: Path, content: bytes) -> None:
     path.write_bytes(content)
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 def eml_name(message_id: str | None, at: dt.datetime) -> str:

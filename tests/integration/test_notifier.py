@@ -355,7 +355,22 @@ def test_klk_it_tasks_go_to_the_systems_manager_else_to_klk_it(notifier: Notifie
 
 
 def test_the_worker_counts_what_it_did(notifier: Notifier) -> None:
-    """The earlier tests sent, retried, failed and dead-lettered mail; /metrics says so."""
+    """A mail sent after a retry, one refused, a broken request and a started provider: /metrics
+    counts each (whatever other tests did before, in any order)."""
+    provider_id = f"p-{uuid.uuid4().hex[:12]}"
+    address = f"gone-{provider_id}@provider.test"
+    notifier.sink.refuse(address, "550 5.1.1 No such user")
+    start_provider(notifier, provider_id, Contact(name="Gone", email=address, role="kontaktperson"))
+    notifier.send(NOTIFICATIONS, provider_id.encode(), b'{"id": "broken"', [])
+    refused = notification(provider_id, system=None, unit_id=None)
+    publish_request(notifier, refused)
+    other = f"p-{uuid.uuid4().hex[:12]}"
+    notifier.sink.fail_next(1, "451 4.3.0 Try again later")
+    retried = notification(other)
+    publish_request(notifier, retried)
+    notifier.wait_for_mail(mid(retried))
+    delivery_records(notifier, refused.id)
+
     port = int(notifier.env["OMBOARD_WEB_PORT"])
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
         text = response.read().decode()
