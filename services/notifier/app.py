@@ -62,10 +62,10 @@ from services.notifier import smtp
 from services.notifier.delivery import deliver as deliver_request
 from services.runtime import metrics
 from services.runtime.clock import Clock, clock_from_settings
-from services.runtime.deadletter import dead_letter, handle_or_dead_letter, reason_of
+from services.runtime.deadletter import dead_letter, handle_each, reason_of
 from services.runtime.settings import Settings
 from services.runtime.stream_app import StreamApp
-from services.runtime.streams import Outgoing, Received, check_fits, mark_stalled, one_at_a_time
+from services.runtime.streams import Outgoing, Received, check_fits, mark_stalled
 from services.runtime.tables import Table
 
 log = logging.getLogger(__name__)
@@ -141,11 +141,8 @@ def build(
     @app.agent(EVENTS, name="notifier-contacts")
     async def keep_contacts(batch: list[Received]) -> list[Outgoing]:
         rejected: list[Outgoing] = []
-        async for received in one_at_a_time(batch):
-            _, dead = handle_or_dead_letter(SERVICE, received, remember_contacts,
-                                            metrics.metric_event_type(received))
-            if dead is not None:
-                rejected.append(dead)
+        async for _ in handle_each(SERVICE, batch, remember_contacts, metrics.metric_event_type, rejected):
+            pass  # folded into the contacts table
         return rejected
 
     def record_message(record: DeliveryRecord, provider_id: str, correlation: str | None) -> Outgoing:

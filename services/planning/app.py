@@ -12,10 +12,10 @@ from services.adapters.provider_store import ProviderStore
 from services.domain.planner import Planner
 from services.planning.handlers import Outcome, handle_event
 from services.runtime import metrics
-from services.runtime.deadletter import handle_or_dead_letter
+from services.runtime.deadletter import handle_each
 from services.runtime.settings import Settings
 from services.runtime.stream_app import StreamApp
-from services.runtime.streams import Outgoing, Received, one_at_a_time
+from services.runtime.streams import Outgoing, Received
 
 
 def build_planning_app(service: str, scopes: Collection[str], settings: Settings, planner: Planner,
@@ -41,15 +41,11 @@ def build_planning_app(service: str, scopes: Collection[str], settings: Settings
 
     @app.agent(EVENTS, name=f"{service}-plan")
     async def plan_events(batch: list[Received]) -> list[Outgoing]:
-        outgoing: list[Outgoing] = []
-        async for received in one_at_a_time(batch):
-            outcome, rejected = handle_or_dead_letter(service, received, plan_one, metrics.metric_event_type(received))
-            if outcome is None:
-                outgoing.append(rejected)
-                continue
+        rejected: list[Outgoing] = []
+        async for _, outcome in handle_each(service, batch, plan_one, metrics.metric_event_type, rejected):
             count(service, outcome)
             await app.emit(outcome.messages)  # produced while the rest of the batch is planned
-        return outgoing
+        return rejected
 
     return app
 

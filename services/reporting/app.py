@@ -23,11 +23,11 @@ from services.reporting.handlers import HANDLERS, Context, Effect
 from services.reporting.store import TaskStore
 from services.runtime import metrics
 from services.runtime.clock import Clock, clock_from_settings
-from services.runtime.deadletter import handle_or_dead_letter
+from services.runtime.deadletter import handle_each
 from services.runtime.metrics import metric_event_type
 from services.runtime.settings import Settings
 from services.runtime.stream_app import StreamApp
-from services.runtime.streams import Outgoing, Received, RecordTooLarge, one_at_a_time, send_all
+from services.runtime.streams import Outgoing, Received, RecordTooLarge, send_all
 
 log = logging.getLogger(__name__)
 SERVICE = "reporting"
@@ -67,11 +67,7 @@ def build(settings: Settings, planner: Planner, clock: Clock | None = None, **ap
                 providers.write(checked.effect.state, received.partition, checked.state)
             return checked
 
-        async for received in one_at_a_time(batch):
-            checked, rejected = handle_or_dead_letter(SERVICE, received, handle, _kind(received))
-            if checked is None:
-                outgoing.append(rejected)
-                continue
+        async for received, checked in handle_each(SERVICE, batch, handle, _kind, outgoing):
             for task_id, record in checked.effect.records.items():
                 changed[task_id] = record
                 placed[task_id] = (received.partition, checked.records[task_id])

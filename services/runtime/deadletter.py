@@ -9,13 +9,13 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import TypeVar
 
 from schemas.topics import dead_letter_topic
 from schemas.wire import MAX_RECORD_BYTES, record_bytes
 from services.runtime import metrics
-from services.runtime.streams import Outgoing, Received, RecordTooLarge
+from services.runtime.streams import Outgoing, Received, RecordTooLarge, one_at_a_time
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -77,3 +77,17 @@ def handle_or_dead_letter(
     metrics.EVENTS_CONSUMED.labels(service, type_label).inc()
     metrics.PROCESSING_SECONDS.labels(service).observe(time.perf_counter() - started)
     return result, None
+
+
+
+async def handle_each(service: str, batch: list[Received], handle: Callable[[Received], T],
+                      type_label: Callable[[Received], str], dead_letters: list[Outgoing]) -> AsyncIterator[tuple[Received, T]]:
+    """The batch loop's middle: each message of ``batch`` through ``handle_or_dead_letter``, with a
+    turn of the event loop before each (``one_at_a_time``). Yields each message handled with its
+    result; the dead letter of each that raised goes to ``dead_letters``."""
+    async for received in one_at_a_time(batch):
+        result, rejected = handle_or_dead_letter(service, received, handle, type_label(received))
+        if rejected is not None:
+            dead_letters.append(rejected)
+        else:
+            yield received, result  # type: ignore[misc]

@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from schemas.identifiers import pseudonym
 from services.devtools.processes import free_port
 from services.entrypoints.launcher import Stack
 from services.runtime.clock import FileClock
@@ -28,6 +29,7 @@ pytestmark = pytest.mark.integration
 CHROMIUM = os.environ.get("OMBOARD_CHROMIUM", "/usr/bin/chromium")
 PROVIDER = "e2e-browser"
 NOW = dt.datetime(2027, 2, 10, 9, 0, tzinfo=dt.UTC)  # some tasks are already late
+NURSE = factories.hsa_id("E2E7")  # she joins with the start: her tasks name her by pseudonym only
 SCREENSHOT = Path("/tmp/omboard-status-page.png")
 WAIT_MS = 15_000
 
@@ -63,11 +65,14 @@ def stack(broker, tmp_path_factory) -> Iterator[Stack]:
         event = factories.provider_started(PROVIDER, start_date="2027-03-01", name="Webbläsar Omsorg AB",
                                            units=[factories.unit("e2e-browser-u1", staff_count=8)])
         assert httpx.post(f"{stack.api_url}/v1/events", json=event, headers=stack.auth()).status_code == 202
+        nurse = factories.staff_joined(PROVIDER, unit_id="e2e-browser-u1", start_date="2027-03-01", person_id=NURSE)
+        assert httpx.post(f"{stack.api_url}/v1/events", json=nurse, headers=stack.auth()).status_code == 202
         deadline = time.monotonic() + 30
         while True:  # every planner's tasks are in the ledger (the ready-to-start task comes last)
             response = httpx.get(f"{stack.status_url}/v1/providers/{PROVIDER}/tasks", headers=stack.auth("operator"))
-            if response.status_code == 200 and any(t["obligation"] == "ST1" for t in response.json()["tasks"]) \
-                    and any(t["system"] == "siths" for t in response.json()["tasks"]):
+            tasks = response.json()["tasks"] if response.status_code == 200 else []
+            if any(t["obligation"] == "ST1" for t in tasks) and any(t["system"] == "siths" for t in tasks) \
+                    and any(t["person"] == pseudonym(NURSE) for t in tasks):
                 break
             assert time.monotonic() < deadline, "the provider's tasks did not reach the status API in 30s"
             time.sleep(0.1)
@@ -110,7 +115,8 @@ def test_sign_in_see_the_list_open_the_checklist_and_mark_a_task_done(browser, s
         for table in page.locator("table").all():
             flags = table.locator("tr[data-status]").evaluate_all("rows => rows.map(r => r.dataset.overdue)")
             assert flags == sorted(flags, reverse=True), flags  # "yes" before "no"
-        assert "SE2321000032" not in page.content()
+        assert pseudonym(NURSE) in page.content(), "the page has a person's tasks on it"
+        assert "SE2321000032" not in page.content()  # and never an HSA-id
 
         # Mark the first open overdue task done.
         target = page.locator("tr[data-status=open][data-overdue=yes]").first

@@ -10,14 +10,17 @@ import pytest
 from fastapi.testclient import TestClient
 
 from schemas.catalog import load_catalog
+from schemas.events import Envelope
+from schemas.identifiers import pseudonym
 from schemas.status import TaskStatusChange
 from services.domain.ledger import Ledger, change_status, record_task
 from services.domain.planner import Planner
-from services.domain.state import ProviderState
+from services.domain.state import ProviderState, evolve
 from services.http.access import COOKIE_NAME, KeyRing, key_entry
 from services.reporting.api import create_status_api
 from services.runtime.clock import FixedClock
 from services.runtime.settings import Settings
+from tests.factories import hsa_id
 from tests.support.ledgers import FakeStore
 from tests.unit import _events
 
@@ -30,6 +33,10 @@ KEYS = KeyRing([
     key_entry("other-admin", OTHER, "provider-admin", provider_id="other"),
     key_entry("hr", HR, "upstream", event_types=["StaffJoined"]),
 ])
+
+
+#: A nurse who joined acme after its start: her tasks name her by pseudonym only.
+NURSE = hsa_id("N7")
 
 
 def bearer(key: str) -> dict[str, str]:
@@ -49,11 +56,14 @@ class AgentLikePublisher:
             self.store.tables[change.provider_id] = ledger
 
 
-def planned(provider_id: str) -> Ledger:
-    plan = PLANNER.plan(_events.provider_started(provider_id), ProviderState(provider_id=provider_id))
-    ledger = Ledger(provider_id=provider_id)
-    for task in plan.tasks:
-        ledger, _ = record_task(ledger, task, PLANNED_AT)
+def planned(provider_id: str, *later: Envelope) -> Ledger:
+    """The tasks of the provider's start, and of the events after it."""
+    state, ledger = ProviderState(provider_id=provider_id), Ledger(provider_id=provider_id)
+    for event in (_events.provider_started(provider_id), *later):
+        plan = PLANNER.plan(event, state)
+        state = evolve(state, event, plan, PLANNER.catalog)
+        for task in plan.tasks:
+            ledger, _ = record_task(ledger, task, PLANNED_AT)
     return ledger
 
 
@@ -63,7 +73,7 @@ def by_rule(ledger: Ledger, rule: str):
 
 @pytest.fixture
 def world():
-    store = FakeStore(planned("acme"), planned("other"))
+    store = FakeStore(planned("acme", _events.staff_joined("acme", person="N7")), planned("other"))
     publisher = AgentLikePublisher(store)
     # "Today" after some of acme's tasks fell due: they are overdue.
     dues = sorted({r.task.due for r in store.load("acme").tasks.values()})
@@ -234,7 +244,8 @@ def test_the_page_asks_for_a_login_then_shows_the_checklist_and_marks_done(world
     assert "Siebel" in page.text and "Klar / done" in page.text
     rows = re.findall(r'data-status="(\w+)" data-overdue="(\w+)"', page.text)
     assert rows and rows[0][1] == "yes"
-    assert "SE2321000032" not in page.text  # never an HSA-id
+    assert pseudonym(NURSE) in page.text, "the page has a person's tasks on it"
+    assert "SE2321000032" not in page.text  # and never an HSA-id
 
     task = by_rule(store.load("acme"), "siebel-send-org-structure")
     done = client.post(f"/providers/acme/tasks/{task.task.id}/done", data={"back": "/providers/acme?system=siebel"},
