@@ -33,7 +33,7 @@ from typing import Self
 from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
 
-from services.devtools.processes import die_with_parent, free_port
+from services.devtools.processes import die_with_parent, free_port, stop_process
 
 REPO = Path(__file__).resolve().parents[2]
 POM = REPO / "deploy" / "kafka" / "pom.xml"
@@ -323,12 +323,7 @@ class ApacheKafka:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGTERM)
         for process in processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+            stop_process(process, None, 30)
         if self._temporary and not keep_data:
             shutil.rmtree(self.data_dir, ignore_errors=True)
 

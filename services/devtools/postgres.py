@@ -32,7 +32,7 @@ from typing import Self
 import psycopg
 from psycopg import sql
 
-from services.devtools.processes import die_with_parent, free_port
+from services.devtools.processes import die_with_parent, free_port, stop_process
 
 USER = "omboard"  # the cluster's superuser, trusted on loopback only
 DATABASE = "omboard"
@@ -246,15 +246,7 @@ class EmbeddedPostgres:
         process, self._process = self._process, None
         if process is None:
             return
-        if process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(process.pid, signal.SIGINT)
-            try:
-                process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        stop_process(process, signal.SIGINT, timeout, group=False)
 
     def pid(self) -> int | None:
         return self._process.pid if self.running and self._process is not None else None

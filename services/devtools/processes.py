@@ -7,6 +7,7 @@ import ctypes
 import os
 import signal
 import socket
+import subprocess
 
 _PR_SET_PDEATHSIG = 1
 
@@ -29,3 +30,17 @@ def die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent:  # the parent died before prctl took effect
         os._exit(1)
+
+
+def stop_process(process: subprocess.Popen, sig: signal.Signals | None, timeout: float, *, group: bool = True) -> None:
+    """Send ``sig`` (None: none, it was sent already) to ``process`` (its process group when
+    ``group``), wait up to ``timeout`` seconds, then SIGKILL its group and reap it."""
+    if process.poll() is None and sig is not None:
+        with contextlib.suppress(ProcessLookupError):
+            (os.killpg if group else os.kill)(process.pid, sig)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()

@@ -19,7 +19,7 @@ from typing import Self
 
 from kafka.errors import KafkaError
 
-from services.devtools.processes import die_with_parent, free_port
+from services.devtools.processes import die_with_parent, free_port, stop_process
 from services.runtime.broker import metadata_consumer
 
 
@@ -116,16 +116,8 @@ class TansuBroker:
         process, self._process = self._process, None
         if process is None:
             return
-        if process.poll() is None:
-            # Tansu ignores SIGTERM while clients are connected but stops at once on SIGINT.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGINT)
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        # Tansu ignores SIGTERM while clients are connected but stops at once on SIGINT.
+        stop_process(process, signal.SIGINT, 5)
         if self._own_log:
             self.log_path.unlink(missing_ok=True)
 
