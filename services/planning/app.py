@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from schemas.topics import EVENTS
+from schemas.wire import correlation_id, event_from_kafka
 from services.adapters.provider_store import ProviderStore
 from services.domain.planner import Planner
 from services.planning.handlers import Outcome, handle_event
@@ -29,7 +30,8 @@ def build_planning_app(service: str, scopes: Collection[str], settings: Settings
         store.rebuild()
 
     def plan_one(received: Received) -> Outcome:
-        outcome = handle_event(received, store.state, planner, scopes)
+        event = event_from_kafka(received.value, received.headers)  # raises InvalidEvent, naming the field
+        outcome = handle_event(event, correlation_id(received.headers), store.state, planner, scopes)
         # Measured here, so that what the producer would refuse is this event's dead letter.
         for message in outcome.messages:
             message.checked()

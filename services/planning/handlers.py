@@ -1,4 +1,4 @@
-"""From one received event to the state to store and the messages to send. Pure.
+"""From one decoded event to the state to store and the messages to send. Pure.
 
 Both planning services (orgstructure: provider, unit and subcontractor rules; permissions:
 person rules) run this with their own scopes over the same state, so they agree on facts and ids.
@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from schemas.events import Envelope
 from schemas.tasks import Task
 from schemas.topics import NOTIFICATIONS
-from schemas.wire import correlation_id, event_from_kafka, model_to_kafka
+from schemas.wire import model_to_kafka
 from services.adapters.messages import task_message
 from services.domain.notices import notification_about
 from services.domain.planner import LATE_ORDER, Planner, task_id
 from services.domain.state import ProviderFacts, StateChanges, StateView, changes, event_key
-from services.runtime.streams import Outgoing, Received
+from services.runtime.streams import Outgoing
 
 
 @dataclass(frozen=True)
@@ -31,18 +31,19 @@ class Outcome:
 
 
 def handle_event(
-    received: Received, load_state: Callable[[str], StateView], planner: Planner, scopes: Collection[str]
+    event: Envelope, correlation: str | None, load_state: Callable[[str], StateView], planner: Planner,
+    scopes: Collection[str],
 ) -> Outcome:
-    """Plan the event, keep the tasks of ``scopes``, and say what to store and send.
+    """Plan the event, keep the tasks of ``scopes``, and say what to store and send; the tasks
+    carry ``correlation`` (default: the event's id).
 
-    Raises InvalidEvent or UnknownProvider; the caller dead-letters the message."""
-    event = event_from_kafka(received.value, received.headers)
+    Raises UnknownProvider; the caller dead-letters the message."""
     state = load_state(event.provider_id)
     if state.facts.has_processed(event):
         return Outcome(event.provider_id, None)  # a redelivery: its effects were recorded with it
     plan = planner.plan(event, state)
     mine = [task for task in plan.tasks if planner.catalog.rule(task.rule).scope in scopes]
-    correlation = correlation_id(received.headers) or event.id
+    correlation = correlation or event.id
     late = [task for task in mine if planner.is_late(event, task)]
     changed = changes(state, event, plan, planner.catalog)
     messages = [task_message(task, correlation) for task in mine]

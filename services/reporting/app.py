@@ -19,7 +19,7 @@ from services.readmodel.pool import connection_pool
 from services.readmodel.projector import Projector
 from services.readmodel.reader import PostgresReader
 from services.reporting.api import install_status_api
-from services.reporting.handlers import HANDLERS, Context, Effect
+from services.reporting.handlers import TOPICS, Context, Effect, decode, handle
 from services.reporting.store import TaskStore
 from services.runtime import metrics
 from services.runtime.clock import Clock, clock_from_settings
@@ -54,20 +54,20 @@ def build(settings: Settings, planner: Planner, clock: Clock | None = None, **ap
     async def _partitions_moved(assigned) -> None:
         providers.rebuild()  # the tasks' indexes are kept as their records are restored
 
-    @app.agent(*HANDLERS, name="reporting-ledger")
+    @app.agent(*TOPICS, name="reporting-ledger")
     async def keep_ledger(batch: list[Received]) -> list[Outgoing]:
         outgoing: list[Outgoing] = []
         changed: dict[str, TaskRecord] = {}  # task id -> its record after the batch so far
         placed: dict[str, tuple[int, bytes]] = {}  # task id -> (partition, the record encoded)
         ctx = Context(Overlay(store, changed), providers.state, planner, clock.now())
 
-        def handle(received: Received) -> Checked:
-            checked = _checked(HANDLERS[received.topic](received, ctx))
+        def record(received: Received) -> Checked:
+            checked = _checked(handle(decode(received), ctx))
             if checked.effect.state is not None:
                 providers.write(checked.effect.state, received.partition, checked.state)
             return checked
 
-        async for received, checked in handle_each(SERVICE, batch, handle, _kind, outgoing):
+        async for received, checked in handle_each(SERVICE, batch, record, _kind, outgoing):
             for task_id, record in checked.effect.records.items():
                 changed[task_id] = record
                 placed[task_id] = (received.partition, checked.records[task_id])

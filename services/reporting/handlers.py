@@ -1,13 +1,16 @@
-"""What reporting does with each kind of message, routed by topic. Pure: each handler takes the
-received message and a context (the tasks as the batch left them, how to read a provider's state,
-the planner, the time) and returns what changed."""
+"""What reporting does with each kind of message. The agent decodes what it received
+(``decode``, by topic) and routes the message by its type (``HANDLERS``); each handler takes the
+decoded message and a context (the tasks as the batch left them, how to read a provider's state,
+the planner, the time) and returns what changed. Pure: no I/O."""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
+from schemas.events import Envelope
 from schemas.notifications import NotificationRequest
 from schemas.status import TaskStatusChange
 from schemas.tasks import Task
@@ -36,25 +39,22 @@ class Effect:
     changes: list[TaskStatusChange] = field(default_factory=list)  # accepted status changes (for metrics)
 
 
-def on_task(received: Received, ctx: Context) -> Effect:
-    task = model_from_kafka(Task, received.value)
+def on_task(task: Task, ctx: Context) -> Effect:
     record = new_record(ctx.tasks, task, ctx.now)
     return Effect({task.id: record}, created=[task]) if record is not None else Effect()
 
 
-def on_status_change(received: Received, ctx: Context) -> Effect:
+def on_status_change(change: TaskStatusChange, ctx: Context) -> Effect:
     """Raises UnknownTask or IllegalMove (the message is dead-lettered with the reason)."""
-    change = model_from_kafka(TaskStatusChange, received.value)
     records, requests = moved(ctx.tasks, change)
     if not records:
         return Effect()
     return Effect(records, requests=requests, changes=[change])
 
 
-def on_event(received: Received, ctx: Context) -> Effect:
+def on_event(event: Envelope, ctx: Context) -> Effect:
     """Keep the provider facts that monthly reports need, and complete the report tasks a
     ServiceReportSubmitted names (opening them first if the month has not been opened yet)."""
-    event = event_from_kafka(received.value, received.headers)
     state = ctx.load_state(event.provider_id)
     if state.facts.has_processed(event):
         return Effect()
@@ -89,8 +89,27 @@ def on_event(received: Received, ctx: Context) -> Effect:
     return Effect(records, changed, requests, created, accepted)
 
 
-HANDLERS: dict[str, Callable[[Received, Context], Effect]] = {
-    **{topic: on_task for topic in TASK_TOPICS},
-    TASK_STATUS: on_status_change,
-    EVENTS: on_event,
+Message = Task | TaskStatusChange | Envelope
+#: The topics reporting reads.
+TOPICS = (*TASK_TOPICS, TASK_STATUS, EVENTS)
+
+
+def decode(received: Received) -> Message:
+    """The message ``received`` carries, by its topic; raises InvalidEvent or a validation error
+    naming the field (the agent dead-letters the message)."""
+    if received.topic == EVENTS:
+        return event_from_kafka(received.value, received.headers)
+    if received.topic == TASK_STATUS:
+        return model_from_kafka(TaskStatusChange, received.value)
+    return model_from_kafka(Task, received.value)
+
+
+HANDLERS: dict[type, Callable[[Any, Context], Effect]] = {
+    Task: on_task,
+    TaskStatusChange: on_status_change,
+    Envelope: on_event,
 }
+
+
+def handle(message: Message, ctx: Context) -> Effect:
+    return HANDLERS[type(message)](message, ctx)

@@ -32,8 +32,6 @@ log = logging.getLogger(__name__)
 #: once the broker acknowledged it.
 Publish = Callable[[TaskStatusChange, str | None], Awaitable[None]]
 POLL_SECONDS = 0.05
-#: The most tasks one request returns; ``offset`` pages on.
-MAX_LIMIT = 5000
 
 
 # -- views: what a person or a client sees of a task (pure) ----------------------------------------

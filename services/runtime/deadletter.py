@@ -79,9 +79,10 @@ def handle_or_dead_letter(
     return result, None
 
 
-
-async def handle_each(service: str, batch: list[Received], handle: Callable[[Received], T],
-                      type_label: Callable[[Received], str], dead_letters: list[Outgoing]) -> AsyncIterator[tuple[Received, T]]:
+async def handle_each(
+    service: str, batch: list[Received], handle: Callable[[Received], T], type_label: Callable[[Received], str],
+    dead_letters: list[Outgoing],
+) -> AsyncIterator[tuple[Received, T]]:
     """The batch loop's middle: each message of ``batch`` through ``handle_or_dead_letter``, with a
     turn of the event loop before each (``one_at_a_time``). Yields each message handled with its
     result; the dead letter of each that raised goes to ``dead_letters``."""

@@ -49,7 +49,7 @@ from schemas.wire import model_to_kafka
 from services.domain.ledger import Overlay, TaskRecord, fire_due, next_date
 from services.domain.planner import Planner
 from services.domain.state import ProviderState
-from services.reporting.handlers import Context, on_status_change
+from services.reporting.handlers import Context, decode, on_status_change
 from services.reporting.store import TaskStore, index_header
 from services.runtime.streams import Received
 from services.runtime.tables import Table
@@ -152,7 +152,7 @@ def measure_status_change(store: TaskStore, records: list[tuple[int, TaskRecord]
 
     def one(received: Received) -> None:
         changed: dict[str, TaskRecord] = {}
-        effect = on_status_change(received, Context(Overlay(store, changed), lambda pid: None, planner, NOW))  # type: ignore[arg-type]
+        effect = on_status_change(decode(received), Context(Overlay(store, changed), lambda pid: None, planner, NOW))  # type: ignore[arg-type]
         for record in effect.records.values():
             store.put(record, None)
         store.table.apply_staged()

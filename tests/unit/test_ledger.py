@@ -21,7 +21,7 @@ from services.domain.ledger import (
 )
 from services.domain.planner import Planner
 from services.domain.state import ProviderState, evolve
-from services.reporting.handlers import HANDLERS, Context
+from services.reporting.handlers import Context, decode, handle
 from services.reporting.store import TaskStore
 from services.runtime.streams import Received
 from services.runtime.tables import Table
@@ -218,16 +218,16 @@ def context(ledger: Ledger | None, states: dict) -> Context:
 def test_handlers_route_tasks_status_changes_and_events():
     ledger, tasks = planned_ledger()
     task = by_rule(tasks, "siebel-send-org-structure")
-    effect = HANDLERS[task_topic("siebel")](received(task_topic("siebel"), *model_to_kafka(task, "p1", None)), context(None, {}))
+    effect = handle(decode(received(task_topic("siebel"), *model_to_kafka(task, "p1", None))), context(None, {}))
     assert list(effect.records) == [task.id] and effect.created == [task]
 
-    moved = HANDLERS[TASK_STATUS](received(TASK_STATUS, *model_to_kafka(change(task.id, "done"), "p1", None)), context(ledger, {}))
+    moved = handle(decode(received(TASK_STATUS, *model_to_kafka(change(task.id, "done"), "p1", None))), context(ledger, {}))
     assert moved.records[task.id].status == "done" and moved.changes
     assert all(record.status == "open" for tid, record in moved.records.items() if tid != task.id)  # what it opened
 
     with pytest.raises(IllegalMove):
         blocked = by_rule(tasks, "siebel-create-org-structure")
-        HANDLERS[TASK_STATUS](received(TASK_STATUS, *model_to_kafka(change(blocked.id, "done"), "p1", None)), context(ledger, {}))
+        handle(decode(received(TASK_STATUS, *model_to_kafka(change(blocked.id, "done"), "p1", None))), context(ledger, {}))
 
 
 def test_a_submitted_service_report_completes_its_month_even_before_the_month_was_opened():
@@ -235,7 +235,7 @@ def test_a_submitted_service_report_completes_its_month_even_before_the_month_wa
     state = evolve(ProviderState(provider_id="p1"), started, PLANNER.plan(started, ProviderState(provider_id="p1")), CATALOG)
     report = _events.service_report("p1", unit_id="u1", month="2026-03", submitted_on="2026-04-02")
 
-    effect = HANDLERS[EVENTS](received(EVENTS, *event_to_kafka(report)), context(None, {"p1": state}))
+    effect = handle(decode(received(EVENTS, *event_to_kafka(report))), context(None, {"p1": state}))
 
     expected = PLANNER.completions(report, state)
     assert expected, "SB3 applies to special housing"
