@@ -5,10 +5,10 @@ Two agents, each ``concurrency=1``, each catching per message so one bad message
 - ``notifier-contacts`` reads ``omboard.events`` in batches and folds ProviderStarted and
   ContactAssigned into the ``contacts`` table (provider id -> ProviderContacts JSON).
 - ``notifier-mail`` reads ``omboard.notifications`` one request at a time: decode, route each
-  task line to its recipients (``domain.route``: one mail per distinct recipient with that
-  recipient's lines), and for each mail: skip it if the ``sent`` table says it was delivered,
-  else compose it from the templates, send it over SMTP with retries, record it in ``sent`` and
-  publish its DeliveryRecord on ``omboard.notifications.sent``. Undecodable requests and
+  task line to its recipients (``services.domain.mail.route``: one mail per distinct recipient
+  with that recipient's lines), and for each mail (``services.notifier.delivery.deliver``): skip
+  it if the ``sent`` table says it was delivered, else compose it from the templates, send it over
+  SMTP with retries, record it in ``sent``; and publish each DeliveryRecord on ``omboard.notifications.sent``. Undecodable requests and
   undeliverable mail are dead-lettered (one dead letter per request, naming every failed mail).
 
 The ``sent`` table holds each mail's DeliveryRecord under ``<notification id>|<recipient>``.
