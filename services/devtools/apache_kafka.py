@@ -27,13 +27,12 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
 from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
 
-from services.devtools.processes import die_with_parent, free_port, stop_process
+from services.devtools.processes import StartedInWith, die_with_parent, free_port, stop_process
 
 REPO = Path(__file__).resolve().parents[2]
 POM = REPO / "deploy" / "kafka" / "pom.xml"
@@ -113,7 +112,7 @@ class Node:
         return f"127.0.0.1:{self.port}"
 
 
-class ApacheKafka:
+class ApacheKafka(StartedInWith):
     """Apache Kafka in KRaft combined mode: ``nodes`` processes on 127.0.0.1.
 
     One node formats its storage as a standalone controller quorum (``--standalone``); several
@@ -327,10 +326,3 @@ class ApacheKafka:
         if self._temporary and not keep_data:
             shutil.rmtree(self.data_dir, ignore_errors=True)
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()

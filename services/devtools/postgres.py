@@ -26,13 +26,12 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
 import psycopg
 from psycopg import sql
 
-from services.devtools.processes import die_with_parent, free_port, stop_process
+from services.devtools.processes import StartedInWith, die_with_parent, free_port, stop_process
 
 USER = "omboard"  # the cluster's superuser, trusted on loopback only
 DATABASE = "omboard"
@@ -98,7 +97,7 @@ def _chown_tree(path: Path, uid: int, gid: int) -> None:
             os.lchown(os.path.join(root, name), uid, gid)
 
 
-class EmbeddedPostgres:
+class EmbeddedPostgres(StartedInWith):
     """A PostgreSQL cluster in ``data_dir/data``, served on 127.0.0.1:``port`` to user ``omboard``
     (trusted, no password), with a database ``omboard``."""
 
@@ -251,10 +250,3 @@ class EmbeddedPostgres:
     def pid(self) -> int | None:
         return self._process.pid if self.running and self._process is not None else None
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()

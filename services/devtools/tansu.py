@@ -14,16 +14,15 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
 from kafka.errors import KafkaError
 
-from services.devtools.processes import die_with_parent, free_port, stop_process
+from services.devtools.processes import StartedInWith, die_with_parent, free_port, stop_process
 from services.runtime.broker import metadata_consumer
 
 
-class TansuBroker:
+class TansuBroker(StartedInWith):
     """A Tansu broker on 127.0.0.1 with memory storage, in its own process group."""
 
     fresh = True  # it remembers nothing from an earlier start
@@ -121,10 +120,3 @@ class TansuBroker:
         if self._own_log:
             self.log_path.unlink(missing_ok=True)
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()

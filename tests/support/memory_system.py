@@ -72,8 +72,9 @@ class MemorySystem:
 
     def run(self) -> None:
         """Deliver every message to every service reading its topic, until nothing is left."""
-        while self._step():
-            pass
+        moved = True
+        while moved:
+            moved = self._step()
 
     # -- the services ------------------------------------------------------------------------------
 
