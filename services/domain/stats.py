@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
+from collections.abc import Iterable
 
 StatsKey = tuple[str, str, int]  # system, responsible, the due date's ordinal
 
@@ -21,6 +22,10 @@ class TaskStats:
 
     def add(self, key: StatsKey) -> None:
         self._active[key] += 1
+
+    def add_all(self, keys: Iterable[StatsKey]) -> None:
+        """``add`` for each of ``keys``, counted at C speed (a restored batch)."""
+        self._active.update(keys)
 
     def remove(self, key: StatsKey) -> None:
         self._active[key] -= 1

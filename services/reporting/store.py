@@ -34,7 +34,9 @@ from services.domain.stats import StatsKey, TaskStats
 from services.runtime.streams import Header, check_fits
 from services.runtime.tables import Table
 
-INDEX_HEADER = "omboard-index"
+#: Version 2 writes what a task counts as as one field. A record carrying another version's header
+#: (or none) is parsed instead.
+INDEX_HEADER = "omboard-index-2"
 #: What the index keeps of a task: its provider, what it counts as (None: finished), the
 #: ordinal of its next sweep date (None: nothing more to fire), and the tasks it waits for.
 IndexEntry = tuple[str, StatsKey | None, int | None, list[str]]
@@ -49,23 +51,31 @@ def index_entry(record: TaskRecord) -> IndexEntry:
 
 
 def index_header(record: TaskRecord) -> Header:
-    """The entry as a header: ids, dates as ordinals ("-" for none), space-separated. No id holds a
-    space (``schemas.events``: ids are ``[A-Za-z0-9._:-]``), and splitting took a tenth of the time
-    JSON did."""
+    """The entry as a header, space-separated: provider, what it counts as (``system/responsible/due
+    ordinal``), the next sweep date's ordinal ("-" for none of either), and the tasks it waits for.
+    No id holds a space or a slash (``schemas.events``: ids are ``[A-Za-z0-9._:-]``; systems and
+    responsible parties are names from a list), and splitting took a tenth of the time JSON did.
+    What a task counts as is one field so that restoring looks it up whole: a few thousand distinct
+    values over a million tasks, and building and hashing a tuple for each record was a quarter of
+    the indexing (``make bench-scale``)."""
     provider, counted, upcoming, waits = index_entry(record)
-    system, responsible = record.task.system, record.task.responsible
-    fields = [provider, system, responsible, str(counted[2]) if counted else "-",
-              str(upcoming) if upcoming is not None else "-", *waits]
+    fields = [provider, "/".join(map(str, counted)) if counted else "-", str(upcoming) if upcoming is not None else "-",
+              *waits]
     return INDEX_HEADER, " ".join(fields).encode()
+
+
+def _counted_as(field: str) -> StatsKey:
+    system, responsible, due = field.split("/")
+    return system, responsible, int(due)
 
 
 def _entry_from(headers: Sequence[Header], value: bytes) -> IndexEntry:
     for name, raw in headers:
         if name == INDEX_HEADER and raw:
-            provider, system, responsible, due, upcoming, *waits = raw.decode().split(" ")
-            return (provider, (system, responsible, int(due)) if due != "-" else None,
+            provider, counted, upcoming, *waits = raw.decode().split(" ")
+            return (provider, _counted_as(counted) if counted != "-" else None,
                     int(upcoming) if upcoming != "-" else None, waits)
-    return index_entry(TaskRecord.model_validate_json(value))  # a record written without the header
+    return index_entry(TaskRecord.model_validate_json(value))  # written without this version's header
 
 
 class TaskStore:
@@ -74,9 +84,13 @@ class TaskStore:
         self.stats = TaskStats()
         #: task key -> (partition, provider, what it counts as, next sweep date ordinal)
         self._facts: dict[bytes, Facts] = {}
-        self._dependents: dict[str, set[bytes]] = defaultdict(set)  # prerequisite -> keys of tasks that may wait
+        #: prerequisite -> keys of tasks that may wait for it. Lists, not sets: a million tasks wait
+        #: for 750,000 prerequisites, and sets cost restoring a seventh more (``make bench-scale``). A
+        #: key restored twice (a changelog not yet compacted) is listed twice.
+        self._dependents: dict[str, list[bytes]] = defaultdict(list)
         self._heap: list[tuple[int, str, bytes]] = []  # (date ordinal, provider, task key)
-        self._shared: dict = {}  # one object per provider id and per counted-as key
+        #: one object per provider id and per counted-as key, found by the key and by its header field
+        self._shared: dict = {}
         self._undo: dict[bytes, Facts | None] = {}  # the facts before the staged writes, by key
         table.on_restore.append(self._restored)
         table.on_forget.append(self._forget)
@@ -90,7 +104,7 @@ class TaskStore:
         return TaskRecord.model_validate_json(raw) if raw else None
 
     def dependents(self, task_id: str) -> Iterable[str]:
-        return [key.decode() for key in self._dependents.get(task_id, ())]
+        return [key.decode() for key in dict.fromkeys(self._dependents.get(task_id, ()))]
 
     def __contains__(self, task_id: str) -> bool:
         return task_id.encode() in self.table
@@ -119,7 +133,8 @@ class TaskStore:
         before = self._facts.get(key)
         self._set_facts(key, (partition, provider, counted, upcoming))
         for prerequisite in waits:
-            self._dependents[prerequisite].add(key)
+            if key not in (waiting := self._dependents[prerequisite]):
+                waiting.append(key)
         if upcoming is not None and (before is None or before[3] != upcoming):
             heapq.heappush(self._heap, (upcoming, provider, key))
 
@@ -133,35 +148,48 @@ class TaskStore:
                 self.stats.add(facts[2])
 
     def _restored(self, partition: int, records: Sequence) -> None:
-        """``_index`` for each record of a fetched batch, written out: at a million records the
-        calls and lookups it saves were a tenth of a recovery (``make bench-scale``)."""
-        facts, shared, dependents, heap, stats = self._facts, self._shared, self._dependents, self._heap, self.stats
+        """``_index`` for each record of a fetched batch, written out (at a million records the calls
+        and lookups it saves were a tenth of a recovery), the counts taken once at its end."""
+        facts, shared, dependents, heap = self._facts, self._shared, self._dependents, self._heap
         push = heapq.heappush
+        counted_now: list[StatsKey] = []
+        counted_before: list[StatsKey] = []
         for record in records:
             key = record.key
             if key is None:
                 continue
             before = facts.pop(key, None)
             if before is not None and before[2] is not None:
-                stats.remove(before[2])
+                counted_before.append(before[2])
             if record.value is None:
                 continue
             headers = record.headers
             if headers and headers[0][0] == INDEX_HEADER:  # the only header the store writes
-                provider, system, responsible, due, upcoming, *waits = headers[0][1].decode().split(" ")
-                counted = (system, responsible, int(due)) if due != "-" else None
+                provider, counted, upcoming, *waits = headers[0][1].decode().split(" ")
+                if counted == "-":
+                    counted = None
+                elif (known := shared.get(counted)) is not None:
+                    counted = known
+                else:
+                    field, counted = counted, _counted_as(counted)
+                    counted = shared.setdefault(counted, counted)
+                    shared[field] = counted
                 upcoming = int(upcoming) if upcoming != "-" else None
             else:
                 provider, counted, upcoming, waits = _entry_from(headers or (), record.value)
+                if counted is not None:
+                    counted = shared.setdefault(counted, counted)
             provider = shared.setdefault(provider, provider)
             if counted is not None:
-                counted = shared.setdefault(counted, counted)
-                stats.add(counted)
+                counted_now.append(counted)
             facts[key] = (partition, provider, counted, upcoming)
             for prerequisite in waits:
-                dependents[prerequisite].add(key)
+                dependents[prerequisite].append(key)
             if upcoming is not None and (before is None or before[3] != upcoming):
                 push(heap, (upcoming, provider, key))
+        self.stats.add_all(counted_now)
+        for counted in counted_before:
+            self.stats.remove(counted)
 
     def _roll_back(self) -> None:
         for key, before in self._undo.items():
@@ -176,9 +204,9 @@ class TaskStore:
             self._set_facts(key, None)
         self._heap = [entry for entry in self._heap if entry[2] in self._facts]
         heapq.heapify(self._heap)
-        for prerequisite in list(self._dependents):
-            self._dependents[prerequisite] &= self._facts.keys()
-            if not self._dependents[prerequisite]:
+        for prerequisite, waiting in list(self._dependents.items()):
+            waiting[:] = [key for key in waiting if key in self._facts]
+            if not waiting:
                 del self._dependents[prerequisite]
 
     def rebuild(self) -> None:

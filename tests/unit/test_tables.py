@@ -122,6 +122,18 @@ def test_a_disk_store_pages_through_more_rows_than_a_page(tmp_path):
     store.close()
 
 
+def test_a_disk_store_written_in_bulk_reads_the_same_and_serves_again_after(tmp_path):
+    store = DiskStore(tmp_path, "bulk")
+    with store.loading():
+        for start in range(0, 30_000, 1000):
+            store.write(start % 3, [(f"k{i:05d}".encode(), b"v" * 200) for i in range(start, start + 1000)])
+    store.write(0, [(b"after", b"1")])
+    assert store.get(b"k12345") == b"v" * 200 and store.partition_of(b"k12345") == 0 and store.get(b"after") == b"1"
+    options = max(store.path.glob("OPTIONS-*"), key=lambda path: int(path.name.split("-")[1])).read_text()
+    assert "disable_auto_compactions=false" in options and "compression=kSnappyCompression" in options
+    store.close()
+
+
 def test_a_disk_store_leaves_nothing_behind_and_clears_what_a_killed_process_left(tmp_path):
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     left_by_a_killed_worker = tmp_path / f"tasks-{int(gone.stdout)}-12345-abc_9"

@@ -26,7 +26,7 @@ from services.domain.ledger import (
 )
 from services.domain.planner import Planner
 from services.domain.state import ProviderState
-from services.reporting.store import TaskStore
+from services.reporting.store import INDEX_HEADER, TaskStore
 from services.runtime.tables import Table
 from tests.support.tables import reloaded
 from tests.unit import _events
@@ -131,14 +131,34 @@ def test_restoring_builds_the_indexes_from_the_records_headers_as_a_rebuild_woul
 
     restored = TaskStore(Table("tasks", "test-tasks-changelog"))
     restored.table.restored(0, [SimpleNamespace(key=r.key, value=r.value, headers=r.headers) for r in changelog])
-    assert all(any(name == "omboard-index" for name, _ in r.headers) for r in changelog if r.value is not None)
+    assert all(any(name == INDEX_HEADER for name, _ in r.headers) for r in changelog if r.value is not None)
     assert restored._facts == written._facts
     assert restored.stats._active == written.stats._active
+    assert all(restored.dependents(task.id) == written.dependents(task.id) for task in tasks)
+    counted_as = [facts[2] for facts in restored._facts.values() if facts[2] is not None]
+    assert len({id(key) for key in counted_as}) == len(set(counted_as)), "one object per value, kept once"
     day = max(day for *_, day in written._facts.values() if day is not None)
     assert restored.due_keys(dt.date.fromordinal(day)) == written.due_keys(dt.date.fromordinal(day))
 
     restored.table.keep_only(set())  # the partition moved away: nothing of it is counted any more
     assert restored._facts == {} and not restored.stats._active
+
+
+def test_a_record_without_this_versions_header_is_indexed_from_its_value():
+    from types import SimpleNamespace
+
+    tasks = PLANNER.plan(_events.provider_started("p1"), ProviderState(provider_id="p1")).tasks
+    written = TaskStore(Table("tasks", "test-tasks-changelog"))
+    for task in tasks:
+        written.put(new_record(written, task, NOW), 0)
+    changelog = written.table.staged_records()
+    written.table.apply_staged()
+
+    earlier = [SimpleNamespace(key=r.key, value=r.value, headers=[("omboard-index", b"p1 siebel provider 1 - x")])
+               for r in changelog]  # the first version's header, which this one does not read
+    restored = TaskStore(Table("tasks", "test-tasks-changelog"))
+    restored.table.restored(0, earlier)
+    assert restored._facts == written._facts and restored.stats._active == written.stats._active
 
 
 def test_a_rolled_back_batch_puts_the_indexes_back_without_reading_the_table():
@@ -168,4 +188,4 @@ def test_partitions_moved_away_leave_no_entry_behind():
     store.table.keep_only({1})
     assert {facts[1] for facts in store._facts.values()} == {"p2"}
     assert {provider for _, provider, _ in store._heap} == {"p2"}
-    assert all(keys <= store._facts.keys() for keys in store._dependents.values())
+    assert all(set(keys) <= store._facts.keys() for keys in store._dependents.values())
