@@ -200,22 +200,16 @@ class Planner:
                 )
         return self._link(tasks, state)
 
-    def completions(self, event: Envelope, state: StateView) -> list[str]:
-        """The ids of the tasks ``event`` completes: a ServiceReportSubmitted completes the report
-        task of its unit and month (the monthly one, and the last one a closure planned)."""
+    def completions(self, event: Envelope) -> list[str]:
+        """The ids of the tasks ``event`` may complete: a ServiceReportSubmitted completes the report
+        task of its unit and month, the monthly one and the last one a closure planned. Each id is
+        one that task has if it exists (the closure's only when it planned that very month); the
+        ledger holds the tasks that do."""
         data = event.data
         if not isinstance(data, ServiceReportSubmitted):
             return []
-        ids = []
-        for rule in self.catalog.rules:
-            if event.type not in rule.completed_by:
-                continue
-            completed = monthly_report_task_id(rule.id, event.provider_id, data.unit_id, data.month)
-            # Monthly tasks are opened by reporting, outside the event history; a closure's task
-            # exists only when the closure planned it for this very month.
-            if MONTHLY_SERVICE_REPORT in rule.triggers or state.planned_task(planned_key(rule.id, data.unit_id, None)) == completed:
-                ids.append(completed)
-        return ids
+        return [monthly_report_task_id(rule.id, event.provider_id, data.unit_id, data.month)
+                for rule in self.catalog.rules if event.type in rule.completed_by]
 
     monthly_report_task_id = staticmethod(monthly_report_task_id)
 

@@ -7,9 +7,10 @@ provider's staff or work: a provider with thousands of staff once needed a plann
 megabytes, past what Kafka accepts (issue 9).
 
 The planner reads a state through ``StateView``. ``ProviderState`` is the whole state in memory
-(the dry run, the tests); the workers read theirs from a table. ``changes`` says, for one event,
-which entities change: every service folds the same events into the same changes, so the dry run,
-orgstructure, permissions and reporting agree on facts and on the ids of tasks already planned.
+(the dry run, the tests); the workers read theirs from a table. ``changes`` says, for one event
+and its plan, which entities change: the dry run, orgstructure and permissions fold the same events
+into the same changes, so they agree on facts and on the ids of tasks already planned. Reporting,
+which plans nothing, keeps ``fact_changes``: the same facts, units and staff, without the plan's part.
 """
 
 from __future__ import annotations
@@ -170,8 +171,9 @@ def with_contact(contacts: Sequence[Contact], contact: Contact) -> list[Contact]
     return [c for c in contacts if (c.role, c.system, c.unit_id) != same] + [contact]
 
 
-def changes(state: StateView, event: Envelope, plan: Plan, catalog: Catalog) -> StateChanges:
-    """What ``event``, whose plan was ``plan``, changes of ``state``. Pure; the caller stores it.
+def fact_changes(state: StateView, event: Envelope) -> StateChanges:
+    """What ``event`` itself changes of ``state``: its facts, units and staff, with no plan behind it
+    (no planned task, no grant). What a service that does not plan keeps (reporting). Pure.
 
     Costs what the event touches: a unit's closure reads the staff of that unit, not of the provider.
     """
@@ -180,9 +182,6 @@ def changes(state: StateView, event: Envelope, plan: Plan, catalog: Catalog) -> 
     units: dict[str, UnitState] = {}
     staff: dict[str, StaffState] = {}
     update: dict = {}
-
-    def person(person_id: str) -> StaffState | None:
-        return staff.get(person_id) or state.person(person_id)
 
     def leave_all(unit_id: str) -> None:
         for person_id, member in state.staff_in(unit_id):
@@ -230,6 +229,19 @@ def changes(state: StateView, event: Envelope, plan: Plan, catalog: Catalog) -> 
             if (known_person := state.person(data.person_id)) is not None:
                 staff[data.person_id] = known_person.model_copy(update={"active": False, "grants": {}})
 
+    processed = [*facts.processed, processed_marker(event)][-PROCESSED_MEMORY:]
+    return StateChanges(facts.model_copy(update={**update, "processed": processed}), units, staff)
+
+
+def changes(state: StateView, event: Envelope, plan: Plan, catalog: Catalog) -> StateChanges:
+    """What ``event``, whose plan was ``plan``, changes of ``state``: ``fact_changes``, and the tasks
+    the plan made and the grants they order or revoke. Pure; the caller stores it."""
+    folded = fact_changes(state, event)
+    staff = dict(folded.staff)
+
+    def person(person_id: str) -> StaffState | None:
+        return staff.get(person_id) or state.person(person_id)
+
     planned: dict[str, str] = {}
     for task in plan.tasks:
         if task.subject.provider_id != state.provider_id:
@@ -246,9 +258,7 @@ def changes(state: StateView, event: Envelope, plan: Plan, catalog: Catalog) -> 
         else:
             grants[rule.id] = task.id
         staff[person_id] = holder.model_copy(update={"grants": grants})
-
-    processed = [*facts.processed, processed_marker(event)][-PROCESSED_MEMORY:]
-    return StateChanges(facts.model_copy(update={**update, "processed": processed}), units, staff, planned)
+    return StateChanges(folded.facts, folded.units, staff, planned)
 
 
 class ChangedState:

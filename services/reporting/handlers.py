@@ -18,7 +18,7 @@ from schemas.topics import EVENTS, TASK_STATUS, TASK_TOPICS
 from schemas.wire import event_from_kafka, model_from_kafka
 from services.domain.ledger import Overlay, TaskLookup, TaskRecord, moved, new_record
 from services.domain.planner import Planner
-from services.domain.state import ChangedState, StateChanges, StateView, changes, event_key
+from services.domain.state import ChangedState, StateChanges, StateView, event_key, fact_changes
 from services.runtime.streams import Received
 
 
@@ -58,9 +58,8 @@ def on_event(event: Envelope, ctx: Context) -> Effect:
     state = ctx.load_state(event.provider_id)
     if state.facts.has_processed(event):
         return Effect()
-    plan = ctx.planner.plan(event, state)
-    changed = changes(state, event, plan, ctx.planner.catalog)
-    completed = ctx.planner.completions(event, state)
+    changed = fact_changes(state, event)  # the planners plan it; reporting keeps what it needs of the event
+    completed = ctx.planner.completions(event)
     if not completed:
         return Effect(state=changed)
     records: dict[str, TaskRecord] = {}

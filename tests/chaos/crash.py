@@ -316,7 +316,7 @@ def dry_run(events: Iterable[dict], planner: Planner) -> DryRun:
         after = evolve(state, event, plan, planner.catalog)
         for task in plan.tasks:
             tasks.setdefault(task.id, task)
-        completed = planner.completions(event, state)
+        completed = planner.completions(event)
         month = getattr(event.data, "month", None)
         if completed and month is not None:
             for task in planner.plan_monthly_reports(after, month):

@@ -20,7 +20,7 @@ from services.domain.ledger import (
     record_task,
 )
 from services.domain.planner import Planner
-from services.domain.state import ProviderState, evolve
+from services.domain.state import ProviderState, evolve, fact_changes
 from services.reporting.handlers import Context, decode, handle
 from services.reporting.store import TaskStore
 from services.runtime.streams import Received
@@ -237,7 +237,7 @@ def test_a_submitted_service_report_completes_its_month_even_before_the_month_wa
 
     effect = handle(decode(received(EVENTS, *event_to_kafka(report))), context(None, {"p1": state}))
 
-    expected = PLANNER.completions(report, state)
+    expected = [task.id for task in PLANNER.plan_monthly_reports(state, "2026-03") if task.id in PLANNER.completions(report)]
     assert expected, "SB3 applies to special housing"
     assert all(effect.records[task_id].status == "done" for task_id in expected)
     assert effect.state is not None and effect.state.facts.has_processed(report)
@@ -245,3 +245,30 @@ def test_a_submitted_service_report_completes_its_month_even_before_the_month_wa
     after = Ledger(provider_id="p1").with_records(effect.records)
     for task in PLANNER.plan_monthly_reports(state, "2026-03"):
         assert record_task(after, task, NOW)[1] is (task.id not in effect.records)
+
+
+class PlansNothing(Planner):
+    """Reporting's planner, proving it is not asked to plan: the planners plan, reporting keeps."""
+
+    def plan(self, event, state):
+        raise AssertionError(f"reporting planned a {event.type}")
+
+
+def test_reporting_keeps_what_an_event_changes_without_planning_it_and_completes_a_closures_last_report():
+    started = _events.provider_started("p1", services=("sarskilt_boende",), hsl=False)
+    closed = _events.unit_closed("p1", unit_id="u1", closing_date="2026-06-15")
+    planning = evolve(ProviderState(provider_id="p1"), started, PLANNER.plan(started, ProviderState(provider_id="p1")), CATALOG)
+    last = next(task for task in PLANNER.plan(closed, planning).tasks if task.rule == "closure-siebel-last-service-report")
+    ledger, _ = record_task(Ledger(provider_id="p1"), last, NOW)  # the planners' task, received as reporting receives it
+
+    kept = ProviderState(provider_id="p1")
+    for event in (started, closed):
+        effect = handle(decode(received(EVENTS, *event_to_kafka(event))),
+                        Context(ledger, lambda pid: kept, PlansNothing(CATALOG), NOW))
+        assert effect.state == fact_changes(kept, event)
+        kept = kept.applied(effect.state)
+    assert kept.unit("u1").closed_on == dt.date(2026, 6, 15) and kept.facts.provider == planning.facts.provider
+
+    report = _events.service_report("p1", unit_id="u1", month="2026-06", submitted_on="2026-07-02")
+    effect = handle(decode(received(EVENTS, *event_to_kafka(report))), Context(ledger, lambda pid: kept, PlansNothing(CATALOG), NOW))
+    assert effect.records[last.id].status == "done"
