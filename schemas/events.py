@@ -346,13 +346,21 @@ class FieldError(Contract):
     field: str
     reason: str
 
+    def __str__(self) -> str:
+        return f"{self.field}: {self.reason}"
+
+
+def described(errors: Iterable[FieldError]) -> str:
+    """Errors on one line, as logs, dead letters and the CLI write them."""
+    return "; ".join(map(str, errors))
+
 
 class InvalidEvent(ValueError):
     """An event that failed validation; ``errors`` name each field and reason, never the value."""
 
     def __init__(self, errors: list[FieldError]):
         self.errors = errors
-        super().__init__("; ".join(f"{error.field}: {error.reason}" for error in errors))
+        super().__init__(described(errors))
 
 
 def _location_part(part: str | int) -> str:
@@ -369,11 +377,12 @@ def field_name(location: Iterable[str | int]) -> str:
     return ".".join(_location_part(part) for part in location)
 
 
-def field_errors(error: ValidationError, prefix: tuple[str | int, ...] = ()) -> list[FieldError]:
-    """Turn a pydantic error into field/reason pairs. Inputs are left out: they may be personal."""
+def field_errors(error: ValidationError, prefix: tuple[str | int, ...] = (), whole: str = "(event)") -> list[FieldError]:
+    """Turn a pydantic error into field/reason pairs (``whole`` names a problem with no field).
+    Inputs are left out: they may be personal."""
     result = []
     for item in error.errors(include_input=False, include_url=False):
-        location = field_name((*prefix, *item["loc"])) or "(event)"
+        location = field_name((*prefix, *item["loc"])) or whole
         reason = item["msg"].removeprefix("Value error, ")
         result.append(FieldError(field=location, reason=reason))
     return result

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import Field, field_validator, model_validator
 
@@ -13,6 +13,7 @@ from schemas.tasks import TaskStatus
 #: What a person or another system may set; ``blocked`` and ``open`` follow from prerequisites,
 #: except that a failed task can be reopened.
 SettableStatus = Literal["open", "done", "cancelled", "failed"]
+SETTABLE_STATUSES: tuple[str, ...] = get_args(SettableStatus)
 
 
 def _reason_for_failure(change: StatusRequest | TaskStatusChange):

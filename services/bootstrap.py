@@ -15,7 +15,8 @@ from fastapi import FastAPI
 
 from schemas.catalog import Catalog, load_catalog
 from services.domain.planner import Planner
-from services.runtime.settings import Settings, get_settings
+from services.domain.state import PROCESSED_MEMORY
+from services.runtime.settings import Settings, SettingsError, get_settings
 from services.runtime.stream_app import StreamApp
 
 
@@ -30,6 +31,9 @@ class Composition:
 
 def bootstrap(settings: Settings | None = None) -> Composition:
     settings = settings or get_settings()
+    if settings.batch_size > PROCESSED_MEMORY:  # a redelivered batch would plan its oldest events again
+        raise SettingsError(f"omboard: bad settings in the environment:\n  OMBOARD_BATCH_SIZE: at most {PROCESSED_MEMORY}, "
+                            "the events a provider's facts remember to recognise a redelivery")
     catalog = load_catalog(settings.catalog_path)
     return Composition(settings, catalog, Planner(catalog))
 

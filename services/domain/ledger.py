@@ -22,10 +22,12 @@ from schemas.events import Contract
 from schemas.notifications import NotificationKind, NotificationRequest
 from schemas.status import StatusEntry, TaskStatusChange
 from schemas.tasks import Task, TaskStatus
-from services.domain.notices import notification_about
+from services.domain.notices import earliest_due_first, notification_about
 
 NOTIFICATION_NAMESPACE = uuid.UUID("0b7d7c1e-60a4-5c35-8d0e-7e1f3c2a9b44")
 ACTIVE: frozenset[TaskStatus] = frozenset({"open", "blocked"})
+#: A task that holds nothing up any more: done, or cancelled as not needed.
+FINISHED: frozenset[TaskStatus] = frozenset({"done", "cancelled"})
 SYSTEM_ACTOR = "omboard"
 
 #: Which moves a person or a system may make. A blocked task opens by itself when its
@@ -114,7 +116,7 @@ def _is_resolved(tasks: TaskLookup, task_id: str) -> bool:
     """A prerequisite no longer holds anything up once it is done, or cancelled as not needed
     (otherwise what waits on a cancelled task would stay blocked for good)."""
     record = tasks.get(task_id)
-    return record is not None and record.status in ("done", "cancelled")
+    return record is not None and record.status in FINISHED
 
 
 def waiting_for(tasks: TaskLookup, record: TaskRecord) -> list[str]:
@@ -152,7 +154,7 @@ def moved(tasks: TaskLookup, change: TaskStatusChange) -> tuple[dict[str, TaskRe
         return {}, []
     entry = StatusEntry(status=change.status, by=change.by, at=change.at, reason=change.reason, change_id=change.id)
     changed = {change.task_id: record.model_copy(update={"status": change.status, "history": [*record.history, entry]})}
-    if change.status not in ("done", "cancelled"):
+    if change.status not in FINISHED:
         return changed, []
     return _unblock(Overlay(tasks, changed), change, changed)
 
@@ -197,7 +199,7 @@ def _request(provider_id: str, kind: NotificationKind, party: str, records: list
              at: dt.datetime, occasion: str) -> NotificationRequest:
     """One notification about ``records``; its id is derived from what it is about, so asking
     again after a crash asks for the same notification, which the notifier sends once."""
-    tasks = sorted((r.task for r in records), key=lambda t: (t.due, t.system, t.id))
+    tasks = sorted((r.task for r in records), key=earliest_due_first)
     ids = ",".join(t.id for t in tasks)
     return notification_about(
         tasks, notification_id=str(uuid.uuid5(NOTIFICATION_NAMESPACE, f"{provider_id}|{kind}|{party}|{occasion}|{ids}")),

@@ -24,11 +24,16 @@ def task_line(task: Task) -> TaskLine:
     )
 
 
+def earliest_due_first(task: Task) -> tuple:
+    """The order of tasks in a notification (and so in the id derived from them)."""
+    return task.due, task.system, task.id
+
+
 def notification_about(tasks: list[Task], *, notification_id: str, kind: NotificationKind, provider_id: str,
                        party: str, at: dt.datetime, correlation: str | None) -> NotificationRequest:
     """One notification listing ``tasks``, earliest due first; it names a system or unit only
     when every task shares it (the notifier routes each line by its own system and unit)."""
-    tasks = sorted(tasks, key=lambda t: (t.due, t.system, t.id))
+    tasks = sorted(tasks, key=earliest_due_first)
     first = tasks[0]
     return NotificationRequest(
         id=notification_id,

@@ -44,7 +44,7 @@ from schemas.events import (
 from schemas.tasks import Plan
 
 #: How many events a provider's facts remember for de-duplication: a redelivery is of what was not
-#: committed, at most one batch (``services.runtime.stream_app.BATCH_SIZE``, 500). A replay of older
+#: committed, at most one batch (``OMBOARD_BATCH_SIZE``, 500, at most this). A replay of older
 #: history still yields the same task ids, which the ledger de-duplicates. Each is a 16-character
 #: digest, so the memory costs under 10 kB of the facts record (it held 1,000 whole keys, 50 kB).
 PROCESSED_MEMORY = 500

@@ -20,7 +20,8 @@ from typing import Annotated, Any
 
 import typer
 
-from schemas.events import Envelope, FieldError, InvalidEvent, parse_event
+from schemas.events import Envelope, FieldError, InvalidEvent, described, field_errors, parse_event
+from schemas.status import SETTABLE_STATUSES
 from schemas.wire import event_to_kafka
 
 DEFAULT_TIMEOUT = 10.0  # seconds; as services.intake.publisher.DEFAULT_TIMEOUT, without importing Kafka
@@ -107,7 +108,7 @@ def _read_valid_events(path: Path) -> list[tuple[int, Envelope]]:
     events, errors = read_events(path)
     if errors:
         for problem in errors:
-            typer.echo(f"{path}:{problem.line}: {problem.error.field}: {problem.error.reason}", err=True)
+            typer.echo(f"{path}:{problem.line}: {problem.error}", err=True)
         bad_lines = len({problem.line for problem in errors})
         raise _fail(f"{path}: {bad_lines} invalid event(s); nothing was done", EXIT_BAD_INPUT)
     return events
@@ -256,7 +257,7 @@ def _unknown_provider() -> FieldError:
 class InvalidHistory(ValueError):
     def __init__(self, line: int, error: FieldError):
         self.line, self.error = line, error
-        super().__init__(f"line {line}: {error.field}: {error.reason}")
+        super().__init__(f"line {line}: {error}")
 
 
 PLAN_COLUMNS = ("due", "status", "system", "obligation", "action", "channel", "responsible", "unit", "person", "quantity")
@@ -311,7 +312,7 @@ def plan(
     try:
         result = fold_and_plan(events, loaded)
     except InvalidHistory as invalid:
-        raise _fail(f"{file}:{invalid.line}: {invalid.error.field}: {invalid.error.reason}", EXIT_BAD_INPUT) from None
+        raise _fail(f"{file}:{invalid.line}: {invalid.error}", EXIT_BAD_INPUT) from None
     if format is Format.table:
         typer.echo(plan_table(result))
     else:
@@ -344,8 +345,7 @@ def keys_hash(
         entry = ApiKey(name=name, key_sha256=hash_key(key), role=role,  # type: ignore[arg-type]
                        event_types=event_type or None, provider_id=provider_id)
     except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(map(str, p['loc'])) or '(entry)'}: {p['msg']}" for p in error.errors(include_input=False))
-        raise _fail(f"not a valid key entry: {problems}", EXIT_BAD_INPUT) from None
+        raise _fail(f"not a valid key entry: {described(field_errors(error, whole='(entry)'))}", EXIT_BAD_INPUT) from None
     if new:
         typer.echo(f"key: {key}")
     typer.echo(f"sha256: {entry.key_sha256}")
@@ -419,8 +419,9 @@ def task_status(task_id: Annotated[str, typer.Argument(metavar="ID")],
                 reason: Reason = None, url: StatusUrl = None, key: StatusKey = None,
                 timeout: StatusTimeout = 20.0) -> None:
     """Set task ID to STATUS (open reopens a failed task; failed needs --reason)."""
-    if status not in ("open", "done", "cancelled", "failed"):
-        raise _fail(f"STATUS must be open, done, cancelled or failed, not {status!r}", EXIT_BAD_INPUT)
+    if status not in SETTABLE_STATUSES:
+        raise _fail(f"STATUS must be {', '.join(SETTABLE_STATUSES[:-1])} or {SETTABLE_STATUSES[-1]}, not {status!r}",
+                    EXIT_BAD_INPUT)
     if status == "failed" and not reason:
         raise _fail("a failed task needs --reason", EXIT_BAD_INPUT)
     _status_call(url, key, task_id, {"status": status, "reason": reason}, timeout)

@@ -41,7 +41,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from schemas.events import EVENT_TYPES, FieldError, field_name
+from schemas.events import EVENT_TYPES, FieldError, described, field_errors, field_name
 from services.runtime import metrics
 
 log = logging.getLogger(__name__)
@@ -135,11 +135,7 @@ def parse_keys(raw: str | None) -> list[ApiKey]:
         try:
             keys.append(ApiKey.model_validate(item))
         except ValidationError as error:
-            problems = "; ".join(
-                f"{'.'.join(str(part) for part in problem['loc']) or '(entry)'}: {problem['msg']}"
-                for problem in error.errors(include_input=False)
-            )
-            raise KeyConfigError(f"OMBOARD_API_KEYS {label}: {problems}") from None
+            raise KeyConfigError(f"OMBOARD_API_KEYS {label}: {described(field_errors(error, whole='(entry)'))}") from None
     names = [key.name for key in keys]
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
@@ -330,4 +326,4 @@ def install_validation_errors(api: FastAPI) -> None:
     async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:
         errors = request_field_errors(error)
         return JSONResponse({"errors": [e.model_dump() for e in errors],
-                             "detail": "; ".join(f"{e.field}: {e.reason}" for e in errors)}, status_code=422)
+                             "detail": described(errors)}, status_code=422)

@@ -32,8 +32,6 @@ from services.runtime.deadletter import reason_of
 
 log = logging.getLogger(__name__)
 
-#: Records per transaction: large enough to amortise the round trips, small enough to commit often.
-MAX_RECORDS = 2000
 #: Seconds between attempts while the database cannot be reached.
 RETRY_SECONDS = (0.5, 1.0, 2.0, 5.0)
 #: A projection that has not reached where its changelog ended this many seconds ago is reported.
@@ -142,7 +140,7 @@ class Projector:
                 self.unreachable = None
                 await asyncio.sleep(0.2)
                 continue
-            fetched = await self._consumer.getmany(timeout_ms=200, max_records=MAX_RECORDS)
+            fetched = await self._consumer.getmany(timeout_ms=200, max_records=self.app.settings.projection_batch_size)
             records = [
                 ChangelogRecord(tp.partition, message.offset, message.value, message.key.decode())
                 for tp, messages in fetched.items() if tp.partition in self._partitions

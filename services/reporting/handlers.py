@@ -16,7 +16,7 @@ from schemas.status import TaskStatusChange
 from schemas.tasks import Task
 from schemas.topics import EVENTS, TASK_STATUS, TASK_TOPICS
 from schemas.wire import event_from_kafka, model_from_kafka
-from services.domain.ledger import Overlay, TaskLookup, TaskRecord, moved, new_record
+from services.domain.ledger import FINISHED, Overlay, TaskLookup, TaskRecord, moved, new_record
 from services.domain.planner import Planner
 from services.domain.state import ChangedState, StateChanges, StateView, event_key, fact_changes
 from services.runtime.streams import Received
@@ -75,7 +75,7 @@ def on_event(event: Envelope, ctx: Context) -> Effect:
     accepted: list[TaskStatusChange] = []
     for task_id in completed:
         record = tasks.get(task_id)
-        if record is None or record.status in ("done", "cancelled"):
+        if record is None or record.status in FINISHED:
             continue  # not opened for this unit (e.g. a unit without the services it concerns), or finished
         change = TaskStatusChange(
             id=f"{event_key(event)}|{task_id}", task_id=task_id, provider_id=event.provider_id, status="done",

@@ -68,6 +68,15 @@ class Settings(BaseSettings):
     # built-in ones in services/domain/templates; unset: the built-in ones only.
     mail_templates_dir: Path | None = None
 
+    # Batches. Messages a worker takes, handles and commits at once: a few hundred amortise a produce
+    # round trip (DESIGN.md, batching). A redelivery is of at most one batch, so it may not exceed
+    # what a provider's facts remember to de-duplicate (services.domain.state.PROCESSED_MEMORY, which
+    # the composition root checks it against).
+    batch_size: int = Field(default=500, ge=1)
+    # Changelog records the read model writes per transaction: enough to amortise the round trips,
+    # few enough to commit often.
+    projection_batch_size: int = Field(default=2000, ge=1)
+
     # HTTP
     api_host: str = "127.0.0.1"
     api_port: int = 8000

@@ -47,8 +47,6 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[list[Received]], Awaitable[list[Outgoing]]]
 
-#: Messages per batch: a few hundred amortise a produce round trip (DESIGN.md, batching).
-BATCH_SIZE = 500
 #: A partition with messages waiting whose commit has not moved for this long is reported stuck.
 COMMIT_STUCK_AFTER = 30.0
 #: Seconds between measurements of lag (a request to the broker for the end offsets).
@@ -85,14 +83,14 @@ class StreamApp:
     """
 
     def __init__(self, service: str, settings: Settings, *, web_port: int | None = None,
-                 app_id: str | None = None, batch_size: int = BATCH_SIZE):
+                 app_id: str | None = None):
         from schemas.topics import SERVICES
 
         self.service = service
         self.settings = settings
         self.id = app_id or f"omboard-{service}"
         self.web_port = web_port or settings.web_port or settings.web_port_base + SERVICES.index(service)
-        self.batch_size = batch_size
+        self.batch_size = settings.batch_size
         self.tables: dict[str, Table] = {}
         self.agents: list[Agent] = []
         self._timers: list[_Timer] = []

@@ -29,3 +29,17 @@ def test_bad_settings_name_every_variable_and_never_echo_a_value(monkeypatch):
     message = str(raised.value)
     assert "OMBOARD_PARTITIONS" in message and "OMBOARD_KAFKA_SECURITY_PROTOCOL" in message
     assert "hunter2" not in message and "many" not in message
+
+
+def test_a_batch_larger_than_what_a_provider_remembers_is_refused_where_the_apps_are_composed(monkeypatch):
+    from services.bootstrap import bootstrap
+    from services.domain.state import PROCESSED_MEMORY
+
+    monkeypatch.setenv("OMBOARD_BATCH_SIZE", str(PROCESSED_MEMORY + 1))
+    with pytest.raises(SettingsError, match="OMBOARD_BATCH_SIZE: at most 500"):
+        bootstrap()
+    monkeypatch.setenv("OMBOARD_BATCH_SIZE", "200")
+    monkeypatch.setenv("OMBOARD_PROJECTION_BATCH_SIZE", "300")
+    get_settings.cache_clear()
+    settings = bootstrap().settings
+    assert (settings.batch_size, settings.projection_batch_size) == (200, 300)
