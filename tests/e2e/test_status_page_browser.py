@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from services.entrypoints.launcher import Stack
 from services.runtime.clock import FileClock
 from tests import factories
 from tests.conftest import TEST_PARTITIONS
+from tests.support.wait import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -67,15 +67,13 @@ def stack(broker, tmp_path_factory) -> Iterator[Stack]:
         assert httpx.post(f"{stack.api_url}/v1/events", json=event, headers=stack.auth()).status_code == 202
         nurse = factories.staff_joined(PROVIDER, unit_id="e2e-browser-u1", start_date="2027-03-01", person_id=NURSE)
         assert httpx.post(f"{stack.api_url}/v1/events", json=nurse, headers=stack.auth()).status_code == 202
-        deadline = time.monotonic() + 30
-        while True:  # every planner's tasks are in the ledger (the ready-to-start task comes last)
+        def every_planners_tasks() -> bool:  # in the ledger (the ready-to-start task comes last)
             response = httpx.get(f"{stack.status_url}/v1/providers/{PROVIDER}/tasks", headers=stack.auth("operator"))
             tasks = response.json()["tasks"] if response.status_code == 200 else []
-            if any(t["obligation"] == "ST1" for t in tasks) and any(t["system"] == "siths" for t in tasks) \
-                    and any(t["person"] == pseudonym(NURSE) for t in tasks):
-                break
-            assert time.monotonic() < deadline, "the provider's tasks did not reach the status API in 30s"
-            time.sleep(0.1)
+            return (any(t["obligation"] == "ST1" for t in tasks) and any(t["system"] == "siths" for t in tasks)
+                    and any(t["person"] == pseudonym(NURSE) for t in tasks))
+
+        eventually(every_planners_tasks, "the provider's tasks to reach the status API", timeout=30)
         yield stack
     finally:
         stack.stop()

@@ -16,8 +16,6 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
-from kafka import KafkaConsumer, TopicPartition
-from kafka.consumer.fetcher import ConsumerRecord
 from typer.testing import CliRunner
 
 from schemas.events import parse_event
@@ -33,6 +31,8 @@ from services.runtime.broker import create_topics
 from services.runtime.settings import Settings
 from tests import factories as f
 from tests.conftest import SUITE_BROKER
+from tests.support.kafka import Record, TopicReader
+from tests.support.wait import eventually
 from tests.support.workers import spawn_logged
 
 pytestmark = pytest.mark.integration
@@ -43,38 +43,24 @@ AUTH = {"Authorization": f"Bearer {UPSTREAM_KEY}"}
 
 
 class EventsTopic:
-    """Reads ``omboard.events`` from where it ended when created, without a consumer group."""
+    """``omboard.events`` from where it ended when created: what a test publishes after."""
 
     def __init__(self, bootstrap: str):
-        self.consumer = KafkaConsumer(
-            bootstrap_servers=bootstrap, enable_auto_commit=False, allow_auto_create_topics=False
-        )
-        self.consumer.topics()
-        self.partitions = [TopicPartition(EVENTS, p) for p in sorted(self.consumer.partitions_for_topic(EVENTS) or ())]
-        assert self.partitions, "the broker fixture creates omboard.events"
-        self.consumer.assign(self.partitions)
-        self.consumer.seek_to_end()
-        self.start = {tp: self.consumer.position(tp) for tp in self.partitions}
+        self.reader = TopicReader(bootstrap, EVENTS, from_end=True)
 
-    def end_offsets(self) -> dict[TopicPartition, int]:
-        return self.consumer.end_offsets(self.partitions)
+    def end_offsets(self) -> dict[int, int]:
+        return self.reader.end_offsets()
 
-    def read(self, ids: set[str], timeout: float = 20.0) -> dict[str, ConsumerRecord]:
+    def read(self, ids: set[str], timeout: float = 20.0) -> dict[str, Record]:
         """The records whose ``ce_id`` is in ``ids``; fails if any is missing by the deadline."""
-        found: dict[str, ConsumerRecord] = {}
-        deadline = time.monotonic() + timeout
-        while set(found) != ids:
-            if time.monotonic() > deadline:
-                pytest.fail(f"not on {EVENTS} after {timeout}s: {sorted(ids - set(found))}")
-            for records in self.consumer.poll(timeout_ms=200).values():
-                for record in records:
-                    event_id = headers_dict(record.headers).get("ce_id")
-                    if event_id in ids:
-                        found[event_id] = record
-        return found
+        def ce_ids(records: list[Record]) -> set[str]:
+            return {headers_dict(record.headers).get("ce_id", "") for record in records}
+
+        records = self.reader.wait_for(lambda records: ids <= ce_ids(records), timeout, what=f"{sorted(ids)} on {EVENTS}")
+        return {event_id: record for record in records if (event_id := headers_dict(record.headers).get("ce_id")) in ids}
 
     def close(self) -> None:
-        self.consumer.close()
+        self.reader.close()
 
 
 @pytest.fixture
@@ -95,16 +81,15 @@ def api_url(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"omboard api exited with {process.returncode}:\n{log_path.read_text(errors='replace')}")
+        def ready() -> bool:
             with contextlib.suppress(httpx.TransportError):  # not listening yet
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                pytest.fail(f"omboard api not ready in 30s:\n{log_path.read_text(errors='replace')}")
-            time.sleep(0.05)
+                return httpx.get(f"{url}/readyz", timeout=1).status_code == 200
+            return False
+
+        eventually(lambda: process.poll() is not None or ready(), "omboard api to be ready", timeout=30, interval=0.05,
+                   explain=lambda: log_path.read_text(errors="replace"))
+        if process.poll() is not None:
+            pytest.fail(f"omboard api exited with {process.returncode}:\n{log_path.read_text(errors='replace')}")
         yield url
     finally:
         process.terminate()
@@ -146,7 +131,7 @@ def test_a_valid_event_is_acknowledged_and_on_the_topic_in_binary_mode(api_url: 
     assert headers["content-type"] == "application/json"
     sent = parse_event(raw)
     assert json.loads(record.value) == raw["data"]  # data alone is the value, as sent: no omitted field as null
-    assert event_from_kafka(record.value, record.headers) == sent
+    assert event_from_kafka(record.value, list(record.headers.items())) == sent
 
 
 def test_without_a_correlation_id_the_event_id_is_the_correlation_id(api_url: str, events_topic: EventsTopic) -> None:
@@ -246,7 +231,7 @@ def test_omboard_publish_puts_every_event_of_a_jsonl_file_on_the_topic(
     assert first.partition == second.partition and first.offset < second.offset
     for raw in events:
         record = found[raw["id"]]
-        assert event_from_kafka(record.value, record.headers) == parse_event(raw)
+        assert event_from_kafka(record.value, list(record.headers.items())) == parse_event(raw)
 
 
 @contextlib.contextmanager
@@ -255,11 +240,8 @@ def serve(api) -> Iterator[str]:
     server = uvicorn.Server(uvicorn.Config(api, host="127.0.0.1", port=free_port(), log_level="warning"))
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
     thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        assert thread.is_alive(), "uvicorn stopped while starting"
-        assert time.monotonic() < deadline, "uvicorn did not start in 15s"
-        time.sleep(0.02)
+    eventually(lambda: server.started or not thread.is_alive(), "uvicorn to start", timeout=15, interval=0.02)
+    assert thread.is_alive(), "uvicorn stopped while starting"
     try:
         yield f"http://127.0.0.1:{server.config.port}"
     finally:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
-import time
 from collections.abc import Callable, Iterator
 
 import httpx
@@ -72,15 +71,13 @@ def kill_in_flight(stack: Stack, service: str, started: Callable[[], bool]) -> i
     them are not committed; returns how many were not."""
     progress = GroupProgress(stack.bootstrap, f"omboard-{service}", *CONSUMES[service])
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if started() and (waiting := progress.uncommitted()) > IN_FLIGHT:
-                stack.kill(service)
-                return waiting
-            time.sleep(0.02)
+        waiting = eventually(lambda: started() and (uncommitted := progress.uncommitted()) > IN_FLIGHT and uncommitted,
+                             f"{service} to have more than {IN_FLIGHT} messages in flight to be killed with",
+                             timeout=60, interval=0.02)
+        stack.kill(service)
+        return waiting
     finally:
         progress.close()
-    pytest.fail(f"{service} never had more than {IN_FLIGHT} messages in flight to be killed with")
 
 
 @pytest.mark.parametrize("service", ["orgstructure", "permissions", "reporting", "notifier"])

@@ -34,7 +34,7 @@ from services.devtools.processes import free_port
 from services.domain.mail import message_id
 from services.notifier import smtp
 from tests.support.kafka import Topics
-from tests.support.wait import wait_until
+from tests.support.wait import eventually
 from tests.support.workers import spawn_logged
 
 pytestmark = pytest.mark.integration
@@ -80,15 +80,13 @@ class Notifier:
         self.spawned_at = time.monotonic()
         self.process = spawn_logged(worker_command(), env, self.log_path)
         process = self.process
-        ready = wait_until(
-            lambda: process.poll() is not None or "notifier: ready with" in self.log(),
-            timeout=60,
-            failure=lambda: f"notifier never got its partitions:\n{self.log()}",
-        )
+        eventually(lambda: process.poll() is not None or "notifier: ready with" in self.log(),
+                   "the notifier to get its partitions", timeout=60, explain=self.log)
+        assigned = time.monotonic() - self.spawned_at
         assert process.poll() is None, f"notifier exited with {process.returncode}:\n{self.log()}"
         # Assigned is not ready: the tables are restored and the streams resumed only after that.
-        wait_until(self.ready, timeout=60, failure=lambda: f"notifier never became ready:\n{self.log()}")
-        return ready
+        eventually(self.ready, "the notifier to become ready", timeout=60, explain=self.log)
+        return assigned
 
     def ready(self) -> bool:
         try:
@@ -497,8 +495,8 @@ def test_a_full_disk_at_the_mail_sink_holds_the_mail_until_there_is_room(notifie
     notifier.sink.write = to_full_disk
     try:
         publish_request(notifier, request)
-        wait_until(lambda: not_ready_because(notifier, b"Insufficient system storage"), timeout=60,
-                   failure=lambda: f"readiness never said why:\n{notifier.log()}")
+        eventually(lambda: not_ready_because(notifier, b"Insufficient system storage"), "readiness to say why",
+                   timeout=60, explain=notifier.log)
         assert notifier.mails(mid(request)) == []
     finally:
         notifier.sink.write = write_file  # room again
@@ -516,14 +514,14 @@ def test_an_smtp_outage_holds_the_mail_until_the_server_is_back_and_sends_it_onc
     notifier.sink.stop()  # nothing listens on the SMTP port: connections are refused
     try:
         publish_request(notifier, request)
-        wait_until(lambda: not_ready_because(notifier, b"SMTP unavailable"), timeout=60,
-                   failure=lambda: f"readiness never said why:\n{notifier.log()}")
+        eventually(lambda: not_ready_because(notifier, b"SMTP unavailable"), "readiness to say why",
+                   timeout=60, explain=notifier.log)
         assert notifier.mails(mid(request)) == []
     finally:
         notifier.sink.start()  # the same port, as a relay coming back
     notifier.wait_for_mail(mid(request), timeout=90)
     (record,) = delivery_records(notifier, request.id)
     assert record.status == "sent", "held, not marked failed"
-    wait_until(notifier.ready, timeout=30, failure=lambda: "the notifier did not become ready again")
+    eventually(notifier.ready, "the notifier to become ready again", timeout=30)
     assert len(notifier.mails(mid(request))) == 1
 

@@ -12,14 +12,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.consumer.fetcher import ConsumerRecord
+from kafka import KafkaConsumer, KafkaProducer
 
 from schemas.topics import ALL_TOPICS, EVENTS, NOTIFICATIONS_SENT, dead_letter_topic
 from services.devtools.embedded import Broker
 from services.devtools.processes import free_port
 from services.runtime.broker import create_topics
-from tests.support.wait import wait_until
+from tests.support.kafka import Record, Topics
+from tests.support.wait import eventually
 from tests.support.workers import spawn_logged
 
 pytestmark = pytest.mark.integration
@@ -49,20 +49,12 @@ def test_create_topics_is_idempotent_and_keeps_partition_counts(broker: Broker) 
         create_topics(broker.bootstrap, [fresh], 2)
 
 
-def find_record(bootstrap: str, topic: str, match: Callable[[ConsumerRecord], bool], timeout: float) -> ConsumerRecord:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, allow_auto_create_topics=False)
+def find_record(bootstrap: str, topic: str, match: Callable[[Record], bool], timeout: float) -> Record:
+    topics = Topics(bootstrap)
     try:
-        consumer.assign([TopicPartition(topic, p) for p in partitions_of(bootstrap, topic)])
-        consumer.seek_to_beginning()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for records in consumer.poll(timeout_ms=200).values():
-                for record in records:
-                    if match(record):
-                        return record
-        pytest.fail(f"no matching record on {topic} within {timeout}s")
+        return topics.find(topic, match, timeout)
     finally:
-        consumer.close()
+        topics.close()
 
 
 @pytest.fixture
@@ -83,13 +75,11 @@ def echo_worker(broker: Broker, tmp_path: Path) -> Iterator[Path]:
         return log_path.read_text(errors="replace")[-3000:]
 
     try:
-        ready = wait_until(
-            lambda: worker.poll() is not None or "ASSIGNED" in log_path.read_text(errors="replace"),
-            timeout=30,
-            failure=lambda: f"echo worker never got its partitions:\n{tail()}",
-        )
+        started = time.monotonic()
+        eventually(lambda: worker.poll() is not None or "ASSIGNED" in log_path.read_text(errors="replace"),
+                   "the echo worker to get its partitions", timeout=30, explain=tail)
         assert worker.poll() is None, f"echo worker exited with {worker.returncode}:\n{tail()}"
-        print(f"echo worker assigned after {ready:.2f}s")
+        print(f"echo worker assigned after {time.monotonic() - started:.2f}s")
         yield log_path
     finally:
         worker.send_signal(signal.SIGTERM)

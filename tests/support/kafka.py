@@ -1,12 +1,13 @@
-"""Reading topics in tests: everything from the start, waiting with bounded retries."""
+"""Reading topics in tests, waiting with bounded retries: the one reader every test uses."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from kafka import KafkaConsumer, TopicPartition
+
+from tests.support.wait import eventually
 
 
 @dataclass(frozen=True)
@@ -20,9 +21,10 @@ class Record:
 
 
 class TopicReader:
-    """Accumulates every record of some topics (no consumer group, no commits)."""
+    """Accumulates every record of some topics (no consumer group, no commits): from their start,
+    or with ``from_end`` from where they end when it is made (what a test publishes after)."""
 
-    def __init__(self, bootstrap: str, *topics: str):
+    def __init__(self, bootstrap: str, *topics: str, from_end: bool = False):
         self._consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                                        allow_auto_create_topics=False)
         partitions = [
@@ -33,7 +35,12 @@ class TopicReader:
         if not partitions:
             raise RuntimeError(f"none of {topics} exists")
         self._consumer.assign(partitions)
-        self._consumer.seek_to_beginning(*partitions)
+        if from_end:
+            self._consumer.seek_to_end(*partitions)
+            for partition in partitions:
+                self._consumer.position(partition)  # taken now, not at the first poll
+        else:
+            self._consumer.seek_to_beginning(*partitions)
         self.records: list[Record] = []
 
     def poll(self) -> list[Record]:
@@ -46,11 +53,10 @@ class TopicReader:
         return fresh
 
     def wait_for(self, condition: Callable[[list[Record]], bool], timeout: float = 30.0, what: str = "records") -> list[Record]:
-        deadline = time.monotonic() + timeout
-        while not condition(self.records):
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; have {len(self.records)} records")
-            self.poll()
+        def read_until_it_holds() -> bool:
+            return condition(self.records) or (bool(self.poll()) and condition(self.records))
+
+        eventually(read_until_it_holds, what, timeout, interval=0, explain=lambda: f"have {len(self.records)} records")
         return self.records
 
     def read_all(self, timeout: float = 30.0) -> list[Record]:
@@ -78,11 +84,8 @@ def committed_offset(bootstrap: str, group: str, topic: str, partition: int) -> 
 
 
 def wait_committed_past(bootstrap: str, group: str, topic: str, partition: int, offset: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while (committed_offset(bootstrap, group, topic, partition) or 0) <= offset:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{group} did not commit past {topic}[{partition}]@{offset} in {timeout:.0f}s")
-        time.sleep(0.2)
+    eventually(lambda: (committed_offset(bootstrap, group, topic, partition) or 0) > offset,
+               f"{group} to commit past {topic}[{partition}]@{offset}", timeout, interval=0.2)
 
 
 class Topics:

@@ -9,24 +9,14 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def eventually(check: Callable[[], T], what: str, timeout: float = 30.0, interval: float = 0.1) -> T:
-    """Poll ``check`` until it returns something truthy, and return that."""
+def eventually(check: Callable[[], T], what: str, timeout: float = 30.0, interval: float = 0.1,
+               explain: Callable[[], str] | None = None) -> T:
+    """Poll ``check`` until it returns something truthy, and return that; or fail naming ``what``
+    never happened, with ``explain()`` (e.g. a log's tail) below it."""
     deadline = time.monotonic() + timeout
     while not (result := check()):
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}"
+                                 + (f"\n{explain()}" if explain is not None else ""))
         time.sleep(interval)
     return result
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, failure: Callable[[], str]) -> float:
-    """Poll ``condition`` until it holds, or fail the test with ``failure()`` (e.g. a log tail);
-    returns the seconds it took."""
-    import pytest
-
-    start = time.monotonic()
-    while not condition():
-        if time.monotonic() - start > timeout:
-            pytest.fail(failure())
-        time.sleep(0.05)
-    return time.monotonic() - start

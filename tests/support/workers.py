@@ -6,12 +6,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from services.devtools.processes import die_with_parent, free_port
+from tests.support.wait import eventually
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -39,13 +39,10 @@ class WorkerProcess:
         env = {**os.environ, **self.env, "OMBOARD_WEB_PORT": str(self.web_port), "OMBOARD_STATUS_PORT": str(free_port())}
         self.process = spawn_logged([sys.executable, "-m", "services.entrypoints.worker", self.service], env,
                                     self.log_path, new_session=True)
-        deadline = time.monotonic() + timeout
-        while not self._ready():
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.service} exited with {self.process.returncode}; see {self.log_path}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{self.service} not ready after {timeout:.0f}s; see {self.log_path}")
-            time.sleep(0.1)
+        eventually(lambda: self.process.poll() is not None or self._ready(), f"{self.service} to be ready", timeout,
+                   explain=lambda: f"see {self.log_path}")
+        if self.process.poll() is not None:
+            raise RuntimeError(f"{self.service} exited with {self.process.returncode}; see {self.log_path}")
         return self
 
     def _ready(self) -> bool:
