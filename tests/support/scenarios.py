@@ -1,0 +1,68 @@
+"""Issue 3's scenarios: a history of events per kind of provider and change, the dry run of each,
+and the checks that its tasks are right. ``tests/unit/test_scenarios.py`` runs them through the
+services' handlers in memory; ``tests/e2e/test_scenarios.py`` checks on the real broker that the
+services emit exactly the dry run."""
+
+from __future__ import annotations
+
+from schemas.catalog import load_catalog
+from schemas.events import parse_event
+from services.domain.planner import Planner
+from services.domain.state import ProviderState, evolve
+from tests import factories as f
+
+CATALOG = load_catalog()
+NURSE = f.hsa_id("SCN0001")
+
+
+def scenario_events(name: str) -> list[dict]:
+    p = f"scn-{name}"
+    unit = f"{p}-u1"
+    started = dict(start_date="2026-04-01", units=[f.unit(unit, staff_count=12, field_groups=["Grupp A"])])
+    if name == "takeover":
+        return [f.provider_started(p, regi="privat", services=["hemtjanst"], hsl=True, takeover_from="scn-old", **started)]
+    if name == "egen-special-housing":
+        return [f.provider_started(p, regi="egen", services=["sarskilt_boende"], hsl=True, uses_flexite=True, **started)]
+    if name == "ceases":
+        return [f.provider_started(p, **started),
+                f.staff_joined(p, unit_id=unit, person_id=NURSE, start_date="2026-03-20"),
+                f.unit_closed(p, unit_id=unit, closing_date="2026-09-30")]
+    if name == "taken-over":
+        return [f.provider_started(p, **started),
+                f.unit_closed(p, unit_id=unit, closing_date="2026-09-30", taken_over_by="scn-newcomer")]
+    if name == "subcontractor":
+        return [f.provider_started(p, **started),
+                f.subcontractor_started(p, subcontractor_id=f"{p}-sub", start_date="2026-05-04"),
+                f.staff_joined(p, unit_id=f"{p}-sub", person_id=f.hsa_id("SCN0002"), start_date="2026-05-04"),
+                f.subcontractor_ended(p, subcontractor_id=f"{p}-sub", end_date="2026-10-30")]
+    if name == "late-org-change":
+        return [f.provider_started(p, **started),
+                f.org_change_requested(p, size="large", decided_on="2026-05-04", effective_date="2026-06-01",
+                                       unit_ids=[unit], time="2026-05-04T10:00:00+02:00")]
+    if name == "nurse":
+        return [f.provider_started(p, uses_flexite=True, **started),
+                f.staff_joined(p, unit_id=unit, person_id=NURSE, start_date="2026-04-01"),
+                f.staff_role_changed(p, person_id=NURSE, role="omvardnadspersonal", licensed=False, effective_date="2026-06-01"),
+                f.staff_left(p, person_id=NURSE, end_date="2026-08-31")]
+    raise KeyError(name)
+
+
+SCENARIOS = ("takeover", "egen-special-housing", "ceases", "taken-over", "subcontractor", "late-org-change", "nurse")
+
+
+def dry_run(events: list[dict]) -> list[dict]:
+    """The plan of every event of the history, folded as the services fold it."""
+    planner = Planner(CATALOG)
+    states: dict[str, ProviderState] = {}
+    tasks = []
+    for raw in events:
+        event = parse_event(raw)
+        state = states.get(event.provider_id) or ProviderState(provider_id=event.provider_id)
+        plan = planner.plan(event, state)
+        states[event.provider_id] = evolve(state, event, plan, CATALOG)
+        tasks += [task.model_dump(mode="json") for task in plan.tasks]
+    return tasks
+
+
+def tasks_for(emitted: dict, provider_id: str) -> list[dict]:
+    return [t for t in emitted.values() if t["subject"]["provider_id"] == provider_id]

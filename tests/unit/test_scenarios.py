@@ -1,0 +1,116 @@
+"""Issue 3's scenarios (``tests/support/scenarios.py``) through the services' own handlers in
+memory (``tests/support/memory_system.py``): every history published at once, the planners' tasks
+exactly the dry run's and right for the scenario. The same histories on the real broker:
+``tests/e2e/test_scenarios.py``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+
+from schemas.events import parse_event
+from schemas.topics import NOTIFICATIONS, TASK_TOPICS
+from services.domain.planner import Planner
+from tests.support.memory_system import MemorySystem
+from tests.support.scenarios import CATALOG, NURSE, SCENARIOS, dry_run, scenario_events, tasks_for
+
+NOW = dt.datetime(2026, 1, 5, 9, 0, tzinfo=dt.UTC)
+
+
+@pytest.fixture(scope="module")
+def published() -> dict[str, list[dict]]:
+    return {name: scenario_events(name) for name in SCENARIOS}
+
+
+@pytest.fixture(scope="module")
+def system(published) -> MemorySystem:
+    running = MemorySystem(Planner(CATALOG), NOW)
+    for events in published.values():
+        for raw in events:
+            running.publish(parse_event(raw))
+    running.run()
+    return running
+
+
+@pytest.fixture(scope="module")
+def emitted(system) -> dict[str, dict]:
+    """Task id -> task, of everything the planners emitted."""
+    return {task["id"]: task for topic in TASK_TOPICS for task in (json.loads(r.value) for r in system.topics[topic])}
+
+
+def test_the_services_emit_exactly_the_dry_run(published, emitted):
+    planned = {task["id"]: task for events in published.values() for task in dry_run(events)}
+    assert set(emitted) == set(planned)
+    for task_id, task in planned.items():
+        assert {k: v for k, v in emitted[task_id].items() if k != "correlation_id"} == \
+            {k: v for k, v in task.items() if k != "correlation_id"}
+
+
+def test_a_private_home_care_provider_with_health_care_taking_over(emitted):
+    tasks = tasks_for(emitted, "scn-takeover")
+    systems = {t["system"] for t in tasks}
+    assert {"siebel", "siths", "prator", "phoniro"} <= systems and "flexite" not in systems
+    assert any(t["obligation"] == "PH6" for t in tasks), "the taking-over company is registered in Phoniro"
+    assert all(t["due"] < "2026-04-01" for t in tasks), "everything is in place before the start (ST1)"
+
+
+def test_an_egen_regi_special_housing_provider_has_no_phoniro_and_orders_in_iris(emitted):
+    tasks = tasks_for(emitted, "scn-egen-special-housing")
+    assert not any(t["system"] == "phoniro" for t in tasks)
+    assert {t["channel"] for t in tasks if t["obligation"] == "SB2"} == {"iris"}
+
+
+def test_a_closure_that_ceases_returns_the_tokens_and_cancels_everything(emitted, published):
+    tasks = tasks_for(emitted, "scn-ceases")
+    _, joined_id, closed_id = [e["id"] for e in published["ceases"]]
+    tokens = [t for t in tasks if t["obligation"] == "HO-SB4"]
+    assert tokens and all("Verkstadsgatan 3B" in t["instructions"]["sv"] + t["instructions"]["en"] for t in tokens)
+    granted = {t["system"] for t in tasks if t["subject"]["person_id"] == NURSE and t["plan_id"] == joined_id}
+    cancelled = {t["system"] for t in tasks if t["subject"]["person_id"] == NURSE and t["plan_id"] == closed_id}
+    assert granted and cancelled == granted, "every access the nurse got is cancelled with the unit"
+    closes_flexite = [t for t in tasks if t["obligation"] == "HO-FX1"]
+    deviations = [t for t in tasks if t["obligation"] == "HO-FX2"]
+    assert not closes_flexite or all(set(d["id"] for d in deviations) & set(t["depends_on"]) for t in closes_flexite)
+
+
+def test_a_closure_taken_over_leaves_the_tokens_and_gives_both_parties_tasks(emitted, published):
+    closed_id = published["taken-over"][-1]["id"]
+    handing = [t for t in tasks_for(emitted, "scn-taken-over") if t["plan_id"] == closed_id]
+    taking = tasks_for(emitted, "scn-newcomer")
+    assert handing and {t["responsible"] for t in handing} == {"handing-over-provider"}
+    assert taking and {t["responsible"] for t in taking} == {"taking-over-provider"}
+    tokens = [t for t in handing if t["obligation"] == "HO-SB4"]
+    assert tokens and not any("Verkstadsgatan" in t["instructions"]["sv"] for t in tokens), "the tokens stay at the unit"
+
+
+def test_a_subcontractor_from_start_to_end(emitted):
+    tasks = tasks_for(emitted, "scn-subcontractor")
+    obligations = {t["obligation"] for t in tasks}
+    assert {"SC1", "SC2", "SC3"} <= obligations
+    assert {t["responsible"] for t in tasks if t["obligation"] in ("SC2", "SC3") and t["subject"]["person_id"]} == {"main-provider"}
+
+
+def test_an_organisation_change_ordered_too_late_warns_and_notifies_at_once(emitted, system):
+    tasks = tasks_for(emitted, "scn-late-org-change")
+    ticket = next(t for t in tasks if t["obligation"] == "OC1")
+    assert ticket["due"] < "2026-05-04"
+    late = [json.loads(r.value) for r in system.topics[NOTIFICATIONS]]
+    parties = {request["responsible"] for request in late
+               if request["provider_id"] == "scn-late-org-change" and request["kind"] == "late-order"
+               and ticket["id"] in [line["task_id"] for line in request["tasks"]]}
+    assert parties >= {"provider", "klk-it"}, "late-order notices to the provider and KLK IT"
+
+
+def test_a_nurse_joins_changes_role_and_leaves_with_nothing_left_behind(emitted, published):
+    tasks = tasks_for(emitted, "scn-nurse")
+    plan_ids = [e["id"] for e in published["nurse"]]
+    joined = [t for t in tasks if t["plan_id"] == plan_ids[1]]
+    changed = [t for t in tasks if t["plan_id"] == plan_ids[2]]
+    left = [t for t in tasks if t["plan_id"] == plan_ids[3]]
+    by_system = {t["system"]: t for t in joined}
+    assert {"siebel", "siths", "prator", "flexite"} <= set(by_system)
+    assert by_system["siths"]["id"] in by_system["prator"]["depends_on"], "the SITHS card before Prator access"
+    assert {t["system"] for t in changed} >= {"siths", "prator", "flexite"} and "siebel" not in {t["system"] for t in changed}
+    assert {t["system"] for t in left} == set(by_system) - {t["system"] for t in changed}
