@@ -226,6 +226,16 @@ class SubcontractorEnded(Contract):
     end_date: Date
 
 
+class UnitOpened(Contract):
+    """A unit the provider opens after its start (a new home-care area, a new housing): its
+    structures, expert users, trainings and readiness check, and from its first month its
+    service report, as at a start."""
+
+    provider_id: Id
+    unit: Unit
+    start_date: Date
+
+
 class UnitClosed(Contract):
     provider_id: Id
     unit_id: Id
@@ -271,6 +281,7 @@ EventData = (
     | OrgChangeRequested
     | SubcontractorStarted
     | SubcontractorEnded
+    | UnitOpened
     | UnitClosed
     | StaffJoined
     | StaffLeft

@@ -208,6 +208,18 @@ def subcontractor_ended(
     return envelope("SubcontractorEnded", data, event_id=event_id, time=time)
 
 
+def unit_opened(
+    provider_id: str = PROVIDER_ID,
+    *,
+    new_unit: dict | None = None,
+    start_date: str = "2026-06-01",
+    event_id: str | None = None,
+    time: str = SENT_AT,
+) -> dict:
+    data = {"provider_id": provider_id, "unit": new_unit or unit("unit-2"), "start_date": start_date}
+    return envelope("UnitOpened", data, event_id=event_id, time=time)
+
+
 def unit_closed(
     provider_id: str = PROVIDER_ID,
     *,
@@ -314,6 +326,7 @@ BUILDERS: dict[str, Callable[..., dict]] = {
     "OrgChangeRequested": org_change_requested,
     "SubcontractorStarted": subcontractor_started,
     "SubcontractorEnded": subcontractor_ended,
+    "UnitOpened": unit_opened,
     "UnitClosed": unit_closed,
     "StaffJoined": staff_joined,
     "StaffLeft": staff_left,

@@ -179,6 +179,15 @@ def subcontractor_ended(draw: st.DrawFn, provider_id: str | None = None, subcont
 
 
 @st.composite
+def unit_opened(draw: st.DrawFn, provider_id: str | None = None, unit_id: str | None = None) -> dict:
+    return _envelope(f.unit_opened(
+        provider_id or draw(ids),
+        new_unit=draw(units(st.just(unit_id) if unit_id else ids)),
+        start_date=draw(iso_dates),
+    ), draw)  # fmt: skip
+
+
+@st.composite
 def unit_closed(draw: st.DrawFn, provider_id: str | None = None, unit_id: str | None = None,
                 taken_over_by: st.SearchStrategy[str | None] | None = None) -> dict:  # fmt: skip
     return _envelope(f.unit_closed(
@@ -249,6 +258,7 @@ EVENTS: dict[str, Any] = {
     "OrgChangeRequested": org_change_requested,
     "SubcontractorStarted": subcontractor_started,
     "SubcontractorEnded": subcontractor_ended,
+    "UnitOpened": unit_opened,
     "UnitClosed": unit_closed,
     "StaffJoined": staff_joined,
     "StaffLeft": staff_left,
@@ -260,7 +270,7 @@ assert set(EVENTS) == set(EVENT_TYPES)
 
 
 def events() -> st.SearchStrategy[dict]:
-    """A valid event of any of the ten types (the limits themselves now and then)."""
+    """A valid event of any of the eleven types (the limits themselves now and then)."""
     return st.one_of(
         *(strategy() for strategy in EVENTS.values()),
         provider_started(limits=True),
@@ -302,6 +312,10 @@ def histories(draw: st.DrawFn, max_events: int = 10) -> list[dict]:
             subcontractors.append(sub_id)
         elif kind == "SubcontractorEnded":
             event = draw(subcontractor_ended(provider_id, known(subcontractors, short_ids)))
+        elif kind == "UnitOpened":
+            unit_id = known(unit_ids, short_ids)  # one already open (or closed), or a new one
+            event = draw(unit_opened(provider_id, unit_id))
+            unit_ids.append(unit_id)
         elif kind == "UnitClosed":
             event = draw(unit_closed(provider_id, known(unit_ids, short_ids), taken_over_by=st.none() | others))
         elif kind == "StaffJoined":

@@ -27,6 +27,7 @@ from schemas.events import (
     SubcontractorStarted,
     Unit,
     UnitClosed,
+    UnitOpened,
 )
 from schemas.tasks import Instructions, Plan, Subject, Task, Warning
 from services.domain.calendar import BusinessCalendar
@@ -35,6 +36,7 @@ from services.domain.state import ProviderFacts, StaffState, StateView, UnitStat
 #: Namespace of every task id: uuid5 of the event, the rule and the subject.
 TASK_NAMESPACE = uuid.UUID("6f1c1f3e-3b0a-5e55-9a51-0b0a4d0e1a11")
 LATE_ORDER = "late-order"
+UNIT_ALREADY_OPEN = "unit-already-open"
 _MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
 #: The facts a Condition can state, each compared for equality.
@@ -146,6 +148,10 @@ class Planner:
         replanning = known.provider is not None and isinstance(event.data, ProviderStarted)
         if isinstance(event.data, ProviderStarted):
             state = _WithProvider(state, event.data)
+        if isinstance(event.data, UnitOpened) and (unit := state.unit(event.data.unit.id)) is not None and unit.active:
+            return Plan(event_id=event.id, catalog_version=self.catalog.version, tasks=[], warnings=[Warning(
+                code=UNIT_ALREADY_OPEN, obligation="ST1",
+                message=f"unit {unit.id} is open already: nothing is planned again (a unit that closed opens again)")])
         facts = {**provider_facts(state.facts), **self._event_facts(event)}
         tasks: list[Task] = []
         warnings: list[Warning] = []
@@ -183,7 +189,8 @@ class Planner:
         units = list(state.every_unit())
         for rule in self.catalog.rules_for(MONTHLY_SERVICE_REPORT):
             for unit in units:
-                open_at_month_end = unit.active or (unit.closed_on is not None and unit.closed_on > last)
+                open_at_month_end = ((unit.active or (unit.closed_on is not None and unit.closed_on > last))
+                                     and (unit.opened_on is None or unit.opened_on <= last))
                 if not open_at_month_end or not holds(rule.when, {**facts, **unit_facts(unit)}):
                     continue
                 due = self._due(rule, last)
@@ -226,6 +233,8 @@ class Planner:
     def _targets(self, rule: Rule, event: Envelope, state: StateView, facts: dict) -> Iterable[Target]:
         data = event.data
         if rule.scope == "provider":
+            if isinstance(data, UnitOpened):  # what the provider did once at its start, now for this unit
+                return [Target(unit_id=data.unit.id, staff_count=data.unit.staff_count, facts=unit_facts(data.unit))]
             return [Target()]
         if rule.scope == "unit":
             return [
@@ -245,6 +254,8 @@ class Planner:
         data = event.data
         if isinstance(data, ProviderStarted):
             return list(data.units)
+        if isinstance(data, UnitOpened):
+            return [data.unit]
         if isinstance(data, (UnitClosed, ServiceReportSubmitted)):
             unit = state.unit(data.unit_id)
             return [unit] if unit else []

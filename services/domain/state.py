@@ -40,6 +40,7 @@ from schemas.events import (
     SubcontractorEnded,
     SubcontractorStarted,
     UnitClosed,
+    UnitOpened,
 )
 from schemas.tasks import Plan
 
@@ -58,6 +59,7 @@ class UnitState(Contract):
     active: bool = True
     subcontractor_id: str | None = None  # the organisation ordered for a subcontractor's staff (SC1)
     closed_on: dt.date | None = None  # UnitClosed (or SubcontractorEnded for a subcontractor's organisation)
+    opened_on: dt.date | None = None  # UnitOpened; None: open since the provider's start
 
 
 class StaffState(Contract):
@@ -216,6 +218,10 @@ def fact_changes(state: StateView, event: Envelope) -> StateChanges:
             if (unit := state.unit(sub_id)) is not None:
                 units[sub_id] = unit.model_copy(update={"active": False, "closed_on": data.end_date})
             leave_all(sub_id)
+        case UnitOpened():
+            known = state.unit(data.unit.id)
+            if known is None or not known.active:  # a new unit, or one closed before opening again
+                units[data.unit.id] = UnitState(**data.unit.model_dump(), opened_on=data.start_date)
         case UnitClosed():
             if (unit := state.unit(data.unit_id)) is not None:
                 units[data.unit_id] = unit.model_copy(update={"active": False, "closed_on": data.closing_date})

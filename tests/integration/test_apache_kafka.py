@@ -10,12 +10,13 @@ import sys
 import textwrap
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 from kafka.errors import MessageSizeTooLargeError
 
 from services.devtools.apache_kafka import ApacheKafka
 from services.runtime.broker import create_topics
 from tests.conftest import needs_apache_kafka
+from tests.support.kafka import TopicReader
 from tests.support.wait import eventually
 from tests.support.workers import REPO
 
@@ -48,13 +49,11 @@ def test_a_restarted_broker_has_its_records_and_ports(tmp_path):
     again = ApacheKafka(tmp_path / "kafka").start()
     try:
         assert not again.fresh and again.bootstrap == bootstrap
-        consumer = KafkaConsumer(bootstrap_servers=again.bootstrap, enable_auto_commit=False)
-        partition = TopicPartition("kept", 0)
-        consumer.assign([partition])
-        consumer.seek_to_beginning(partition)
-        values = [m.value for batch in consumer.poll(timeout_ms=5000).values() for m in batch]
-        consumer.close()
-        assert values == [b"before the stop"]
+        reader = TopicReader(again.bootstrap, "kept")
+        try:
+            assert [record.value for record in reader.read_all()] == [b"before the stop"]
+        finally:
+            reader.close()
     finally:
         again.stop()
 

@@ -44,10 +44,14 @@ def scenario_events(name: str) -> list[dict]:
                 f.staff_joined(p, unit_id=unit, person_id=NURSE, start_date="2026-04-01"),
                 f.staff_role_changed(p, person_id=NURSE, role="omvardnadspersonal", licensed=False, effective_date="2026-06-01"),
                 f.staff_left(p, person_id=NURSE, end_date="2026-08-31")]
+    if name == "unit-opened":
+        return [f.provider_started(p, **started),
+                f.unit_opened(p, new_unit=f.unit(f"{p}-u2", staff_count=6), start_date="2026-08-03")]
     raise KeyError(name)
 
 
-SCENARIOS = ("takeover", "egen-special-housing", "ceases", "taken-over", "subcontractor", "late-org-change", "nurse")
+SCENARIOS = ("takeover", "egen-special-housing", "ceases", "taken-over", "subcontractor", "late-org-change", "nurse",
+             "unit-opened")
 
 
 def dry_run(events: list[dict]) -> list[dict]:

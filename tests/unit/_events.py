@@ -71,6 +71,14 @@ def subcontractor_ended(provider_id: str = "p1", *, sub_id: str = "sub1", end_da
     return _parsed(factories.subcontractor_ended(provider_id, subcontractor_id=sub_id, end_date=end_date), sent, event_id)
 
 
+def unit_opened(
+    provider_id: str = "p1", *, unit_id: str = "u2", staff_count: int = 12, start_date: str = "2026-06-01",
+    sent: dt.datetime | str = SENT, event_id: str | None = None,
+) -> Envelope:  # fmt: skip
+    built = factories.unit_opened(provider_id, new_unit=unit(unit_id, staff_count=staff_count), start_date=start_date)
+    return _parsed(built, sent, event_id)
+
+
 def unit_closed(
     provider_id: str = "p1", *, unit_id: str = "u1", closing_date: str = "2026-06-30", taken_over_by: str | None = None,
     sent: dt.datetime | str = SENT, event_id: str | None = None,

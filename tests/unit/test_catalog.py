@@ -80,7 +80,7 @@ def test_coverage_rows_name_rules_triggers_and_reasons():
     rows = {row.obligation: row for row in coverage(CATALOG)}
     sb1 = rows["SB1"]
     assert sb1.rules == ("siebel-send-org-structure", "siebel-create-org-structure")
-    assert sb1.triggers == ("ProviderStarted",)
+    assert sb1.triggers == ("ProviderStarted", "UnitOpened")
     assert sb1.title and sb1.no_task is None and sb1.covered
     g1 = rows["G1"]
     assert g1.rules == () and g1.no_task and g1.covered

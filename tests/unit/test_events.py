@@ -30,7 +30,7 @@ def assert_not_echoed(raw, value: str) -> None:
 
 def test_a_builder_for_every_event_type():
     assert set(f.BUILDERS) == set(EVENT_TYPES)
-    assert len(EVENT_TYPES) == 10
+    assert len(EVENT_TYPES) == 11
 
 
 @pytest.mark.parametrize("event_type", sorted(EVENT_TYPES))

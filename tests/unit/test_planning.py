@@ -469,3 +469,45 @@ def test_a_provider_without_health_care_gets_no_siths_or_prator():
     assert "nightcare-contact-head" in rules(plan)
     joined = history.add(ev.staff_joined(role="sjukskoterska", licensed=True))
     assert set(rules(joined)) == {"siebel-grant-account", "phoniro-grant-access"}
+
+
+# -- a unit opened after the start ------------------------------------------------------------------------
+
+
+def test_a_unit_opened_after_the_start_gets_its_structures_people_trainings_and_readiness_check():
+    history = History()
+    start = history.add(ev.provider_started(uses_flexite=True))
+    plan = history.add(ev.unit_opened(unit_id="u2", start_date="2026-06-01"))
+    assert plan.tasks and {task.subject.unit_id for task in plan.tasks} == {"u2"}, "every task is the new unit's"
+    assert {"SB1", "SB2", "SB4", "SB5", "SI1", "PR1", "PR2", "FX1", "FX2", "FX4", "PH1", "PH4", "PH5", "NH2", "ST1"} \
+        <= {task.obligation for task in plan.tasks}
+    # What the provider has once, whatever its units, is not ordered again.
+    once = {"general-appoint-contacts", "general-technical-prerequisites", "prator-appoint-administrator",
+            "prator-book-admin-training", "phoniro-appoint-administrators", "siths-install-netid"}
+    assert once & set(rules(start)) == once and not once & set(rules(plan))
+    # Dated from the unit's own start, and waiting for the start's tasks it needs.
+    assert one(plan, "start-readiness-check").due == D("2026-05-29")
+    assert one(plan, "siebel-order-accounts").depends_on == [one(plan, "siebel-create-org-structure").id]
+    readiness = one(plan, "start-readiness-check").depends_on
+    assert one(start, "prator-book-admin-training").id in readiness and one(plan, "prator-grant-unit-access").id in readiness
+    assert history.state.unit("u2").opened_on == D("2026-06-01") and history.state.unit("u2").active
+
+
+def test_a_unit_already_open_plans_nothing_again_and_one_that_closed_opens_again():
+    history = History()
+    history.add(ev.provider_started())
+    again = history.add(ev.unit_opened(unit_id="u1", start_date="2026-06-01"))
+    assert again.tasks == [] and [w.code for w in again.warnings] == ["unit-already-open"]
+    history.add(ev.unit_closed(unit_id="u1", closing_date="2026-06-30"))
+    reopened = history.add(ev.unit_opened(unit_id="u1", start_date="2026-10-01"))
+    assert reopened.tasks and not reopened.warnings
+    assert history.state.unit("u1").active and history.state.unit("u1").closed_on is None
+
+
+def test_a_unit_opened_later_reports_from_its_first_month():
+    history = History()
+    history.add(ev.provider_started(start_date="2026-03-02"))
+    history.add(ev.unit_opened(unit_id="u2", start_date="2026-06-15"))
+    units = lambda month: {task.subject.unit_id for task in PLANNER.plan_monthly_reports(history.state, month)}  # noqa: E731
+    assert units("2026-05") == {"u1"}
+    assert units("2026-06") == {"u1", "u2"}

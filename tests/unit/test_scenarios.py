@@ -114,3 +114,11 @@ def test_a_nurse_joins_changes_role_and_leaves_with_nothing_left_behind(emitted,
     assert by_system["siths"]["id"] in by_system["prator"]["depends_on"], "the SITHS card before Prator access"
     assert {t["system"] for t in changed} >= {"siths", "prator", "flexite"} and "siebel" not in {t["system"] for t in changed}
     assert {t["system"] for t in left} == set(by_system) - {t["system"] for t in changed}
+
+
+def test_a_unit_opened_after_the_start_gets_its_own_structures_and_readiness_check(emitted, published):
+    opened_id = published["unit-opened"][-1]["id"]
+    tasks = [t for t in tasks_for(emitted, "scn-unit-opened") if t["plan_id"] == opened_id]
+    assert tasks and {t["subject"]["unit_id"] for t in tasks} == {"scn-unit-opened-u2"}
+    assert {"SB1", "SB2", "SB5", "ST1"} <= {t["obligation"] for t in tasks}
+    assert all(t["due"] < "2026-08-03" for t in tasks), "in place before the unit opens"
