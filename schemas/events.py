@@ -110,6 +110,9 @@ Month = Annotated[str, Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$"), AfterValidator
 
 Regi = Literal["egen", "privat"]
 Service = Literal["hemtjanst", "sarskilt_boende", "korttid", "lss"]
+#: What a provider uses Flexite for: not at all, health-care deviations (HSL) only, or those and
+#: the social-services ones (SoL/LSS), as the municipality's own operation does.
+FlexiteUse = Literal["none", "hsl", "hsl_and_sol_lss"]
 StaffRole = Literal[
     "sjukskoterska",
     "arbetsterapeut",
@@ -140,7 +143,13 @@ class Provider(Contract):
     regi: Regi
     services: list[Service] = Field(min_length=1)
     hsl: Flag
-    uses_flexite: Flag
+    #: Whether the provider uses Flexite at all (true: for HSL and SoL/LSS, what it always meant);
+    #: ``flexite`` says for what. Either will do; given both, they must agree.
+    uses_flexite: Flag | None = None
+    flexite: FlexiteUse | None = None
+    #: Prator's home-care category (enhetschef, samordnare, planerare), which the checklist says
+    #: "kan vara aktuell för hemtjänstutförare": the provider's choice, for hemtjänst only.
+    prator_home_care: Flag = False
 
     @field_validator("services")
     @classmethod
@@ -148,6 +157,22 @@ class Provider(Contract):
         if len(set(services)) != len(services):
             raise ValueError("lists a service twice")
         return services
+
+    @model_validator(mode="after")
+    def _choices_stated(self) -> Provider:
+        if self.uses_flexite is None and self.flexite is None:
+            raise ValueError("flexite: say what Flexite is used for (none, hsl or hsl_and_sol_lss), or uses_flexite")
+        if self.uses_flexite is not None and self.flexite is not None and self.uses_flexite != (self.flexite != "none"):
+            raise ValueError(f"uses_flexite: {str(self.uses_flexite).lower()} contradicts flexite {self.flexite}")
+        if self.prator_home_care and "hemtjanst" not in self.services:
+            raise ValueError("prator_home_care: Prator's home-care category is for providers of hemtjanst")
+        return self
+
+    @property
+    def flexite_use(self) -> FlexiteUse:
+        if self.flexite is not None:
+            return self.flexite
+        return "hsl_and_sol_lss" if self.uses_flexite else "none"
 
 
 class Unit(Contract):
@@ -448,9 +473,10 @@ _CROSS_FIELD = re.compile(r"^([a-z_]+(?:\.\d+\.[a-z_]+)?): (.+)$")
 
 
 def _named(error: FieldError) -> FieldError:
-    """A rule across fields (``units: two units share an id``) is named by the field it is about."""
-    match = _CROSS_FIELD.match(error.reason) if error.field == "data" else None
-    return FieldError(field=f"data.{match.group(1)}", reason=match.group(2)) if match else error
+    """A rule across fields (``units: two units share an id``, of the data or of a part of it such
+    as its ``provider``) is named by the field it is about."""
+    match = _CROSS_FIELD.match(error.reason) if error.field.split(".")[0] == "data" else None
+    return FieldError(field=f"{error.field}.{match.group(1)}", reason=match.group(2)) if match else error
 
 
 def _attribute_errors(raw: dict[str, Any]) -> list[FieldError]:

@@ -128,15 +128,21 @@ def provider_started(draw: st.DrawFn, provider_id: str | None = None, *, limits:
         unit_list = draw(st.lists(units(), min_size=1, max_size=4, unique_by=lambda unit: unit["id"]))
         contact_list = draw(st.lists(contacts(st.sampled_from([unit["id"] for unit in unit_list])), max_size=3))
     takeover = draw(st.none() | ids.filter(lambda other: other != provider_id))
+    services = draw(st.lists(st.sampled_from(SERVICES), min_size=1, unique=True))
+    # What Flexite is used for, said the old way, the new way or both (agreeing).
+    flexite = draw(st.sampled_from([None, "none", "hsl", "hsl_and_sol_lss"]))
+    uses_flexite = draw(flags) if flexite is None else draw(st.sampled_from([None, flexite != "none"]))
     return _envelope(f.provider_started(
         provider_id,
         name=draw(names),
         org=draw(org_numbers()),
         start_date=draw(iso_dates),
         regi=draw(st.sampled_from(["egen", "privat"])),
-        services=draw(st.lists(st.sampled_from(SERVICES), min_size=1, unique=True)),
+        services=services,
         hsl=draw(flags),
-        uses_flexite=draw(flags),
+        uses_flexite=uses_flexite,
+        flexite=flexite,
+        prator_home_care=draw(flags) if "hemtjanst" in services else draw(st.sampled_from([None, False])),
         takeover_from=takeover,
         units=unit_list,
         contacts=contact_list,

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, PrivateAttr, model_validator
 
-from schemas.events import EVENT_TYPES, Contract, Regi, Service, StaffRole, SystemId
+from schemas.events import EVENT_TYPES, Contract, FlexiteUse, Regi, Service, StaffRole, SystemId
 from schemas.tasks import Channel, Responsible
 
 Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=80)]
@@ -45,7 +45,10 @@ class Condition(Contract):
 
     regi: Regi | None = None
     hsl: bool | None = None
-    uses_flexite: bool | None = None
+    uses_flexite: bool | None = None  # Flexite for anything (``flexite`` is not "none")
+    flexite_any: list[FlexiteUse] | None = None  # what the provider uses Flexite for
+    uses_prator: bool | None = None  # health care (HSL), or Prator's home-care category chosen
+    prator_home_care: bool | None = None  # the provider chose Prator's home-care category
     services_any: list[Service] | None = None
     takeover: bool | None = None  # ProviderStarted: taking over a running business
     ceases_entirely: bool | None = None  # UnitClosed: nobody takes the business over

@@ -41,8 +41,8 @@ _MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
 #: The facts a Condition can state, each compared for equality.
 _EQUAL_FACTS = (
-    "regi", "hsl", "uses_flexite", "takeover", "ceases_entirely", "size", "licensed",
-    "subcontractor_staff", "subcontractor_unit",
+    "regi", "hsl", "uses_flexite", "uses_prator", "prator_home_care", "takeover", "ceases_entirely", "size",
+    "licensed", "subcontractor_staff", "subcontractor_unit",
 )  # fmt: skip
 
 
@@ -104,6 +104,8 @@ def holds(condition: Condition, facts: dict) -> bool:
         return False
     if condition.roles_any is not None and facts.get("role") not in condition.roles_any:
         return False
+    if condition.flexite_any is not None and facts.get("flexite") not in condition.flexite_any:
+        return False
     return not condition.any_of or any(holds(option, facts) for option in condition.any_of)
 
 
@@ -113,7 +115,12 @@ def provider_facts(facts: ProviderFacts) -> dict:
     return {
         "regi": provider.regi,
         "hsl": provider.hsl,
-        "uses_flexite": provider.uses_flexite,
+        "uses_flexite": provider.flexite_use != "none",
+        "flexite": provider.flexite_use,
+        "prator_home_care": provider.prator_home_care,
+        # Prator is for providers with health care, and for a home-care provider that chose its
+        # home-care category; logging in to it takes a SITHS card.
+        "uses_prator": provider.hsl or provider.prator_home_care,
         "services": list(provider.services),
         "takeover": facts.takeover_from is not None,
     }

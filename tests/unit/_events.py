@@ -37,12 +37,13 @@ def unit(unit_id: str = "u1", staff_count: int = 25, field_groups: tuple[str, ..
 
 def provider_started(
     provider_id: str = "p1", *, regi: str = "privat", services: tuple[str, ...] = ("hemtjanst",), hsl: bool = True,
-    uses_flexite: bool = False, start_date: str = START, takeover_from: str | None = None,
+    uses_flexite: bool | None = False, flexite: str | None = None, prator_home_care: bool | None = None,
+    start_date: str = START, takeover_from: str | None = None,
     units: list[dict] | None = None, n: int = 1, sent: dt.datetime | str = SENT, event_id: str | None = None,
 ) -> Envelope:  # fmt: skip
     built = factories.provider_started(
         provider_id, start_date=start_date, regi=regi, services=services, hsl=hsl, uses_flexite=uses_flexite,
-        takeover_from=takeover_from, units=units if units is not None else [unit()], contacts=[],
+        flexite=flexite, prator_home_care=prator_home_care, takeover_from=takeover_from, units=units if units is not None else [unit()], contacts=[],
         org=factories.org_number(n))
     return _parsed(built, sent, event_id)
 

@@ -320,3 +320,24 @@ def test_an_event_too_large_for_a_kafka_record_is_refused_naming_the_event():
         event_to_kafka(event)
     [error] = caught.value.errors
     assert error.field == "(event)" and f"{MAX_RECORD_BYTES:,}" in error.reason
+
+
+def test_what_the_provider_uses_flexite_and_prator_for_is_checked_naming_the_field():
+    def errors(**provider) -> dict[str, str]:
+        event = f.provider_started(uses_flexite=None, **provider)
+        try:
+            parse_event(event)
+        except InvalidEvent as invalid:
+            return {error.field: error.reason for error in invalid.errors}
+        return {}
+
+    assert "data.provider.flexite" in errors()  # neither said
+    assert errors(flexite="hsl") == {} and errors(flexite="none") == {}
+    assert set(errors(flexite="hsl", prator_home_care=True)) == set()
+    contradicting = f.provider_started(uses_flexite=False, flexite="hsl_and_sol_lss")
+    with pytest.raises(InvalidEvent) as raised:
+        parse_event(contradicting)
+    assert [e.field for e in raised.value.errors] == ["data.provider.uses_flexite"]
+    assert set(errors(flexite="none", services=["lss"], prator_home_care=True)) == {"data.provider.prator_home_care"}
+    assert parse_event(f.provider_started(uses_flexite=True)).data.provider.flexite_use == "hsl_and_sol_lss"
+    assert parse_event(f.provider_started(uses_flexite=False)).data.provider.flexite_use == "none"

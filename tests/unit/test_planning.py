@@ -381,12 +381,13 @@ def test_a_nurse_joins_changes_role_and_leaves():
 
 def test_a_role_change_grants_the_difference():
     history = History()
-    history.add(ev.provider_started(services=("hemtjanst",), hsl=True, uses_flexite=False))
+    history.add(ev.provider_started(services=("hemtjanst",), hsl=True, uses_flexite=False, prator_home_care=True))
     history.add(ev.staff_joined(person="A1", role="omvardnadspersonal", licensed=False))
     assert set(history.state.staff[ev.hsa("A1")].grants) == {"siebel-grant-account", "phoniro-grant-access"}
 
     promoted = history.add(ev.staff_role_changed(person="A1", role="enhetschef", licensed=False, effective_date="2026-06-01"))
-    # A home-care manager: a SITHS card (managers) and Prator (the home-care role); Siebel and Phoniro kept.
+    # A home-care manager at a provider that chose Prator's home-care category: a SITHS card
+    # (managers) and Prator (the home-care role); Siebel and Phoniro kept.
     assert set(rules(promoted)) == {"siths-grant-card", "prator-grant-access"}
     assert one(promoted, "siths-grant-card").id in one(promoted, "prator-grant-access").depends_on
     assert all(task.due < D("2026-06-01") for task in promoted.tasks)
@@ -511,3 +512,40 @@ def test_a_unit_opened_later_reports_from_its_first_month():
     units = lambda month: {task.subject.unit_id for task in PLANNER.plan_monthly_reports(history.state, month)}  # noqa: E731
     assert units("2026-05") == {"u1"}
     assert units("2026-06") == {"u1", "u2"}
+
+
+# -- what the provider chose: Prator's home-care category, what Flexite is used for ----------------------
+
+
+def test_prators_home_care_category_is_the_providers_choice_with_or_without_health_care():
+    def planned_for(role: str, **provider) -> set[str]:
+        history = History()
+        start = history.add(ev.provider_started(services=("hemtjanst",), uses_flexite=False, **provider))
+        joined = history.add(ev.staff_joined(person="P1", role=role, licensed=False))
+        return {*(task.rule for task in start.tasks), *(task.rule for task in joined.tasks)}
+
+    # Not chosen: a planner at a home-care provider with health care gets no Prator and no card.
+    assert not {"prator-grant-access", "siths-grant-card"} & planned_for("planerare", hsl=True)
+    # Chosen: the planner gets both, and without health care the provider still gets Prator's
+    # structure, administrator, unit access, SITHS cards and Net iD, since login is with the card.
+    chosen = planned_for("planerare", hsl=False, prator_home_care=True)
+    assert {"prator-grant-access", "siths-grant-card", "prator-send-org-structure", "prator-create-org-structure",
+            "prator-appoint-administrator", "prator-grant-unit-access", "siths-order-cards", "siths-install-netid"} <= chosen
+    # Without health care and not chosen, nothing of Prator or SITHS at all.
+    assert not {rule for rule in planned_for("enhetschef", hsl=False) if rule.startswith(("prator-", "siths-"))}
+
+
+def test_flexite_for_hsl_only_leaves_the_enhetschef_out_and_uses_flexite_means_what_it_meant():
+    def flexite_for(role: str, licensed: bool, **provider) -> bool:
+        history = History()
+        history.add(ev.provider_started(**provider))
+        joined = history.add(ev.staff_joined(person="F1", role=role, licensed=licensed))
+        return "flexite-grant-access" in rules(joined)
+
+    for provider in ({"uses_flexite": None, "flexite": "hsl"}, {"uses_flexite": True, "flexite": "hsl"}):
+        assert flexite_for("sjukskoterska", True, **provider) and flexite_for("verksamhetschef", False, **provider)
+        assert not flexite_for("enhetschef", False, **provider), "SoL/LSS deviations are not in Flexite here"
+    for provider in ({"uses_flexite": True}, {"uses_flexite": None, "flexite": "hsl_and_sol_lss"}):
+        assert flexite_for("enhetschef", False, **provider) and flexite_for("sjukskoterska", True, **provider)
+    for provider in ({"uses_flexite": False}, {"uses_flexite": None, "flexite": "none"}):
+        assert not flexite_for("sjukskoterska", True, **provider)
