@@ -241,7 +241,11 @@ CASES: dict[str, Case | str] = {
         after_start(lambda: ev.subcontractor_started(), SUB_NURSE, lambda: ev.subcontractor_ended()),
         {
             "subcontractor-cancel-org": {"responsible": "main-provider", "channel": "it-support", "due": D("2026-09-30")},
-            "subcontractor-cancel-permissions": {"responsible": "main-provider"},
+            "subcontractor-cancel-siebel-permissions": {"responsible": "main-provider"},
+            "subcontractor-return-tokens": {"responsible": "main-provider", "channel": "provider"},
+            "subcontractor-cancel-siths-cards": {"responsible": "main-provider"},
+            "subcontractor-end-prator-permissions": {"responsible": "main-provider", "channel": "local-admin"},
+            "subcontractor-end-phoniro-permissions": {"responsible": "main-provider", "channel": "local-admin"},
             "siebel-revoke-account": {"responsible": "main-provider", "person": ev.hsa("S1")},
             "siths-revoke-card": {"responsible": "main-provider"},
             "prator-revoke-access": {"responsible": "main-provider"},

@@ -282,10 +282,15 @@ def test_a_subcontractor_from_start_to_end():
     history.add(ev.provider_started(regi="privat", uses_flexite=True))
     started = history.add(ev.subcontractor_started(sub_id="sub1", start_date="2026-05-04", staff_count=8))
     order, create = one(started, "subcontractor-order-org"), one(started, "subcontractor-create-org")
-    permissions = one(started, "subcontractor-order-permissions")
+    permissions = one(started, "subcontractor-order-siebel-accounts")
     assert order.responsible == "main-provider" and order.subject.unit_id == "sub1"
     assert create.depends_on == [order.id] and permissions.depends_on == [create.id]
     assert order.due < create.due < permissions.due < D("2026-05-04")
+    # The existing staff's access: one order per system through that system's channel, as for own units.
+    assert {(task.system, task.channel) for task in started.tasks if task.obligation == "SC2"} == {
+        ("siebel", "sesam"), ("siths", "authorization-admin"), ("prator", "local-admin"), ("flexite", "web-form"),
+        ("phoniro", "local-admin")}  # fmt: skip
+    assert one(started, "subcontractor-order-siths-cards").id in one(started, "subcontractor-grant-prator-access").depends_on
     assert history.state.units["sub1"].subcontractor_id == "sub1"
 
     # Subcontractor staff: the main provider orders their access (SC2), after the organisation exists.
@@ -313,6 +318,12 @@ def test_a_subcontractor_from_start_to_end():
     }  # fmt: skip
     assert {task.obligation for task in ended.tasks} == {"SC3"}
     assert {task.responsible for task in ended.tasks} == {"main-provider"}
+    # Every system's access ends through its channel, and the tokens go back to KLK IT.
+    assert {(task.system, task.channel) for task in ended.tasks if not task.subject.person_id} == {
+        ("klk-it", "it-support"), ("siebel", "sesam"), ("siebel", "provider"), ("siths", "authorization-admin"),
+        ("prator", "local-admin"), ("flexite", "web-form"), ("phoniro", "local-admin")}  # fmt: skip
+    tokens = one(ended, "subcontractor-return-tokens")
+    assert "Verkstadsgatan 3B" in tokens.instructions.sv and tokens.due > D("2026-09-30")
     state = history.state
     assert not state.subcontractors["sub1"].active and not state.units["sub1"].active
     assert not state.staff[ev.hsa("S1")].active and state.staff[ev.hsa("N1")].active
