@@ -52,7 +52,11 @@ class Condition(Contract):
     services_any: list[Service] | None = None
     takeover: bool | None = None  # ProviderStarted: taking over a running business
     ceases_entirely: bool | None = None  # UnitClosed: nobody takes the business over
-    size: Literal["small", "large"] | None = None  # OrgChangeRequested
+    size: Literal["small", "large"] | None = None  # OrgChangeRequested (a move of responsibility: small)
+    #: An organisation change: an OrgChangeRequested, or a move of responsibility (a StaffRoleChanged
+    #: to, from or between the catalog's ``managing_roles``): "varje flytt av ansvar är en
+    #: organisationsförändring".
+    org_change: bool | None = None
     roles_any: list[StaffRole] | None = None  # person-scoped rules
     licensed: bool | None = None  # person-scoped rules
     subcontractor_staff: bool | None = None  # person-scoped rules: the person works for a subcontractor
@@ -207,6 +211,9 @@ class Catalog(Contract):
     defaults: Defaults = Field(default_factory=Defaults)
     channels: dict[Channel, ChannelInfo]
     obligations: dict[ObligationId, Obligation]
+    #: The roles that carry responsibility: a role change to, from or between them is an
+    #: organisation change (``org_change``).
+    managing_roles: list[StaffRole] = Field(default_factory=list)
     rules: list[Rule]
     _by_id: dict[str, Rule] = PrivateAttr(default_factory=dict)
 

@@ -42,7 +42,7 @@ _MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 #: The facts a Condition can state, each compared for equality.
 _EQUAL_FACTS = (
     "regi", "hsl", "uses_flexite", "uses_prator", "prator_home_care", "takeover", "ceases_entirely", "size",
-    "licensed", "subcontractor_staff", "subcontractor_unit",
+    "org_change", "licensed", "subcontractor_staff", "subcontractor_unit",
 )  # fmt: skip
 
 
@@ -159,7 +159,7 @@ class Planner:
             return Plan(event_id=event.id, catalog_version=self.catalog.version, tasks=[], warnings=[Warning(
                 code=UNIT_ALREADY_OPEN, obligation="ST1",
                 message=f"unit {unit.id} is open already: nothing is planned again (a unit that closed opens again)")])
-        facts = {**provider_facts(state.facts), **self._event_facts(event)}
+        facts = {**provider_facts(state.facts), **self._event_facts(event, state)}
         tasks: list[Task] = []
         warnings: list[Warning] = []
         for rule in self.catalog.rules_for(event.type):
@@ -229,19 +229,29 @@ class Planner:
 
     # -- what a rule applies to --------------------------------------------------------------------
 
-    def _event_facts(self, event: Envelope) -> dict:
+    def _event_facts(self, event: Envelope, state: StateView) -> dict:
         data = event.data
         if isinstance(data, UnitClosed):
             return {"ceases_entirely": data.taken_over_by is None}
         if isinstance(data, OrgChangeRequested):
-            return {"size": data.size}
+            return {"size": data.size, "org_change": True}
+        if isinstance(data, StaffRoleChanged) and self._moves_responsibility(data, state):
+            return {"size": "small", "org_change": True}
         return {}
+
+    def _moves_responsibility(self, change: StaffRoleChanged, state: StateView) -> bool:
+        before = state.person(change.person_id)
+        managing = set(self.catalog.managing_roles)
+        return (before is not None and before.active and before.role != change.role
+                and bool({before.role, change.role} & managing))
 
     def _targets(self, rule: Rule, event: Envelope, state: StateView, facts: dict) -> Iterable[Target]:
         data = event.data
         if rule.scope == "provider":
             if isinstance(data, UnitOpened):  # what the provider did once at its start, now for this unit
                 return [Target(unit_id=data.unit.id, staff_count=data.unit.staff_count, facts=unit_facts(data.unit))]
+            if isinstance(data, StaffRoleChanged) and (person := state.person(data.person_id)) is not None:
+                return [Target(unit_id=person.unit_id)]  # a move of responsibility, on the person's unit
             return [Target()]
         if rule.scope == "unit":
             return [

@@ -399,12 +399,17 @@ def test_a_role_change_grants_the_difference():
     promoted = history.add(ev.staff_role_changed(person="A1", role="enhetschef", licensed=False, effective_date="2026-06-01"))
     # A home-care manager at a provider that chose Prator's home-care category: a SITHS card
     # (managers) and Prator (the home-care role); Siebel and Phoniro kept.
-    assert set(rules(promoted)) == {"siths-grant-card", "prator-grant-access"}
+    assert {task.rule for task in promoted.tasks if task.subject.person_id} == {"siths-grant-card", "prator-grant-access"}
     assert one(promoted, "siths-grant-card").id in one(promoted, "prator-grant-access").depends_on
     assert all(task.due < D("2026-06-01") for task in promoted.tasks)
-    # Back again: the two are taken away.
+    # Becoming a manager moves responsibility: an organisation change, on the person's unit.
+    ticket, carried_out = one(promoted, "orgchange-ticket-small"), one(promoted, "orgchange-carry-out")
+    assert (ticket.obligation, ticket.due, ticket.subject.unit_id) == ("OC1", D("2026-05-04"), "u1")
+    assert carried_out.obligation == "OC2" and carried_out.depends_on == [ticket.id]
+    # Back again: the two are taken away, and responsibility moves again.
     demoted = history.add(ev.staff_role_changed(person="A1", role="omvardnadspersonal", licensed=False))
-    assert set(rules(demoted)) == {"siths-revoke-card", "prator-revoke-access"}
+    assert set(rules(demoted)) == {"siths-revoke-card", "prator-revoke-access", "orgchange-ticket-small",
+                                   "orgchange-carry-out"}
 
 
 def test_a_role_change_for_someone_unknown_or_gone_plans_nothing():
@@ -560,3 +565,21 @@ def test_flexite_for_hsl_only_leaves_the_enhetschef_out_and_uses_flexite_means_w
         assert flexite_for("enhetschef", False, **provider) and flexite_for("sjukskoterska", True, **provider)
     for provider in ({"uses_flexite": False}, {"uses_flexite": None, "flexite": "none"}):
         assert not flexite_for("sjukskoterska", True, **provider)
+
+
+def test_only_a_move_to_from_or_between_managing_roles_is_an_organisation_change():
+    def changes(before: str, after: str, licensed: bool = False) -> set[str]:
+        history = History()
+        history.add(ev.provider_started())
+        history.add(ev.staff_joined(person="M1", role=before, licensed=before == "sjukskoterska"))
+        plan = history.add(ev.staff_role_changed(person="M1", role=after, licensed=licensed))
+        return {task.obligation for task in plan.tasks if task.obligation in ("OC1", "OC2")}
+
+    assert changes("enhetschef", "verksamhetschef") == {"OC1", "OC2"}
+    assert changes("verksamhetschef", "sjukskoterska", licensed=True) == {"OC1", "OC2"}
+    assert changes("samordnare", "planerare") == set()
+    assert changes("enhetschef", "enhetschef", licensed=True) == set(), "the same role is no move"
+    history = History()
+    history.add(ev.provider_started())
+    unknown = history.add(ev.staff_role_changed(person="X9", role="enhetschef"))
+    assert not {task.obligation for task in unknown.tasks} & {"OC1", "OC2"}
