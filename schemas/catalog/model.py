@@ -130,6 +130,9 @@ class Rule(Contract):
     revokes: Slug | None = None
     #: Person-scoped rules: obligation and responsible party when the person is a subcontractor's.
     for_subcontractor_staff: SubcontractorStaff | None = None
+    #: Person rules: whether the task gives the person an access, which their leaving must take away
+    #: again (a grant), or is work for them with nothing to take away (a course).
+    grants_access: bool = True
     #: Events that complete this rule's task: a ServiceReportSubmitted completes the task of the
     #: unit and month it reports. Such a task's id depends only on rule, provider, unit and month.
     completed_by: list[Literal["ServiceReportSubmitted"]] = Field(default_factory=list)
@@ -147,6 +150,8 @@ class Rule(Contract):
             raise ValueError("reminders: days before the deadline cannot be negative")
         if self.where is not None and isinstance(self.channel, dict):
             raise ValueError("where: only a rule with a single channel can name its own place")
+        if not self.grants_access and (self.scope != "person" or self.revokes):
+            raise ValueError("grants_access: false is for a person rule that is work for the person, not a revocation")
         if self.for_subcontractor_staff is not None and self.scope != "person":
             raise ValueError("for_subcontractor_staff: only for person-scoped rules")
         if MONTHLY_SERVICE_REPORT in self.triggers:
@@ -175,7 +180,7 @@ class Rule(Contract):
     @property
     def is_grant(self) -> bool:
         """A person-scoped rule that gives a person access (and so must be taken away again)."""
-        return self.scope == "person" and self.revokes is None
+        return self.scope == "person" and self.revokes is None and self.grants_access
 
 
 class Obligation(Contract):

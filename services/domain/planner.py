@@ -299,6 +299,8 @@ class Planner:
                 return []
             if rule.id in before.grants:
                 return []  # kept: the grant still stands (or is revoked by its own rule above)
+            if not rule.is_grant and holds(rule.when, {**provider_facts(state.facts), **person_facts(before, state)}):
+                return []  # work the former role needed too (a course taken already)
             return [self._person_target(data.person_id, after, state)]
         # Everyone who leaves, by themselves or with their unit or subcontractor, loses every access.
         if not rule.revokes:

@@ -261,7 +261,7 @@ def changes(state: StateView, event: Envelope, plan: Plan, catalog: Catalog) -> 
         grants = dict(holder.grants)
         if rule.revokes:
             grants.pop(rule.revokes, None)
-        else:
+        elif rule.is_grant:
             grants[rule.id] = task.id
         staff[person_id] = holder.model_copy(update={"grants": grants})
     return StateChanges(folded.facts, folded.units, staff, planned)

@@ -399,7 +399,9 @@ def test_a_role_change_grants_the_difference():
     promoted = history.add(ev.staff_role_changed(person="A1", role="enhetschef", licensed=False, effective_date="2026-06-01"))
     # A home-care manager at a provider that chose Prator's home-care category: a SITHS card
     # (managers) and Prator (the home-care role); Siebel and Phoniro kept.
-    assert {task.rule for task in promoted.tasks if task.subject.person_id} == {"siths-grant-card", "prator-grant-access"}
+    assert {task.rule for task in promoted.tasks if CATALOG.rule(task.rule).is_grant} == {"siths-grant-card",
+                                                                                         "prator-grant-access"}
+    assert "siebel-book-manager-training" in rules(promoted), "and the managers' course"
     assert one(promoted, "siths-grant-card").id in one(promoted, "prator-grant-access").depends_on
     assert all(task.due < D("2026-06-01") for task in promoted.tasks)
     # Becoming a manager moves responsibility: an organisation change, on the person's unit.
@@ -583,3 +585,20 @@ def test_only_a_move_to_from_or_between_managing_roles_is_an_organisation_change
     history.add(ev.provider_started())
     unknown = history.add(ev.staff_role_changed(person="X9", role="enhetschef"))
     assert not {task.obligation for task in unknown.tasks} & {"OC1", "OC2"}
+
+
+def test_the_manager_and_planner_course_is_booked_once_for_the_role_and_nothing_is_taken_away_after():
+    history = History()
+    history.add(ev.provider_started())
+    joined = history.add(ev.staff_joined(person="C1", role="planerare", licensed=False))
+    course = one(joined, "siebel-book-manager-training")
+    assert (course.obligation, course.system, course.channel) == ("SB4", "boka", "boka")
+    assert "siebel-book-manager-training" not in history.state.staff[ev.hsa("C1")].grants, "a course is no access"
+    # Planner to manager: the course was taken for the former role already.
+    promoted = history.add(ev.staff_role_changed(person="C1", role="enhetschef", licensed=False))
+    assert "siebel-book-manager-training" not in rules(promoted)
+    # Care staff becoming a planner take it; leaving revokes accesses only.
+    history.add(ev.staff_joined(person="C2", role="omvardnadspersonal", licensed=False))
+    assert "siebel-book-manager-training" in rules(history.add(ev.staff_role_changed(person="C2", role="planerare")))
+    left = history.add(ev.staff_left(person="C1"))
+    assert all(CATALOG.rule(task.rule).revokes for task in left.tasks if task.subject.person_id)
