@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from schemas.catalog import Catalog, load_catalog
 from services.domain.planner import Planner
 from services.domain.state import PROCESSED_MEMORY
-from services.runtime.settings import Settings, SettingsError, get_settings
+from services.runtime.settings import Settings, bad_settings, get_settings
 from services.runtime.stream_app import StreamApp
 
 
@@ -32,8 +32,8 @@ class Composition:
 def bootstrap(settings: Settings | None = None) -> Composition:
     settings = settings or get_settings()
     if settings.batch_size > PROCESSED_MEMORY:  # a redelivered batch would plan its oldest events again
-        raise SettingsError(f"omboard: bad settings in the environment:\n  OMBOARD_BATCH_SIZE: at most {PROCESSED_MEMORY}, "
-                            "the events a provider's facts remember to recognise a redelivery")
+        raise bad_settings([("OMBOARD_BATCH_SIZE", f"at most {PROCESSED_MEMORY}, the events a provider's facts "
+                                                   "remember to recognise a redelivery")])
     catalog = load_catalog(settings.catalog_path)
     return Composition(settings, catalog, Planner(catalog))
 

@@ -139,6 +139,10 @@ def unit_facts(unit: Unit | UnitState) -> dict:
     return {"subcontractor_unit": bool(getattr(unit, "subcontractor_id", None))}
 
 
+def unit_target(unit: Unit | UnitState) -> Target:
+    return Target(unit_id=unit.id, staff_count=unit.staff_count, facts=unit_facts(unit))
+
+
 class Planner:
     def __init__(self, catalog: Catalog, calendar: BusinessCalendar | None = None):
         self.catalog = catalog
@@ -205,7 +209,7 @@ class Planner:
                     self._build(
                         rule,
                         state,
-                        Target(unit_id=unit.id, staff_count=unit.staff_count, facts=unit_facts(unit)),
+                        unit_target(unit),
                         owner=state.provider_id,
                         due=due,
                         id=monthly_report_task_id(rule.id, state.provider_id, unit.id, month),
@@ -249,13 +253,13 @@ class Planner:
         data = event.data
         if rule.scope == "provider":
             if isinstance(data, UnitOpened):  # what the provider did once at its start, now for this unit
-                return [Target(unit_id=data.unit.id, staff_count=data.unit.staff_count, facts=unit_facts(data.unit))]
+                return [unit_target(data.unit)]
             if isinstance(data, StaffRoleChanged) and (person := state.person(data.person_id)) is not None:
                 return [Target(unit_id=person.unit_id)]  # a move of responsibility, on the person's unit
             return [Target()]
         if rule.scope == "unit":
             return [
-                Target(unit_id=unit.id, staff_count=unit.staff_count, facts=unit_facts(unit))
+                unit_target(unit)
                 for unit in self._units(event, state)
             ]
         if rule.scope == "subcontractor":
@@ -299,8 +303,9 @@ class Planner:
                 return []
             if rule.id in before.grants:
                 return []  # kept: the grant still stands (or is revoked by its own rule above)
-            if not rule.is_grant and holds(rule.when, {**provider_facts(state.facts), **person_facts(before, state)}):
-                return []  # work the former role needed too (a course taken already)
+            if not rule.is_grant and (holds(rule.when, {**provider_facts(state.facts), **person_facts(before, state)})
+                                      or state.planned_task(planned_key(rule.id, before.unit_id, data.person_id))):
+                return []  # work the former role needed too, or done for the person before (a course taken)
             return [self._person_target(data.person_id, after, state)]
         # Everyone who leaves, by themselves or with their unit or subcontractor, loses every access.
         if not rule.revokes:
@@ -444,22 +449,24 @@ class Planner:
         linked = []
         for task in tasks:
             rule = self.catalog.rule(task.rule)
+            in_plan = {dependency: _in_plan(dependency, task, first) for dependency in rule.depends_on}
+            # Alternatives for one obligation (the small or the large ticket, both OC1): the one
+            # this plan made is the one waited for, not another an earlier change left open.
+            answered = {self.catalog.rule(dependency).obligation for dependency, found in in_plan.items() if found}
             depends_on = [
                 found
-                for dependency in rule.depends_on
-                for found in [_find_prerequisite(dependency, task, first, state)]
+                for dependency, planned in in_plan.items()
+                for found in [planned or (None if self.catalog.rule(dependency).obligation in answered
+                                          else _planned_before(dependency, task, state))]
                 if found is not None
             ]
             linked.append(task.model_copy(update={"depends_on": depends_on, "status": "blocked" if depends_on else "open"}))
         return linked
 
 
-def _find_prerequisite(
-    rule_id: str, task: Task, first: dict[tuple[str, str, str | None, str | None], tuple[int, str]], state: StateView
-) -> str | None:
-    """The task of ``rule_id`` that ``task`` waits for: in the same plan, the first one for the same
-    unit or person or for the whole provider; otherwise the one an earlier plan made. None when that
-    prerequisite does not apply to this provider (e.g. no SITHS card without health care)."""
+def _in_plan(rule_id: str, task: Task, first: dict[tuple[str, str, str | None, str | None], tuple[int, str]]) -> str | None:
+    """The task of ``rule_id`` that ``task`` waits for in the same plan: the first one for the same
+    unit or person or for the whole provider."""
     subject = task.subject
     in_plan = [
         found
@@ -467,8 +474,13 @@ def _find_prerequisite(
         for person_id in {None, subject.person_id}
         if (found := first.get((rule_id, subject.provider_id, unit_id, person_id)))
     ]
-    if in_plan:
-        return min(in_plan)[1]
+    return min(in_plan)[1] if in_plan else None
+
+
+def _planned_before(rule_id: str, task: Task, state: StateView) -> str | None:
+    """The task of ``rule_id`` an earlier plan made that ``task`` waits for. None when that
+    prerequisite does not apply to this provider (e.g. no SITHS card without health care)."""
+    subject = task.subject
     if subject.provider_id != state.provider_id:
         return None  # the taking-over party's earlier tasks are in its own state, not this one
     for unit_id, person_id in ((subject.unit_id, subject.person_id), (subject.unit_id, None), (None, None)):

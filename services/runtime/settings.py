@@ -110,8 +110,11 @@ def get_settings() -> Settings:
     try:
         return Settings()
     except ValidationError as error:
-        problems = [
-            f"  OMBOARD_{'_'.join(str(part) for part in item['loc']).upper()}: {item['msg']}"
-            for item in error.errors(include_input=False, include_url=False)
-        ]
-        raise SettingsError("omboard: bad settings in the environment:\n" + "\n".join(problems)) from None
+        raise bad_settings([(f"OMBOARD_{'_'.join(str(part) for part in item['loc']).upper()}", item["msg"])
+                            for item in error.errors(include_input=False, include_url=False)]) from None
+
+
+def bad_settings(problems: list[tuple[str, str]]) -> SettingsError:
+    """The error that stops the process: each variable and what is wrong with it."""
+    return SettingsError("omboard: bad settings in the environment:\n"
+                         + "\n".join(f"  {variable}: {reason}" for variable, reason in problems))

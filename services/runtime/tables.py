@@ -109,8 +109,9 @@ class DiskStore:
     _PARTITION = struct.Struct(">H")
     #: While a changelog is read back, files are neither compacted nor compressed: the background
     #: work shared the worker's cores with it, and writing a million records took 5.2-6.0 s with it
-    #: against 2.9-3.5 s without (``make bench-scale``). Kafka Streams loads its RocksDB stores the
-    #: same way. Compaction catches up in the background once the store serves again.
+    #: against 2.9-3.5 s without (``make bench-scale``): RocksDB's own advice for a bulk load, which
+    #: Kafka Streams followed while restoring until 2.6. Compaction catches up in the background
+    #: once the store serves again, and the level-0 limits set below keep it from stalling writes.
     _LOADING: ClassVar[dict[str, str]] = {"disable_auto_compactions": "true", "compression": "kNoCompression"}
     _SERVING: ClassVar[dict[str, str]] = {"disable_auto_compactions": "false", "compression": "kSnappyCompression"}
 
@@ -126,8 +127,13 @@ class DiskStore:
         table_options.set_bloom_filter(10, False)
         table_options.set_block_cache(rocksdict.Cache(cache_mb << 20))
         options.set_block_based_table_factory(table_options)
-        self._db = rocksdict.Rdict(str(self.path), options)
         options.set_compression_type(rocksdict.DBCompressionType.snappy())  # what _SERVING puts back
+        # Level-0 files pile up while a restore loads without compacting (a million records left 19;
+        # two million would pass the default stop at 36), and RocksDB would then stall the next
+        # writes, with the GIL held, until compaction caught up: reads check a few more files instead.
+        options.set_level_zero_slowdown_writes_trigger(1000)
+        options.set_level_zero_stop_writes_trigger(2000)
+        self._db = rocksdict.Rdict(str(self.path), options)
         unlogged = rocksdict.WriteOptions()
         unlogged.disable_wal = True
         self._db.set_write_options(unlogged)

@@ -24,7 +24,7 @@ def scenario_events(name: str) -> list[dict]:
     if name == "egen-special-housing":
         return [f.provider_started(p, regi="egen", services=["sarskilt_boende"], hsl=True, uses_flexite=True, **started)]
     if name == "ceases":
-        return [f.provider_started(p, **started),
+        return [f.provider_started(p, uses_flexite=True, **started),
                 f.staff_joined(p, unit_id=unit, person_id=NURSE, start_date="2026-03-20"),
                 f.unit_closed(p, unit_id=unit, closing_date="2026-09-30")]
     if name == "taken-over":

@@ -602,3 +602,21 @@ def test_the_manager_and_planner_course_is_booked_once_for_the_role_and_nothing_
     assert "siebel-book-manager-training" in rules(history.add(ev.staff_role_changed(person="C2", role="planerare")))
     left = history.add(ev.staff_left(person="C1"))
     assert all(CATALOG.rule(task.rule).revokes for task in left.tasks if task.subject.person_id)
+
+
+def test_a_move_of_responsibility_waits_for_its_own_ticket_not_an_earlier_change_left_open():
+    history = History()
+    history.add(ev.provider_started())
+    history.add(ev.org_change(size="large", decided_on="2026-01-05", effective_date="2026-09-01"))
+    history.add(ev.staff_joined(person="M2", role="omvardnadspersonal", licensed=False))
+    moved = history.add(ev.staff_role_changed(person="M2", role="enhetschef", effective_date="2026-06-01"))
+    assert one(moved, "orgchange-carry-out").depends_on == [one(moved, "orgchange-ticket-small").id]
+
+
+def test_a_course_taken_once_is_not_booked_again_when_the_person_comes_back_to_the_role():
+    history = History()
+    history.add(ev.provider_started())
+    history.add(ev.staff_joined(person="C3", role="planerare", licensed=False))
+    history.add(ev.staff_role_changed(person="C3", role="omvardnadspersonal", effective_date="2026-06-01"))
+    back = history.add(ev.staff_role_changed(person="C3", role="planerare", effective_date="2026-07-01"))
+    assert "siebel-book-manager-training" not in rules(back)

@@ -72,7 +72,8 @@ def test_a_closure_that_ceases_returns_the_tokens_and_cancels_everything(emitted
     assert granted and cancelled == granted, "every access the nurse got is cancelled with the unit"
     closes_flexite = [t for t in tasks if t["obligation"] == "HO-FX1"]
     deviations = [t for t in tasks if t["obligation"] == "HO-FX2"]
-    assert not closes_flexite or all(set(d["id"] for d in deviations) & set(t["depends_on"]) for t in closes_flexite)
+    assert closes_flexite and all(set(d["id"] for d in deviations) & set(t["depends_on"]) for t in closes_flexite), \
+        "the Flexite unit closes after its deviations are closed"
 
 
 def test_a_closure_taken_over_leaves_the_tokens_and_gives_both_parties_tasks(emitted, published):

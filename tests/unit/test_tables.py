@@ -4,6 +4,7 @@ worker keeps only the partitions it holds; the same in memory and on disk."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -11,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 from aiokafka import TopicPartition
 
-from services.runtime.tables import DiskStore, Table, restore
+from services.runtime.tables import DiskStore, MemoryStore, Table, restore
 
 
 @pytest.fixture(params=["memory", "disk"])
@@ -124,14 +125,37 @@ def test_a_disk_store_pages_through_more_rows_than_a_page(tmp_path):
 
 def test_a_disk_store_written_in_bulk_reads_the_same_and_serves_again_after(tmp_path):
     store = DiskStore(tmp_path, "bulk")
+
+    def options() -> str:  # RocksDB writes its options to a new file on every change
+        return max(store.path.glob("OPTIONS-*"), key=lambda path: int(path.name.split("-")[1])).read_text()
+
     with store.loading():
+        assert "disable_auto_compactions=true" in options() and "compression=kNoCompression" in options()
         for start in range(0, 30_000, 1000):
             store.write(start % 3, [(f"k{i:05d}".encode(), b"v" * 200) for i in range(start, start + 1000)])
     store.write(0, [(b"after", b"1")])
     assert store.get(b"k12345") == b"v" * 200 and store.partition_of(b"k12345") == 0 and store.get(b"after") == b"1"
-    options = max(store.path.glob("OPTIONS-*"), key=lambda path: int(path.name.split("-")[1])).read_text()
-    assert "disable_auto_compactions=false" in options and "compression=kSnappyCompression" in options
+    assert "disable_auto_compactions=false" in options() and "compression=kSnappyCompression" in options()
+    assert "level0_stop_writes_trigger=2000" in options(), "what a bulk load piles up stalls no write after it"
     store.close()
+
+
+def test_restore_loads_each_table_in_bulk_while_it_reads_the_changelog():
+    class Recorded(MemoryStore):
+        def __init__(self):
+            super().__init__()
+            self.loading_while: list[int] = []  # rows held when a load began and ended
+
+        @contextlib.contextmanager
+        def loading(self):
+            self.loading_while.append(len(self))
+            yield
+            self.loading_while.append(len(self))
+
+    store = Recorded()
+    table = Table("t", "c", store)
+    asyncio.run(restore([table], {0}, ChangelogReader({TopicPartition("c", 0): [(b"a", b"1"), (b"b", b"2")]})))
+    assert store.loading_while == [0, 2], "the records were written while loading"
 
 
 def test_a_disk_store_leaves_nothing_behind_and_clears_what_a_killed_process_left(tmp_path):

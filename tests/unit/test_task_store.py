@@ -45,9 +45,11 @@ def restored(store: TaskStore) -> TaskStore:
 @pytest.mark.parametrize("seed", [11, 12, 13])
 def test_the_task_store_ends_where_the_ledger_in_memory_ends(seed: int):
     rng = random.Random(seed)
-    tasks = PLANNER.plan(_events.provider_started("p1", units=[_events.unit(f"u{i}") for i in range(4)]),
-                         ProviderState(provider_id="p1")).tasks
+    # A fixed event id: the task ids, and so the walk, are the same whatever ran before.
+    tasks = PLANNER.plan(_events.provider_started("p1", units=[_events.unit(f"u{i}") for i in range(4)],
+                                                  event_id="walk-start"), ProviderState(provider_id="p1")).tasks
     pending = list(tasks)
+    seen: set[str] = set()
     rng.shuffle(pending)
     ledger = Ledger(provider_id="p1")
     store = TaskStore(Table("tasks", "test-tasks-changelog"))
@@ -97,6 +99,7 @@ def test_the_task_store_ends_where_the_ledger_in_memory_ends(seed: int):
                 for record in fired.values():
                     store.put(record, None)
             store.table.apply_staged()
+        seen |= {record.status for record in ledger.tasks.values()}
         if step % 97 == 96:
             settle()
             store = restored(store)
@@ -106,7 +109,7 @@ def test_the_task_store_ends_where_the_ledger_in_memory_ends(seed: int):
     assert sorted(r.id for r in requests_store) == sorted(r.id for r in requests_memory)
     kinds = {r.kind for r in requests_memory}
     assert {"reminder", "escalation", "unblocked"} <= kinds, kinds  # the walk reached every kind of request
-    assert {r.status for r in ledger.tasks.values()} >= {"done", "open"}
+    assert seen >= {"done", "open", "blocked"}, seen  # the walk went through them
 
 
 def test_restoring_builds_the_indexes_from_the_records_headers_as_a_rebuild_would():
