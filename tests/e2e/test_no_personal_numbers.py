@@ -17,12 +17,14 @@ import httpx
 import pytest
 from kafka import KafkaProducer
 
-from schemas.topics import EVENTS, TASK_STATUS, dead_letter_topic
+from schemas.topics import ALL_TOPICS, EVENTS, TASK_STATUS, dead_letter_topic
+from services.devtools.embedded import Broker, choose, embedded_broker
 from services.devtools.processes import free_port
 from services.entrypoints.launcher import Stack
+from services.runtime.broker import create_topics
 from services.runtime.clock import FileClock
 from tests import factories as f
-from tests.conftest import TEST_PARTITIONS
+from tests.conftest import SUITE_BROKER, TEST_PARTITIONS
 from tests.support.kafka import Topics
 from tests.support.wait import eventually
 
@@ -45,6 +47,19 @@ def clock(tmp_path_factory) -> FileClock:
     clock = FileClock(tmp_path_factory.mktemp("pii-clock") / "now")
     clock.set(BEFORE_ANY_REMINDER)
     return clock
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory) -> Iterator[Broker]:
+    """A broker of this module's own, of the suite's kind: on the suite's, the stack's first sweep
+    mailed every earlier test's providers first (a thousand mails, past the minute this test waits)."""
+    data = tmp_path_factory.mktemp("pii-broker")
+    embedded = embedded_broker(choose(SUITE_BROKER), data, log_path=data / "broker.log").start()  # type: ignore[arg-type]
+    try:
+        create_topics(embedded.bootstrap, ALL_TOPICS, TEST_PARTITIONS)
+        yield embedded
+    finally:
+        embedded.stop()
 
 
 @pytest.fixture(scope="module")
