@@ -300,7 +300,9 @@ class Catalog(Contract):
             visit(rule_id, ())
 
     def rule(self, rule_id: str) -> Rule:
-        return self._by_id[rule_id]
+        # Read from the private storage directly: ``self._by_id`` goes through pydantic's
+        # ``__getattr__``, which made this lookup a tenth of planning a start (cProfile).
+        return self.__pydantic_private__["_by_id"][rule_id]
 
     def rules_for(self, trigger: str) -> list[Rule]:
         return [rule for rule in self.rules if trigger in rule.triggers]
