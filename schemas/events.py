@@ -41,6 +41,9 @@ MAX_UNITS = 300  # of one ProviderStarted; Uppsala's largest operation runs abou
 MAX_FIELD_GROUPS = 50  # of one unit
 MAX_CONTACTS = 200  # of one ProviderStarted
 MAX_STAFF = 100_000  # staff_count of a unit or subcontractor
+#: Persons one event names (a roster, or a start's or unit's staff): about 170 bytes each, so 5,000
+#: fit in a Kafka record (1 MB) with room to spare; a larger provider reports one roster a unit.
+MAX_PERSONS = 5_000
 
 
 def _iso_date_only(value: Any) -> Any:
@@ -175,13 +178,6 @@ class Provider(Contract):
         return "hsl_and_sol_lss" if self.uses_flexite else "none"
 
 
-class Unit(Contract):
-    id: Id
-    name: Name
-    staff_count: Count
-    field_groups: list[Name] = Field(default_factory=list, max_length=MAX_FIELD_GROUPS)
-
-
 class Contact(Contract):
     name: Name
     email: Email
@@ -196,6 +192,32 @@ class Person(Contract):
     email: Email
     role: StaffRole
     licensed: Flag
+
+
+def _persons_unique(persons: Iterable[Person], field: str) -> None:
+    seen: set[str] = set()
+    for index, person in enumerate(persons):
+        if person.id in seen:  # named by its place, never repeated: it is an HSA-id
+            raise ValueError(f"{field}.{index}.id: names a person listed before")
+        seen.add(person.id)
+
+
+class Unit(Contract):
+    id: Id
+    name: Name
+    #: Everyone who works on the unit, named in ``staff`` or not: the unit's access orders are for
+    #: the ones not named (``staff_count`` minus the named), who get no access of their own.
+    staff_count: Count
+    field_groups: list[Name] = Field(default_factory=list, max_length=MAX_FIELD_GROUPS)
+    #: The unit's staff known by name: each is planned as a person, as a StaffJoined would be.
+    staff: list[Person] = Field(default_factory=list, max_length=MAX_PERSONS)
+
+    @model_validator(mode="after")
+    def _staff_counted(self) -> Unit:
+        _persons_unique(self.staff, "staff")
+        if len(self.staff) > self.staff_count:
+            raise ValueError(f"staff: names {len(self.staff)} persons, more than staff_count {self.staff_count}")
+        return self
 
 
 class Subcontractor(Contract):
@@ -220,6 +242,14 @@ class ProviderStarted(Contract):
         unit_ids = [unit.id for unit in self.units]
         if len(set(unit_ids)) != len(unit_ids):
             raise ValueError("units: two units share an id")
+        if sum(len(unit.staff) for unit in self.units) > MAX_PERSONS:
+            raise ValueError(f"units: name more than {MAX_PERSONS} persons in all; report the rest with StaffRosterReported")
+        seen: set[str] = set()
+        for unit_index, unit in enumerate(self.units):
+            for index, person in enumerate(unit.staff):
+                if person.id in seen:
+                    raise ValueError(f"units.{unit_index}.staff.{index}.id: names a person another unit lists")
+                seen.add(person.id)
         for index, contact in enumerate(self.contacts):
             if contact.unit_id is not None and contact.unit_id not in unit_ids:  # named, never repeated
                 raise ValueError(f"contacts.{index}.unit_id: is not one of the provider's units")
@@ -289,6 +319,32 @@ class StaffRoleChanged(Contract):
     effective_date: Date
 
 
+class RosterPerson(Person):
+    unit_id: Id
+
+
+class StaffRosterReported(Contract):
+    """The HR system's whole list of the provider's staff on ``as_of``: who is new joins, who is
+    missing leaves on ``as_of``, who changed role, licence or unit moves (see ``docs/events.md``)."""
+
+    provider_id: Id
+    as_of: Date
+    persons: list[RosterPerson] = Field(max_length=MAX_PERSONS)
+
+    @model_validator(mode="after")
+    def _unique(self) -> StaffRosterReported:
+        _persons_unique(self.persons, "persons")
+        return self
+
+
+class StaffRosterConfirmed(Contract):
+    """An operator's word that a held roster (warning ``roster-held``) is right: its leavers leave."""
+
+    provider_id: Id
+    as_of: Date  # the held roster's, so a confirmation cannot release a later one unseen
+    confirmed_by: Name
+
+
 class ContactAssigned(Contract):
     provider_id: Id
     contact: Contact
@@ -311,6 +367,8 @@ EventData = (
     | StaffJoined
     | StaffLeft
     | StaffRoleChanged
+    | StaffRosterReported
+    | StaffRosterConfirmed
     | ContactAssigned
     | ServiceReportSubmitted
 )
@@ -372,7 +430,7 @@ class Envelope(Contract):
     def anchor_date(self) -> dt.date:
         """The date an event's deadlines are counted from."""
         data = self.data
-        for name in ("start_date", "effective_date", "closing_date", "end_date", "submitted_on"):
+        for name in ("start_date", "effective_date", "closing_date", "end_date", "submitted_on", "as_of"):
             if hasattr(data, name):
                 return getattr(data, name)
         return self.time.date()
@@ -469,7 +527,7 @@ def _parse(raw: Any) -> Envelope:
     return envelope
 
 
-_CROSS_FIELD = re.compile(r"^([a-z_]+(?:\.\d+\.[a-z_]+)?): (.+)$")
+_CROSS_FIELD = re.compile(r"^([a-z_]+(?:\.\d+\.[a-z_]+)*): (.+)$")
 
 
 def _named(error: FieldError) -> FieldError:

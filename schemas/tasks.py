@@ -45,7 +45,10 @@ class Task(Contract):
     status: TaskStatus
     depends_on: list[str] = Field(default_factory=list)
     instructions: Instructions
-    quantity: int | None = None  # e.g. how many expert users a unit needs
+    quantity: int | None = None  # e.g. how many expert users a unit needs; a unit's access order: for how many
+    #: A revocation: the task that gave the access it takes away (a person's own, or the unit's
+    #: order that covered them); None when omboard never saw that access given (``unknown-person``).
+    revokes: str | None = None
     remind_on: list[dt.date] = Field(default_factory=list)  # oldest first; the deadline engine fires each once
     escalate_on: list[dt.date] = Field(default_factory=list)  # after the due date, while still not done
     escalate_to: list[Responsible] = Field(default_factory=list)  # empty: the responsible party itself
@@ -59,8 +62,19 @@ class Warning(Contract):  # noqa: A001 - the plan's vocabulary
     message: str
 
 
+class Holding(Contract):
+    """An access a person is recorded to hold with no task of their own: one of the places their
+    unit's order made for staff not yet known by name (``task_id``), taken when a roster names them."""
+
+    person_id: str
+    unit_id: str
+    grant_rule: str  # the person rule whose access it is (e.g. siebel-grant-account)
+    task_id: str  # the unit's order that gave it
+
+
 class Plan(Contract):
     event_id: str
     catalog_version: str
     tasks: list[Task]
     warnings: list[Warning] = Field(default_factory=list)
+    holdings: list[Holding] = Field(default_factory=list)

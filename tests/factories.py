@@ -83,8 +83,12 @@ def envelope(
     return event
 
 
-def unit(unit_id: str = UNIT_ID, *, name: str | None = None, staff_count: int = 25, field_groups: Sequence[str] = ()) -> dict:
-    return {"id": unit_id, "name": name or f"Enhet {unit_id}", "staff_count": staff_count, "field_groups": list(field_groups)}
+def unit(unit_id: str = UNIT_ID, *, name: str | None = None, staff_count: int = 25, field_groups: Sequence[str] = (),
+         staff: Sequence[dict] | None = None) -> dict:
+    result = {"id": unit_id, "name": name or f"Enhet {unit_id}", "staff_count": staff_count, "field_groups": list(field_groups)}
+    if staff is not None:
+        result["staff"] = list(staff)
+    return result
 
 
 def contact(
@@ -293,6 +297,35 @@ def staff_role_changed(
     return envelope("StaffRoleChanged", data, event_id=event_id, time=time)
 
 
+def roster_person(person_id: str | None = None, *, unit_id: str = UNIT_ID, role: str = "sjukskoterska",
+                  licensed: bool = True, name: str = "Sara Sjuksköterska", email: str = "sara@example.se") -> dict:
+    return {**person(person_id, name=name, email=email, role=role, licensed=licensed), "unit_id": unit_id}
+
+
+def staff_roster_reported(
+    provider_id: str = PROVIDER_ID,
+    *,
+    as_of: str = "2026-05-01",
+    persons: Sequence[dict] = (),
+    event_id: str | None = None,
+    time: str = SENT_AT,
+) -> dict:
+    data = {"provider_id": provider_id, "as_of": as_of, "persons": list(persons)}
+    return envelope("StaffRosterReported", data, event_id=event_id, time=time)
+
+
+def staff_roster_confirmed(
+    provider_id: str = PROVIDER_ID,
+    *,
+    as_of: str = "2026-05-01",
+    confirmed_by: str = "Olle Operatör",
+    event_id: str | None = None,
+    time: str = SENT_AT,
+) -> dict:
+    data = {"provider_id": provider_id, "as_of": as_of, "confirmed_by": confirmed_by}
+    return envelope("StaffRosterConfirmed", data, event_id=event_id, time=time)
+
+
 def contact_assigned(
     provider_id: str = PROVIDER_ID,
     *,
@@ -335,6 +368,8 @@ BUILDERS: dict[str, Callable[..., dict]] = {
     "StaffJoined": staff_joined,
     "StaffLeft": staff_left,
     "StaffRoleChanged": staff_role_changed,
+    "StaffRosterReported": staff_roster_reported,
+    "StaffRosterConfirmed": staff_roster_confirmed,
     "ContactAssigned": contact_assigned,
     "ServiceReportSubmitted": service_report_submitted,
 }

@@ -81,14 +81,17 @@ def hsa_ids(draw: st.DrawFn) -> str:
     return f"SE{body}{f.luhn_check_digit(body)}-{suffix}"
 
 
-def units(unit_id: st.SearchStrategy[str] = ids, *, max_field_groups: int = 3) -> st.SearchStrategy[dict]:
-    return st.builds(
-        f.unit,
-        unit_id,
-        name=names,
-        staff_count=counts,
-        field_groups=st.lists(names, max_size=max_field_groups),
-    )
+def persons() -> st.SearchStrategy[dict]:
+    return st.builds(f.person, hsa_ids(), name=names, email=emails, role=st.sampled_from(STAFF_ROLES), licensed=flags)
+
+
+@st.composite
+def units(draw: st.DrawFn, unit_id: st.SearchStrategy[str] = ids, *, max_field_groups: int = 3) -> dict:
+    """A unit; now and then with some of its staff named (never more than it counts)."""
+    staff_count = draw(counts)
+    staff = draw(st.none() | st.lists(persons(), max_size=min(3, staff_count), unique_by=lambda person: person["id"]))
+    return f.unit(draw(unit_id), name=draw(names), staff_count=staff_count,
+                  field_groups=draw(st.lists(names, max_size=max_field_groups)), staff=staff)
 
 
 def contacts(unit_ids: st.SearchStrategy[str] | None = None) -> st.SearchStrategy[dict]:
@@ -238,6 +241,29 @@ def staff_role_changed(draw: st.DrawFn, provider_id: str | None = None, person_i
 
 
 @st.composite
+def staff_roster_reported(draw: st.DrawFn, provider_id: str | None = None, unit_ids: list[str] | None = None,
+                          people: list[str] | None = None) -> dict:  # fmt: skip
+    """A roster: some of the people already known (``people``), now and then new ones, on known
+    units (``unit_ids``) or any."""
+    person_ids = st.sampled_from(people) | hsa_ids() if people else hsa_ids()
+    on_units = st.sampled_from(unit_ids) | ids if unit_ids else ids
+    listed = draw(st.lists(person_ids, max_size=5, unique=True))
+    return _envelope(f.staff_roster_reported(
+        provider_id or draw(ids),
+        as_of=draw(iso_dates),
+        persons=[f.roster_person(person_id, unit_id=draw(on_units), role=draw(st.sampled_from(STAFF_ROLES)),
+                                 licensed=draw(flags), name=draw(names), email=draw(emails)) for person_id in listed],
+    ), draw)  # fmt: skip
+
+
+@st.composite
+def staff_roster_confirmed(draw: st.DrawFn, provider_id: str | None = None, as_of: str | None = None) -> dict:
+    return _envelope(f.staff_roster_confirmed(
+        provider_id or draw(ids), as_of=as_of or draw(iso_dates), confirmed_by=draw(names),
+    ), draw)  # fmt: skip
+
+
+@st.composite
 def contact_assigned(draw: st.DrawFn, provider_id: str | None = None, unit_ids: list[str] | None = None) -> dict:
     # A later assignment is not checked against the units (the event has none): any id will do.
     contact = draw(contacts(st.sampled_from(unit_ids) | ids if unit_ids else ids))
@@ -269,6 +295,8 @@ EVENTS: dict[str, Any] = {
     "StaffJoined": staff_joined,
     "StaffLeft": staff_left,
     "StaffRoleChanged": staff_role_changed,
+    "StaffRosterReported": staff_roster_reported,
+    "StaffRosterConfirmed": staff_roster_confirmed,
     "ContactAssigned": contact_assigned,
     "ServiceReportSubmitted": service_report_submitted,
 }
@@ -276,7 +304,7 @@ assert set(EVENTS) == set(EVENT_TYPES)
 
 
 def events() -> st.SearchStrategy[dict]:
-    """A valid event of any of the eleven types (the limits themselves now and then)."""
+    """A valid event of any type (the limits themselves now and then)."""
     return st.one_of(
         *(strategy() for strategy in EVENTS.values()),
         provider_started(limits=True),
@@ -298,7 +326,8 @@ def histories(draw: st.DrawFn, max_events: int = 10) -> list[dict]:
     started["id"] = f"e0-{started['id']}"[:200]
     unit_ids = [unit["id"] for unit in started["data"]["units"]]
     subcontractors: list[str] = []
-    people: list[str] = []
+    people: list[str] = [person["id"] for unit in started["data"]["units"] for person in unit.get("staff", ())]
+    rosters: list[str] = []
     others = st.sampled_from(["prov-other", "prov-next"]) | short_ids.filter(lambda other: other != provider_id)
 
     def known(pool: list[str], fresh: st.SearchStrategy[str]) -> str:
@@ -332,6 +361,12 @@ def histories(draw: st.DrawFn, max_events: int = 10) -> list[dict]:
             event = draw(staff_left(provider_id, known(people, hsa_ids())))
         elif kind == "StaffRoleChanged":
             event = draw(staff_role_changed(provider_id, known(people, hsa_ids())))
+        elif kind == "StaffRosterReported":
+            event = draw(staff_roster_reported(provider_id, unit_ids + subcontractors, people))
+            people += [person["id"] for person in event["data"]["persons"]]
+            rosters.append(event["data"]["as_of"])
+        elif kind == "StaffRosterConfirmed":
+            event = draw(staff_roster_confirmed(provider_id, known(rosters, iso_dates)))
         elif kind == "ContactAssigned":
             event = draw(contact_assigned(provider_id, unit_ids))
         else:

@@ -23,9 +23,12 @@ TRIGGERS = (*EVENT_TYPES, MONTHLY_SERVICE_REPORT)
 Trigger = Literal[TRIGGERS]  # type: ignore[valid-type]
 
 #: The events after which a person no longer has some or all of the access they were granted.
+#: (A StaffRosterReported is planned as the StaffJoined, StaffLeft and StaffRoleChanged it stands for.)
 LEAVING_EVENTS = ("StaffLeft", "StaffRoleChanged", "UnitClosed", "SubcontractorEnded")
-#: The events that grant a person access.
-JOINING_EVENTS = ("StaffJoined", "StaffRoleChanged")
+#: The events that grant a person access: a start's or a new unit's staff named in it, a joiner, a new role.
+JOINING_EVENTS = ("ProviderStarted", "UnitOpened", "StaffJoined", "StaffRoleChanged")
+#: What a unit-level access order's end is triggered by, by the order's scope.
+ENDS_OF_UNIT_ACCESS = {"unit": "UnitClosed", "subcontractor": "SubcontractorEnded"}
 
 #: How wide a rule's task is; a task can only wait for a task at least as wide (see ``_link``).
 SCOPE_WIDTH = {"provider": 0, "unit": 1, "subcontractor": 1, "person": 2}
@@ -126,8 +129,13 @@ class Rule(Contract):
     escalation: Escalation = Field(default_factory=Escalation)
     depends_on: list[Slug] = Field(default_factory=list)
     quantity: Quantity | None = None
-    #: For a person-scoped cancellation: the grant rule whose access it takes away.
+    #: A cancellation: the grant whose access it takes away. A person rule names a person's grant
+    #: rule; a unit or subcontractor rule names the unit-level order (``access_for``) it ends.
     revokes: Slug | None = None
+    #: A unit or subcontractor order of access for its staff not known by name: the access the
+    #: person rule named here gives a person. Its task counts them (``quantity``); staff named in
+    #: the event get the person rule's task instead, and a roster's people take its places.
+    access_for: Slug | None = None
     #: Person-scoped rules: obligation and responsible party when the person is a subcontractor's.
     for_subcontractor_staff: SubcontractorStaff | None = None
     #: Person rules: whether the task gives the person an access, which their leaving must take away
@@ -142,8 +150,12 @@ class Rule(Contract):
 
     @model_validator(mode="after")
     def _coherent(self) -> Rule:
-        if self.revokes and self.scope != "person":
-            raise ValueError("revokes: only a person-scoped rule can cancel a person's access")
+        if self.revokes and self.scope == "provider":
+            raise ValueError("revokes: a provider rule cancels no one's access (a person's, or a unit's order)")
+        if self.access_for and self.scope not in ENDS_OF_UNIT_ACCESS:
+            raise ValueError("access_for: only a unit or subcontractor rule orders access for staff not known by name")
+        if self.access_for and self.revokes:
+            raise ValueError("access_for: a rule orders access or cancels it, not both")
         if self.revokes and "StaffJoined" in self.triggers:
             raise ValueError("triggers: a cancellation (revokes) cannot be triggered by StaffJoined")
         if any(days < 0 for days in self.reminders):
@@ -183,6 +195,13 @@ class Rule(Contract):
         return self.scope == "person" and self.revokes is None and self.grants_access
 
 
+class RosterPolicy(Contract):
+    """How much of a provider's known staff one roster may take away before it is held: the
+    safety threshold identity systems keep against a truncated export."""
+
+    hold_above_share: float = Field(default=0.2, gt=0, le=1)
+
+
 class Obligation(Contract):
     title: str
     #: Why this obligation produces no task (pure context); a rule-less obligation must say so.
@@ -219,6 +238,7 @@ class Catalog(Contract):
     #: The roles that carry responsibility: a role change to, from or between them is an
     #: organisation change (``org_change``).
     managing_roles: list[StaffRole] = Field(default_factory=list)
+    roster: RosterPolicy = Field(default_factory=RosterPolicy)
     rules: list[Rule]
     _by_id: dict[str, Rule] = PrivateAttr(default_factory=dict)
 
@@ -264,8 +284,14 @@ class Catalog(Contract):
                     )
             if rule.revokes is not None:
                 granted = by_id.get(rule.revokes)
-                if granted is None or not granted.is_grant:
+                if rule.scope == "person" and (granted is None or not granted.is_grant):
                     raise ValueError(f"{where}: revokes must name a person-scoped rule that grants access")
+                if rule.scope != "person" and (granted is None or granted.access_for is None or granted.scope != rule.scope):
+                    raise ValueError(f"{where}: revokes must name a {rule.scope} rule with access_for (a {rule.scope}'s order of access)")
+            if rule.access_for is not None:
+                person_rule = by_id.get(rule.access_for)
+                if person_rule is None or not person_rule.is_grant or person_rule.system != rule.system:
+                    raise ValueError(f"{where}: access_for must name a person rule that grants access in {rule.system}")
         # Nothing left behind: whatever a person is granted, their leaving takes away again.
         for rule in self.rules:
             if rule.is_grant and not any(
@@ -275,6 +301,11 @@ class Catalog(Contract):
                     f"rule {rule.id!r}: grants a person access but no rule revokes it on StaffLeft "
                     f"(add a rule with revokes: {rule.id} and trigger StaffLeft)"
                 )
+        for rule in self.rules:
+            ending = ENDS_OF_UNIT_ACCESS.get(rule.scope)
+            if rule.access_for and not any(other.revokes == rule.id and ending in other.triggers for other in self.rules):
+                raise ValueError(f"rule {rule.id!r}: orders access but no rule cancels it on {ending} "
+                                 f"(add a {rule.scope} rule with revokes: {rule.id} and trigger {ending})")
         ruled = {obligation for rule in self.rules for obligation in rule.obligations}
         for oid, obligation in self.obligations.items():
             if oid not in ruled and not obligation.no_task:

@@ -12,9 +12,9 @@ import math
 import re
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from schemas.catalog.model import MONTHLY_SERVICE_REPORT, Catalog, Condition, Rule
+from schemas.catalog.model import MONTHLY_SERVICE_REPORT, Catalog, Rule
 from schemas.events import (
     Envelope,
     OrgChangeRequested,
@@ -22,28 +22,30 @@ from schemas.events import (
     ServiceReportSubmitted,
     StaffJoined,
     StaffLeft,
+    StaffRole,
     StaffRoleChanged,
+    StaffRosterConfirmed,
+    StaffRosterReported,
     SubcontractorEnded,
     SubcontractorStarted,
     Unit,
     UnitClosed,
     UnitOpened,
 )
-from schemas.tasks import Instructions, Plan, Subject, Task, Warning
+from schemas.identifiers import pseudonym
+from schemas.tasks import Holding, Instructions, Plan, Subject, Task, Warning
 from services.domain.calendar import BusinessCalendar
-from services.domain.state import ProviderFacts, StaffState, StateView, UnitState, event_key, planned_key
+from services.domain.conditions import holds, person_facts, provider_facts, unit_facts
+from services.domain.dependencies import link
+from services.domain.people import Leaving, places_taken, stands_for
+from services.domain.state import StaffState, StateView, UnitState, event_key, planned_key, unit_orders
 
 #: Namespace of every task id: uuid5 of the event, the rule and the subject.
 TASK_NAMESPACE = uuid.UUID("6f1c1f3e-3b0a-5e55-9a51-0b0a4d0e1a11")
 LATE_ORDER = "late-order"
 UNIT_ALREADY_OPEN = "unit-already-open"
+UNKNOWN_PERSON = "unknown-person"
 _MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
-
-#: The facts a Condition can state, each compared for equality.
-_EQUAL_FACTS = (
-    "regi", "hsl", "uses_flexite", "uses_prator", "prator_home_care", "takeover", "ceases_entirely", "size",
-    "org_change", "licensed", "subcontractor_staff", "subcontractor_unit",
-)  # fmt: skip
 
 
 class UnknownProvider(LookupError):
@@ -92,55 +94,21 @@ class Target:
     person_id: str | None = None
     staff_count: int | None = None
     facts: dict = field(default_factory=dict)
-
-
-def holds(condition: Condition, facts: dict) -> bool:
-    """Whether every stated fact matches; a fact the context does not know never matches."""
-    for name in _EQUAL_FACTS:
-        wanted = getattr(condition, name)
-        if wanted is not None and facts.get(name) != wanted:
-            return False
-    if condition.services_any is not None and not set(condition.services_any) & set(facts.get("services", ())):
-        return False
-    if condition.roles_any is not None and facts.get("role") not in condition.roles_any:
-        return False
-    if condition.flexite_any is not None and facts.get("flexite") not in condition.flexite_any:
-        return False
-    return not condition.any_of or any(holds(option, facts) for option in condition.any_of)
-
-
-def provider_facts(facts: ProviderFacts) -> dict:
-    provider = facts.provider
-    assert provider is not None
-    return {
-        "regi": provider.regi,
-        "hsl": provider.hsl,
-        "uses_flexite": provider.flexite_use != "none",
-        "flexite": provider.flexite_use,
-        "prator_home_care": provider.prator_home_care,
-        # Prator is for providers with health care, and for a home-care provider that chose its
-        # home-care category; logging in to it takes a SITHS card.
-        "uses_prator": provider.hsl or provider.prator_home_care,
-        "services": list(provider.services),
-        "takeover": facts.takeover_from is not None,
-    }
-
-
-def person_facts(person: StaffState, state: StateView) -> dict:
-    unit = state.unit(person.unit_id)
-    return {
-        "role": person.role,
-        "licensed": person.licensed,
-        "subcontractor_staff": bool(unit and unit.subcontractor_id),
-    }
-
-
-def unit_facts(unit: Unit | UnitState) -> dict:
-    return {"subcontractor_unit": bool(getattr(unit, "subcontractor_id", None))}
+    #: A unit's access order or its end: how many staff not known by name it covers.
+    places: int | None = None
+    revokes: str | None = None  # a cancellation: the task that gave the access
 
 
 def unit_target(unit: Unit | UnitState) -> Target:
-    return Target(unit_id=unit.id, staff_count=unit.staff_count, facts=unit_facts(unit))
+    unnamed = unit.staff_count - len(getattr(unit, "staff", ()))  # the named get orders of their own
+    return Target(unit_id=unit.id, staff_count=unit.staff_count, facts=unit_facts(unit), places=unnamed)
+
+
+def _staff_named(event: Envelope) -> list[tuple[str, object]]:
+    """The (unit id, person) pairs a start or a new unit names."""
+    data = event.data
+    units = data.units if isinstance(data, ProviderStarted) else [data.unit] if isinstance(data, UnitOpened) else []
+    return [(unit.id, person) for unit in units for person in unit.staff]
 
 
 class Planner:
@@ -154,15 +122,21 @@ class Planner:
         known = state.facts
         if known.provider is None and not isinstance(event.data, ProviderStarted):
             raise UnknownProvider(f"no ProviderStarted seen for provider {event.provider_id!r}; cannot plan {event.type}")
-        # A ProviderStarted for a provider already running (a correction, or a resend under a new
-        # id) plans only what no earlier plan made; otherwise every task came twice, new ids each.
-        replanning = known.provider is not None and isinstance(event.data, ProviderStarted)
+        if isinstance(event.data, (StaffRosterReported, StaffRosterConfirmed)):
+            return self._plan_roster(event, state)
         if isinstance(event.data, ProviderStarted):
             state = _WithProvider(state, event.data)
         if isinstance(event.data, UnitOpened) and (unit := state.unit(event.data.unit.id)) is not None and unit.active:
-            return Plan(event_id=event.id, catalog_version=self.catalog.version, tasks=[], warnings=[Warning(
+            return self._linked(event, [], [Warning(
                 code=UNIT_ALREADY_OPEN, obligation="ST1",
-                message=f"unit {unit.id} is open already: nothing is planned again (a unit that closed opens again)")])
+                message=f"unit {unit.id} is open already: nothing is planned again (a unit that closed opens again)")], state)
+        tasks, warnings = self._tasks(event, state, replanning=known.provider is not None)
+        return self._linked(event, tasks, warnings, state)
+
+    def _tasks(self, event: Envelope, state: StateView, *, replanning: bool) -> tuple[list[Task], list[Warning]]:
+        # A ProviderStarted for a provider already running (a correction, or a resend under a new
+        # id) plans only what no earlier plan made; otherwise every task came twice, new ids each.
+        replanning = replanning and isinstance(event.data, ProviderStarted)
         facts = {**provider_facts(state.facts), **self._event_facts(event, state)}
         tasks: list[Task] = []
         warnings: list[Warning] = []
@@ -179,8 +153,36 @@ class Planner:
                 late = self._late_warning(rule, event, task)
                 if late:
                     warnings.append(late)
-        tasks = self._link(tasks, state)
-        return Plan(event_id=event.id, catalog_version=self.catalog.version, tasks=tasks, warnings=warnings)
+        data = event.data
+        if isinstance(data, (StaffLeft, StaffRoleChanged)) and state.person(data.person_id) is None:
+            warnings.append(Warning(code=UNKNOWN_PERSON, obligation="HO1", message=(
+                f"{event.type} for person {pseudonym(data.person_id)}, whom omboard never knew: every access the "
+                f"provider's staff can hold is cancelled ({len(tasks)} tasks); a roster names the person's unit")))
+        return tasks, warnings
+
+    def _linked(self, event: Envelope, tasks: list[Task], warnings: list[Warning], state: StateView,
+                holdings: list[Holding] = ()) -> Plan:
+        return Plan(event_id=event.id, catalog_version=self.catalog.version, tasks=link(tasks, state, holdings, self.catalog),
+                    warnings=warnings, holdings=list(holdings))
+
+    # -- a roster: the joiners, movers and leavers it stands for -----------------------------------
+
+    def _plan_roster(self, event: Envelope, state: StateView) -> Plan:
+        roster = stands_for(event, state, self.catalog)
+        warnings = list(roster.warnings)
+        moving = Leaving(state, {part.person_id for part in roster.parts if isinstance(part, StaffLeft)})
+        tasks: list[Task] = []
+        for part in roster.parts:
+            if isinstance(part, StaffLeft) and not ((known := state.person(part.person_id)) and known.active):
+                continue  # left already (a confirmation after a later StaffLeft)
+            # Who moves to another unit joins it as someone who has left the old one.
+            planned, late = self._tasks(event.model_copy(update={"type": type(part).__name__, "data": part}),
+                                        moving if isinstance(part, StaffJoined) else state, replanning=False)
+            tasks += planned
+            warnings += [warning for warning in late if warning not in warnings]
+        tasks, holdings = places_taken(tasks, roster.joiners, state, self.catalog)
+        unique = list({task.id: task for task in tasks}.values())  # a unit's ticket once for all its managers
+        return self._linked(event, unique, warnings, state, holdings)
 
     def plan_monthly_reports(self, state: StateView, month: str) -> list[Task]:
         """The month's service-report tasks (trigger ``MonthlyServiceReport``) for ``state``'s provider.
@@ -216,7 +218,7 @@ class Planner:
                         plan_id=monthly_plan_id(month),
                     )
                 )
-        return self._link(tasks, state)
+        return link(tasks, state, (), self.catalog)
 
     def completions(self, event: Envelope) -> list[str]:
         """The ids of the tasks ``event`` may complete: a ServiceReportSubmitted completes the report
@@ -258,18 +260,33 @@ class Planner:
                 return [Target(unit_id=person.unit_id)]  # a move of responsibility, on the person's unit
             return [Target()]
         if rule.scope == "unit":
-            return [
-                unit_target(unit)
-                for unit in self._units(event, state)
-            ]
+            return self._access(rule, [unit_target(unit) for unit in self._units(event, state)], state)
         if rule.scope == "subcontractor":
             if isinstance(data, SubcontractorStarted):
-                return [Target(unit_id=data.subcontractor.id, staff_count=data.staff_count)]
-            if isinstance(data, SubcontractorEnded):
+                targets = [Target(unit_id=data.subcontractor.id, staff_count=data.staff_count, places=data.staff_count)]
+            elif isinstance(data, SubcontractorEnded):
                 sub = state.facts.subcontractors.get(data.subcontractor_id)
-                return [Target(unit_id=data.subcontractor_id, staff_count=sub.staff_count if sub else None)]
-            return []
+                targets = [Target(unit_id=data.subcontractor_id, staff_count=sub.staff_count if sub else None)]
+            else:
+                targets = []
+            return self._access(rule, targets, state)
         return self._person_targets(rule, event, state)
+
+    def _access(self, rule: Rule, targets: list[Target], state: StateView) -> list[Target]:
+        """A unit's access order is for the staff not known by name, and made only when there are
+        some; its end cancels what the unit's order still covers, and only that (the people known
+        by name are cancelled one by one). Other unit rules apply to every target."""
+        if rule.access_for:
+            return [target for target in targets if target.places]
+        if not rule.revokes:
+            return targets
+        ends = []
+        for target in targets:
+            unit = state.unit(target.unit_id) if target.unit_id else None
+            order = unit_orders(unit, state, self.catalog).get(rule.revokes) if unit else None
+            if order is not None and order.places:
+                ends.append(replace(target, places=order.places, revokes=order.task_id))
+        return ends
 
     def _units(self, event: Envelope, state: StateView) -> list[Unit | UnitState]:
         data = event.data
@@ -286,9 +303,14 @@ class Planner:
 
     def _person_targets(self, rule: Rule, event: Envelope, state: StateView) -> list[Target]:
         data = event.data
-        if isinstance(data, StaffJoined):
-            person = StaffState(unit_id=data.unit_id, role=data.person.role, licensed=data.person.licensed)
-            return [] if rule.revokes else [self._person_target(data.person.id, person, state)]
+        if isinstance(data, (ProviderStarted, UnitOpened, StaffJoined)):
+            named = _staff_named(event) if not isinstance(data, StaffJoined) else [(data.unit_id, data.person)]
+            return self._joining(rule, [(person.id, StaffState(unit_id=unit_id, role=person.role, licensed=person.licensed))
+                                        for unit_id, person in named], state)
+        if isinstance(data, (StaffLeft, StaffRoleChanged)) and state.person(data.person_id) is None:
+            # Never known: cancel whatever the provider's staff can hold, since nobody can say what they held.
+            could_hold = rule.revokes and self._anyone_can_hold(self.catalog.rule(rule.revokes), state)
+            return [Target(person_id=data.person_id)] if could_hold else []
         if isinstance(data, StaffRoleChanged):
             before = state.person(data.person_id)
             if before is None or not before.active:
@@ -299,7 +321,7 @@ class Planner:
                 # Take away what was granted and no longer fits the new role.
                 granted = self.catalog.rule(rule.revokes)
                 if rule.revokes in before.grants and not holds(granted.when, after_facts):
-                    return [self._person_target(data.person_id, after, state)]
+                    return [self._person_target(data.person_id, after, state, revokes=before.grants[rule.revokes])]
                 return []
             if rule.id in before.grants:
                 return []  # kept: the grant still stands (or is revoked by its own rule above)
@@ -318,10 +340,35 @@ class Planner:
             leavers = [(pid, p) for pid, p in state.staff_in(data.unit_id) if p.active]
         elif isinstance(data, SubcontractorEnded):
             leavers = [(pid, p) for pid, p in state.staff_in(data.subcontractor_id) if p.active]
-        return [self._person_target(pid, p, state) for pid, p in leavers if rule.revokes in p.grants]
+        return [self._person_target(pid, p, state, revokes=p.grants[rule.revokes]) for pid, p in leavers
+                if rule.revokes in p.grants]
 
-    def _person_target(self, person_id: str, person: StaffState, state: StateView) -> Target:
-        return Target(unit_id=person.unit_id, person_id=person_id, facts=person_facts(person, state))
+    def _joining(self, rule: Rule, joiners: list[tuple[str, StaffState]], state: StateView) -> list[Target]:
+        """The people an event brings in, each once: someone already on the staff keeps the access
+        they hold and the courses they took (a second StaffJoined, or a start that names them)."""
+        if rule.revokes:
+            return []
+        targets = []
+        for person_id, person in joiners:
+            known = state.person(person_id)
+            if known is not None and known.active and (
+                    rule.id in known.grants if rule.is_grant
+                    else state.planned_task(planned_key(rule.id, known.unit_id, person_id))):
+                continue
+            targets.append(self._person_target(person_id, person, state))
+        return targets
+
+    def _person_target(self, person_id: str, person: StaffState, state: StateView, revokes: str | None = None) -> Target:
+        return Target(unit_id=person.unit_id, person_id=person_id, facts=person_facts(person, state), revokes=revokes)
+
+    def _anyone_can_hold(self, grant: Rule, state: StateView) -> bool:
+        """Whether some person of the provider, in some role, could have been given ``grant``."""
+        facts = provider_facts(state.facts)
+        with_subcontractors = (False, True) if state.facts.subcontractors else (False,)
+        return any(
+            holds(grant.when, {**facts, "role": role, "licensed": licensed, "subcontractor_staff": sub})
+            for role in StaffRole.__args__ for licensed in (False, True) for sub in with_subcontractors
+        )
 
     # -- one task ----------------------------------------------------------------------------------
 
@@ -363,7 +410,9 @@ class Planner:
                 en=rule.instructions.en,
                 where=rule.where if rule.where is not None else self.catalog.channels[channel].where,
             ),
-            quantity=self._quantity(rule, target),
+            quantity=target.places if rule.access_for or (rule.revokes and rule.scope != "person")
+            else self._quantity(rule, target),
+            revokes=target.revokes,
             remind_on=self.reminder_dates(rule, due),
             escalate_on=self.escalation_dates(rule, due),
             escalate_to=list(rule.escalation.to),
@@ -435,60 +484,6 @@ class Planner:
                 f"before {self.earliest_start(event).isoformat()} when it could first be ordered"
             ),
         )
-
-    # -- dependencies ------------------------------------------------------------------------------
-
-    def _link(self, tasks: list[Task], state: StateView) -> list[Task]:
-        # The first task of each (rule, provider, unit, person) in plan order: finding a
-        # prerequisite is then a few lookups, not a scan of the plan (that scan made planning
-        # quadratic: minutes for a start with thousands of units).
-        first: dict[tuple[str, str, str | None, str | None], tuple[int, str]] = {}
-        for index, task in enumerate(tasks):
-            subject = task.subject
-            first.setdefault((task.rule, subject.provider_id, subject.unit_id, subject.person_id), (index, task.id))
-        linked = []
-        for task in tasks:
-            rule = self.catalog.rule(task.rule)
-            in_plan = {dependency: _in_plan(dependency, task, first) for dependency in rule.depends_on}
-            # Alternatives for one obligation (the small or the large ticket, both OC1): the one
-            # this plan made is the one waited for, not another an earlier change left open.
-            answered = {self.catalog.rule(dependency).obligation for dependency, found in in_plan.items() if found}
-            depends_on = [
-                found
-                for dependency, planned in in_plan.items()
-                for found in [planned or (None if self.catalog.rule(dependency).obligation in answered
-                                          else _planned_before(dependency, task, state))]
-                if found is not None
-            ]
-            linked.append(task.model_copy(update={"depends_on": depends_on, "status": "blocked" if depends_on else "open"}))
-        return linked
-
-
-def _in_plan(rule_id: str, task: Task, first: dict[tuple[str, str, str | None, str | None], tuple[int, str]]) -> str | None:
-    """The task of ``rule_id`` that ``task`` waits for in the same plan: the first one for the same
-    unit or person or for the whole provider."""
-    subject = task.subject
-    in_plan = [
-        found
-        for unit_id in {None, subject.unit_id}
-        for person_id in {None, subject.person_id}
-        if (found := first.get((rule_id, subject.provider_id, unit_id, person_id)))
-    ]
-    return min(in_plan)[1] if in_plan else None
-
-
-def _planned_before(rule_id: str, task: Task, state: StateView) -> str | None:
-    """The task of ``rule_id`` an earlier plan made that ``task`` waits for. None when that
-    prerequisite does not apply to this provider (e.g. no SITHS card without health care)."""
-    subject = task.subject
-    if subject.provider_id != state.provider_id:
-        return None  # the taking-over party's earlier tasks are in its own state, not this one
-    for unit_id, person_id in ((subject.unit_id, subject.person_id), (subject.unit_id, None), (None, None)):
-        found = state.planned_task(planned_key(rule_id, unit_id, person_id))
-        if found:
-            return found
-    return None
-
 
 class _WithProvider:
     """``state`` as a ProviderStarted about to be folded in sees it: its provider and takeover."""

@@ -30,6 +30,7 @@ from schemas.events import (
     Contract,
     Envelope,
     OrgChangeRequested,
+    Person,
     Provider,
     ProviderStarted,
     ServiceReportSubmitted,
@@ -37,18 +38,29 @@ from schemas.events import (
     StaffLeft,
     StaffRole,
     StaffRoleChanged,
+    StaffRosterConfirmed,
+    StaffRosterReported,
     SubcontractorEnded,
     SubcontractorStarted,
     UnitClosed,
     UnitOpened,
 )
 from schemas.tasks import Plan
+from services.domain.roster import HeldRoster, reconcile
 
 #: How many events a provider's facts remember for de-duplication: a redelivery is of what was not
 #: committed, at most one batch (``OMBOARD_BATCH_SIZE``, 500, at most this). A replay of older
 #: history still yields the same task ids, which the ledger de-duplicates. Each is a 16-character
 #: digest, so the memory costs under 10 kB of the facts record (it held 1,000 whole keys, 50 kB).
 PROCESSED_MEMORY = 500
+
+
+class UnitAccess(Contract):
+    """A unit's order of access for its staff not known by name: the task, and how many places
+    it still holds (a roster's people take places; the unit's closure cancels the rest)."""
+
+    task_id: str
+    places: int
 
 
 class UnitState(Contract):
@@ -60,6 +72,9 @@ class UnitState(Contract):
     subcontractor_id: str | None = None  # the organisation ordered for a subcontractor's staff (SC1)
     closed_on: dt.date | None = None  # UnitClosed (or SubcontractorEnded for a subcontractor's organisation)
     opened_on: dt.date | None = None  # UnitOpened; None: open since the provider's start
+    #: Its access orders by rule id. None: recorded before omboard kept them (catalog 2026.12.5 and
+    #: earlier), when every order was for the whole staff_count; the closure then cancels them all.
+    access: dict[str, UnitAccess] | None = None
 
 
 class StaffState(Contract):
@@ -88,6 +103,7 @@ class ProviderFacts(Contract):
     contacts: list[Contact] = Field(default_factory=list)
     subcontractors: dict[str, SubcontractorState] = Field(default_factory=dict)
     processed: list[str] = Field(default_factory=list)  # processed_marker of recent events
+    held_roster: HeldRoster | None = None  # a roster whose leavers wait for an operator (``roster-held``)
 
     def has_processed(self, event: Envelope) -> bool:
         return processed_marker(event) in self.processed
@@ -194,7 +210,11 @@ def fact_changes(state: StateView, event: Envelope) -> StateChanges:
         case ProviderStarted():
             update.update(provider=data.provider, start_date=data.start_date, takeover_from=data.takeover_from)
             for unit in data.units:
-                units[unit.id] = UnitState(**unit.model_dump())
+                known_unit = state.unit(unit.id)
+                units[unit.id] = UnitState(**unit.model_dump(exclude={"staff"}),
+                                           access=known_unit.access if known_unit else {})
+                for person in unit.staff:
+                    staff[person.id] = named(state, unit.id, person)
             contacts = facts.contacts
             for contact in data.contacts:
                 contacts = with_contact(contacts, contact)
@@ -209,7 +229,8 @@ def fact_changes(state: StateView, event: Envelope) -> StateChanges:
                 id=sub.id, name=sub.name, staff_count=data.staff_count, start_date=data.start_date)}
             known = state.unit(sub.id)
             if known is None or not known.active:  # a new (or renewed) assignment
-                units[sub.id] = UnitState(id=sub.id, name=sub.name, staff_count=data.staff_count, subcontractor_id=sub.id)
+                units[sub.id] = UnitState(id=sub.id, name=sub.name, staff_count=data.staff_count, subcontractor_id=sub.id,
+                                          access={})
         case SubcontractorEnded():
             sub_id = data.subcontractor_id
             if sub_id in facts.subcontractors:
@@ -221,50 +242,135 @@ def fact_changes(state: StateView, event: Envelope) -> StateChanges:
         case UnitOpened():
             known = state.unit(data.unit.id)
             if known is None or not known.active:  # a new unit, or one closed before opening again
-                units[data.unit.id] = UnitState(**data.unit.model_dump(), opened_on=data.start_date)
+                units[data.unit.id] = UnitState(**data.unit.model_dump(exclude={"staff"}), opened_on=data.start_date,
+                                                access={})
+                for person in data.unit.staff:
+                    staff[person.id] = named(state, data.unit.id, person)
         case UnitClosed():
             if (unit := state.unit(data.unit_id)) is not None:
                 units[data.unit_id] = unit.model_copy(update={"active": False, "closed_on": data.closing_date})
             leave_all(data.unit_id)
         case StaffJoined():
-            staff[data.person.id] = StaffState(unit_id=data.unit_id, role=data.person.role, licensed=data.person.licensed)
+            staff[data.person.id] = named(state, data.unit_id, data.person)
         case StaffRoleChanged():
             if (known_person := state.person(data.person_id)) is not None:
                 staff[data.person_id] = known_person.model_copy(update={"role": data.role, "licensed": data.licensed})
         case StaffLeft():
             if (known_person := state.person(data.person_id)) is not None:
                 staff[data.person_id] = known_person.model_copy(update={"active": False, "grants": {}})
+        case StaffRosterReported() | StaffRosterConfirmed():
+            pass  # who it makes join, move and leave is decided against the catalog: ``changes``
 
     processed = [*facts.processed, processed_marker(event)][-PROCESSED_MEMORY:]
     return StateChanges(facts.model_copy(update={**update, "processed": processed}), units, staff)
 
 
+def unit_orders(unit: UnitState, state: StateView, catalog: Catalog) -> dict[str, UnitAccess]:
+    """The access orders ``unit`` holds for its staff not known by name, by rule id. A unit
+    recorded before omboard kept them has each order the planned tasks name, for its whole staff."""
+    if unit.access is not None:
+        return unit.access
+    return {
+        rule.id: UnitAccess(task_id=task, places=unit.staff_count)
+        for rule in catalog.rules
+        if rule.access_for and (task := state.planned_task(planned_key(rule.id, unit.id, None)))
+    }
+
+
+def named(state: StateView, unit_id: str, person: Person) -> StaffState:
+    """A person an event names on ``unit_id``: known already, they keep what they hold."""
+    known = state.person(person.id)
+    facts = {"unit_id": unit_id, "role": person.role, "licensed": person.licensed}
+    return known.model_copy(update=facts) if known and known.active else StaffState(**facts)
+
+
+def roster_changes(state: StateView, event: Envelope, catalog: Catalog) -> tuple[dict[str, StaffState], dict]:
+    """The staff a roster (or the confirmation of a held one) changes, and the facts it updates."""
+    data = event.data
+    staff: dict[str, StaffState] = {}
+    if isinstance(data, StaffRosterConfirmed):
+        held = state.facts.held_roster
+        if held is None or held.as_of != data.as_of:
+            return staff, {}
+        leavers: list[str] = held.leavers
+        update: dict = {"held_roster": None}
+    else:
+        assert isinstance(data, StaffRosterReported)
+        diff = reconcile(state, data, catalog.roster.hold_above_share)
+        for person in diff.joiners:
+            staff[person.id] = StaffState(unit_id=person.unit_id, role=person.role, licensed=person.licensed)
+        for person in diff.role_changes:
+            staff[person.id] = state.person(person.id).model_copy(update={"role": person.role, "licensed": person.licensed})
+        for person in diff.unit_moves:  # what they held on the old unit is cancelled; the new one orders anew
+            staff[person.id] = StaffState(unit_id=person.unit_id, role=person.role, licensed=person.licensed)
+        leavers = [] if diff.held else diff.leavers
+        update = {"held_roster": diff.held}
+    for person_id in leavers:
+        if (known := state.person(person_id)) is not None and known.active:
+            staff[person_id] = known.model_copy(update={"active": False, "grants": {}})
+    return staff, update
+
+
 def changes(state: StateView, event: Envelope, plan: Plan, catalog: Catalog) -> StateChanges:
-    """What ``event``, whose plan was ``plan``, changes of ``state``: ``fact_changes``, and the tasks
-    the plan made and the grants they order or revoke. Pure; the caller stores it."""
+    """What ``event``, whose plan was ``plan``, changes of ``state``: ``fact_changes``, the people a
+    roster makes join, move and leave, the tasks the plan made, and the access they order or
+    cancel (a person's, a unit's order for staff not known by name, a place in it a person took).
+    Pure; the caller stores it."""
     folded = fact_changes(state, event)
-    staff = dict(folded.staff)
+    staff, units, facts = dict(folded.staff), dict(folded.units), folded.facts
+    if isinstance(event.data, (StaffRosterReported, StaffRosterConfirmed)):
+        roster_staff, update = roster_changes(state, event, catalog)
+        staff.update(roster_staff)
+        facts = facts.model_copy(update=update)
 
     def person(person_id: str) -> StaffState | None:
         return staff.get(person_id) or state.person(person_id)
+
+    def unit(unit_id: str) -> UnitState | None:
+        return units.get(unit_id) or state.unit(unit_id)
+
+    def with_access(unit_id: str, rule_id: str, access: UnitAccess | None) -> None:
+        if (known := unit(unit_id)) is None:
+            return
+        orders = dict(unit_orders(known, state, catalog))
+        if access is None:
+            orders.pop(rule_id, None)
+        else:
+            orders[rule_id] = access
+        units[unit_id] = known.model_copy(update={"access": orders})
 
     planned: dict[str, str] = {}
     for task in plan.tasks:
         if task.subject.provider_id != state.provider_id:
             continue  # a task for the taking-over party belongs to that provider's state
         planned[planned_key(task.rule, task.subject.unit_id, task.subject.person_id)] = task.id
+        rule = catalog.rule(task.rule)
+        if rule.scope != "person" and task.subject.unit_id is not None:
+            if rule.access_for:
+                with_access(task.subject.unit_id, rule.id, UnitAccess(task_id=task.id, places=task.quantity or 0))
+            elif rule.revokes:
+                with_access(task.subject.unit_id, rule.revokes, None)
+            continue
         person_id = task.subject.person_id
         holder = person(person_id) if person_id else None
         if holder is None or not holder.active:
             continue
-        rule = catalog.rule(task.rule)
         grants = dict(holder.grants)
         if rule.revokes:
             grants.pop(rule.revokes, None)
         elif rule.is_grant:
             grants[rule.id] = task.id
         staff[person_id] = holder.model_copy(update={"grants": grants})
-    return StateChanges(folded.facts, folded.units, staff, planned)
+    for holding in plan.holdings:
+        holder, place = person(holding.person_id), unit(holding.unit_id)
+        if holder is None or place is None:
+            continue
+        staff[holding.person_id] = holder.model_copy(update={"grants": {**holder.grants, holding.grant_rule: holding.task_id}})
+        orders = unit_orders(place, state, catalog)
+        order = next((rule_id for rule_id, access in orders.items() if access.task_id == holding.task_id), None)
+        if order is not None:
+            with_access(holding.unit_id, order, orders[order].model_copy(update={"places": max(0, orders[order].places - 1)}))
+    return StateChanges(facts, units, staff, planned)
 
 
 class ChangedState:

@@ -46,6 +46,8 @@ keys_app = typer.Typer(help="API keys: hash one for OMBOARD_API_KEYS.", no_args_
 task_app = typer.Typer(help="Move tasks through the status API.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(task_app, name="task")
+roster_app = typer.Typer(help="Rosters held for an operator's word (warning roster-held).", no_args_is_help=True)
+app.add_typer(roster_app, name="roster")
 
 
 def _settings():
@@ -152,6 +154,36 @@ def publish(
         raise _fail(f"Kafka unavailable, events not (all) published: {error}", EXIT_KAFKA) from None
     for message in sent:
         typer.echo(message.event_id)
+
+
+@roster_app.command("confirm")
+def roster_confirm(
+    provider_id: Annotated[str, typer.Argument(metavar="PROVIDER", help="The provider whose roster is held.")],
+    as_of: Annotated[str, typer.Option("--as-of", metavar="YYYY-MM-DD", help="The held roster's date (its warning says).")],
+    by: Annotated[str, typer.Option("--by", metavar="NAME", help="Who confirms it, recorded with the event.")],
+    bootstrap: Annotated[
+        str | None, typer.Option("--bootstrap", metavar="HOST:PORT", help="Kafka bootstrap servers (default: settings).")
+    ] = None,
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait for Kafka to acknowledge.")] = DEFAULT_TIMEOUT,
+) -> None:
+    """Confirm a held roster (warning roster-held): its leavers leave on its date. Publishes
+    StaffRosterConfirmed; confirming twice is one event."""
+    import datetime as dt
+
+    from services.intake.confirmations import roster_confirmation
+    from services.intake.publisher import BlockingEventPublisher, KafkaUnavailable
+
+    try:
+        event = roster_confirmation(provider_id, as_of, by, dt.datetime.now(dt.UTC))
+    except InvalidEvent as invalid:
+        raise _fail(f"nothing was published: {invalid}", EXIT_BAD_INPUT) from None
+    settings = _settings()
+    try:
+        with BlockingEventPublisher(bootstrap or settings.kafka_bootstrap, settings, timeout=timeout) as publisher:
+            (sent,) = publisher.publish_all([event])
+    except KafkaUnavailable as error:
+        raise _fail(f"Kafka unavailable, the confirmation was not published: {error}", EXIT_KAFKA) from None
+    typer.echo(sent.event_id)
 
 
 # -- schemas ---------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -23,6 +24,7 @@ from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
 from schemas.events import Envelope, FieldError, InvalidEvent, parse_event
 from schemas.wire import EventTooLarge
@@ -34,6 +36,7 @@ from services.http.access import (
     forbidden,
     install_validation_errors,
 )
+from services.intake.confirmations import roster_confirmation
 from services.intake.publisher import EventPublisher, KafkaUnavailable
 from services.runtime import metrics
 from services.runtime.settings import Settings, get_settings
@@ -47,6 +50,10 @@ MAX_BODY_BYTES = 1_000_000
 #: Seconds between attempts to reach Kafka while it is unavailable (doubling up to the maximum).
 RECONNECT_MIN, RECONNECT_MAX = 0.5, 10.0
 RETRY_AFTER_SECONDS = "5"
+
+
+class RosterConfirmation(BaseModel):
+    as_of: str = Field(description="The held roster's date, YYYY-MM-DD, as its roster-held warning gives it")
 
 
 def _errors(errors: list[FieldError], status: int = 422) -> JSONResponse:
@@ -194,6 +201,36 @@ def create_api(
             status_code=202,
             headers={CORRELATION_HEADER: sent.correlation_id},
         )
+
+    @app.post(
+        "/v1/providers/{provider_id}/roster-confirmations",
+        status_code=202,
+        responses={
+            202: {"description": "StaffRosterConfirmed published to omboard.events and acknowledged by Kafka"},
+            401: {"description": "No API key, or an unknown one (send Authorization: Bearer <key>)"},
+            403: {"description": "Only an operator key may confirm a roster"},
+            422: {"description": "Invalid provider id or date: the field with the reason (never the value)"},
+            503: {"description": "Kafka unavailable: nothing was published; retry later"},
+        },
+    )
+    async def confirm_roster(provider_id: str, body: RosterConfirmation, request: Request) -> JSONResponse:
+        """Confirm the roster held for the provider (warning ``roster-held``): its leavers leave on its
+        date. The key's name is recorded as who confirmed it."""
+        principal = authenticate(keys, request)
+        if principal.role != "operator":
+            raise forbidden(Forbidden(f"key {principal.name!r} ({principal.role}) may not confirm a roster"))
+        try:
+            event = roster_confirmation(provider_id, body.as_of, principal.name, dt.datetime.now(dt.UTC))
+        except InvalidEvent as invalid:
+            return _errors(invalid.errors)
+        try:
+            sent = await publisher.publish(event, None)
+        except KafkaUnavailable as error:
+            return _unavailable(str(error))
+        metrics.API_EVENTS_PUBLISHED.labels(event.type).inc()
+        log.info("key %s confirmed the roster of %s for provider %s", principal.name, body.as_of, provider_id)
+        return JSONResponse({"id": sent.event_id, "correlation_id": sent.correlation_id}, status_code=202,
+                            headers={CORRELATION_HEADER: sent.correlation_id})
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus_metrics() -> Response:

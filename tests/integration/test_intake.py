@@ -38,8 +38,11 @@ from tests.support.workers import spawn_logged
 pytestmark = pytest.mark.integration
 
 UPSTREAM_KEY = "intake-test-upstream-key-0123456789"
-KEYS = keys_json([key_entry("hr", UPSTREAM_KEY, "upstream", event_types=["ProviderStarted", "StaffLeft"])])
+OPERATOR_KEY = "intake-test-operator-key-0123456789"
+KEYS = keys_json([key_entry("hr", UPSTREAM_KEY, "upstream", event_types=["ProviderStarted", "StaffLeft"]),
+                  key_entry("klk-it", OPERATOR_KEY, "operator")])
 AUTH = {"Authorization": f"Bearer {UPSTREAM_KEY}"}
+OPERATOR = {"Authorization": f"Bearer {OPERATOR_KEY}"}
 
 
 class EventsTopic:
@@ -180,7 +183,7 @@ def test_hostile_shapes_get_a_4xx_naming_the_field_never_a_500(api_url: str, eve
 
     type_object = post({**f.staff_left(), "type": {}})
     type_list = post({**f.staff_left(), "type": ["StaffLeft"]})
-    unknown = post({**f.staff_left(), "type": "StaffRosterReported"})
+    unknown = post({**f.staff_left(), "type": "StaffTransferred"})
     nested = post(b"[" * 50_000 + b"]" * 50_000)
     forged_id = post({**f.staff_left(), "id": "evt-1\r\nINFO forged log line"})
     huge = post(f.provider_started(units=[f.unit(f"u{i}", name="x" * 200, field_groups=["y" * 200] * 50)
@@ -291,3 +294,30 @@ def test_without_a_key_or_with_a_key_for_other_types_nothing_is_published(api_ur
     assert exposition.status_code == 200
     assert 'omboard_api_events_rejected_total{status="401"}' in exposition.text
     assert 'omboard_api_events_rejected_total{status="403"}' in exposition.text
+
+
+def test_an_operator_confirms_a_held_roster_over_http_as_itself(api_url: str, events_topic: EventsTopic) -> None:
+    url = f"{api_url}/v1/providers/prov-roster-1/roster-confirmations"
+    before = events_topic.end_offsets()
+    assert httpx.post(url, json={"as_of": "2026-06-01"}, headers=AUTH).status_code == 403, "an upstream key may not"
+    bad = httpx.post(url, json={"as_of": "1 June"}, headers=OPERATOR)
+    assert bad.status_code == 422 and bad.json()["errors"] == [{"field": "as_of", "reason": "must be an ISO date, YYYY-MM-DD"}]
+    assert events_topic.end_offsets() == before
+
+    accepted = httpx.post(url, json={"as_of": "2026-06-01"}, headers=OPERATOR)
+    assert accepted.status_code == 202, accepted.text
+    event_id = accepted.json()["id"]
+    record = events_topic.read({event_id})[event_id]
+    event = event_from_kafka(record.value, list(record.headers.items()))
+    assert event.type == "StaffRosterConfirmed" and record.key == b"prov-roster-1"
+    assert (str(event.data.as_of), event.data.confirmed_by) == ("2026-06-01", "klk-it")
+
+
+def test_omboard_roster_confirm_publishes_the_confirmation(broker: Broker, events_topic: EventsTopic) -> None:
+    result = CliRunner().invoke(cli, ["roster", "confirm", "prov-roster-2", "--as-of", "2026-06-01", "--by", "Olle",
+                                      "--bootstrap", broker.bootstrap])
+    assert result.exit_code == 0, result.output
+    (event_id,) = result.stdout.split()
+    record = events_topic.read({event_id})[event_id]
+    event = event_from_kafka(record.value, list(record.headers.items()))
+    assert (event.type, event.data.confirmed_by) == ("StaffRosterConfirmed", "Olle")

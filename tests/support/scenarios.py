@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from schemas.catalog import load_catalog
 from schemas.events import parse_event
+from schemas.tasks import Plan
 from services.domain.planner import Planner
 from services.domain.state import ProviderState, evolve
 from tests import factories as f
@@ -44,6 +45,24 @@ def scenario_events(name: str) -> list[dict]:
                 f.staff_joined(p, unit_id=unit, person_id=NURSE, start_date="2026-04-01"),
                 f.staff_role_changed(p, person_id=NURSE, role="omvardnadspersonal", licensed=False, effective_date="2026-06-01"),
                 f.staff_left(p, person_id=NURSE, end_date="2026-08-31")]
+    if name == "named-staff":  # a start that names two of twelve, and the unit's closure
+        return [f.provider_started(p, start_date="2026-04-01", units=[f.unit(unit, staff_count=12, staff=[
+                    f.person(NURSE), f.person(f.hsa_id("SCN0003"), role="omvardnadspersonal", licensed=False)])]),
+                f.unit_closed(p, unit_id=unit, closing_date="2026-09-30")]
+    if name == "roster":  # five people on a unit that counted four: four take its places, one is new; one leaves
+        return [f.provider_started(p, start_date="2026-04-01", units=[f.unit(unit, staff_count=4)]),
+                f.staff_roster_reported(p, as_of="2026-05-04", persons=[
+                    f.roster_person(f.hsa_id(f"SCN1{i:03d}"), unit_id=unit) for i in range(5)]),
+                f.staff_roster_reported(p, as_of="2026-06-01", persons=[
+                    f.roster_person(f.hsa_id(f"SCN1{i:03d}"), unit_id=unit) for i in range(1, 5)])]
+    if name == "roster-held":  # a roster that leaves out two of five is held until confirmed
+        five = [f.person(f.hsa_id(f"SCN2{i:03d}")) for i in range(5)]
+        return [f.provider_started(p, start_date="2026-04-01", units=[f.unit(unit, staff_count=5, staff=five)]),
+                f.staff_roster_reported(p, as_of="2026-06-01", persons=[
+                    f.roster_person(person["id"], unit_id=unit) for person in five[:3]]),
+                f.staff_roster_confirmed(p, as_of="2026-06-01")]
+    if name == "unknown-leaver":
+        return [f.provider_started(p, **started), f.staff_left(p, person_id=f.hsa_id("SCN9999"), end_date="2026-08-31")]
     if name == "unit-opened":
         return [f.provider_started(p, **started),
                 f.unit_opened(p, new_unit=f.unit(f"{p}-u2", staff_count=6), start_date="2026-08-03")]
@@ -51,21 +70,26 @@ def scenario_events(name: str) -> list[dict]:
 
 
 SCENARIOS = ("takeover", "egen-special-housing", "ceases", "taken-over", "subcontractor", "late-org-change", "nurse",
-             "unit-opened")
+             "unit-opened", "named-staff", "roster", "roster-held", "unknown-leaver")
 
 
 def dry_run(events: list[dict]) -> list[dict]:
-    """The plan of every event of the history, folded as the services fold it."""
+    """The tasks of every event of the history, folded as the services fold it."""
+    return [task.model_dump(mode="json") for plan in plans_of(events)[0] for task in plan.tasks]
+
+
+def plans_of(events: list[dict]) -> tuple[list[Plan], dict[str, ProviderState]]:
+    """The plan of every event of the history, and each provider's state after it."""
     planner = Planner(CATALOG)
     states: dict[str, ProviderState] = {}
-    tasks = []
+    plans = []
     for raw in events:
         event = parse_event(raw)
         state = states.get(event.provider_id) or ProviderState(provider_id=event.provider_id)
         plan = planner.plan(event, state)
         states[event.provider_id] = evolve(state, event, plan, CATALOG)
-        tasks += [task.model_dump(mode="json") for task in plan.tasks]
-    return tasks
+        plans.append(plan)
+    return plans, states
 
 
 def tasks_for(emitted: dict, provider_id: str) -> list[dict]:

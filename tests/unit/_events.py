@@ -31,8 +31,15 @@ def event(event_type: str, data: dict[str, Any], *, sent: dt.datetime | str = SE
     return _parsed(factories.envelope(event_type, data), sent, event_id)
 
 
-def unit(unit_id: str = "u1", staff_count: int = 25, field_groups: tuple[str, ...] = ()) -> dict:
-    return factories.unit(unit_id, staff_count=staff_count, field_groups=field_groups)
+def unit(unit_id: str = "u1", staff_count: int = 25, field_groups: tuple[str, ...] = (),
+         staff: list[dict] | None = None) -> dict:
+    return factories.unit(unit_id, staff_count=staff_count, field_groups=field_groups, staff=staff)
+
+
+def person(suffix: str = "N1", *, role: str = "sjukskoterska", licensed: bool = True, unit_id: str | None = None) -> dict:
+    """A person named in a unit's staff, or on a roster (with ``unit_id``)."""
+    named = factories.person(hsa(suffix), name="Test Person", email="person@example.se", role=role, licensed=licensed)
+    return named if unit_id is None else {**named, "unit_id": unit_id}
 
 
 def provider_started(
@@ -74,9 +81,10 @@ def subcontractor_ended(provider_id: str = "p1", *, sub_id: str = "sub1", end_da
 
 def unit_opened(
     provider_id: str = "p1", *, unit_id: str = "u2", staff_count: int = 12, start_date: str = "2026-06-01",
-    sent: dt.datetime | str = SENT, event_id: str | None = None,
+    staff: list[dict] | None = None, sent: dt.datetime | str = SENT, event_id: str | None = None,
 ) -> Envelope:  # fmt: skip
-    built = factories.unit_opened(provider_id, new_unit=unit(unit_id, staff_count=staff_count), start_date=start_date)
+    built = factories.unit_opened(provider_id, new_unit=unit(unit_id, staff_count=staff_count, staff=staff),
+                                  start_date=start_date)
     return _parsed(built, sent, event_id)
 
 
@@ -109,6 +117,16 @@ def staff_role_changed(
     built = factories.staff_role_changed(provider_id, person_id=hsa(person), role=role, licensed=licensed,
                                          effective_date=effective_date)
     return _parsed(built, sent, event_id)
+
+
+def roster(provider_id: str = "p1", *, persons: list[dict], as_of: str = "2026-05-04",
+           sent: dt.datetime | str = SENT, event_id: str | None = None) -> Envelope:
+    return _parsed(factories.staff_roster_reported(provider_id, as_of=as_of, persons=persons), sent, event_id)
+
+
+def roster_confirmed(provider_id: str = "p1", *, as_of: str = "2026-05-04", sent: dt.datetime | str = SENT,
+                     event_id: str | None = None) -> Envelope:
+    return _parsed(factories.staff_roster_confirmed(provider_id, as_of=as_of), sent, event_id)
 
 
 def contact_assigned(provider_id: str = "p1", *, sent: dt.datetime | str = SENT, event_id: str | None = None) -> Envelope:

@@ -117,7 +117,9 @@ def test_the_uppsala_catalog_loads():
 
 def test_every_event_type_that_changes_work_is_planned():
     planned = {trigger for rule in CATALOG.rules for trigger in rule.triggers}
-    assert planned >= set(EVENT_TYPES) - {"ContactAssigned", "ServiceReportSubmitted"}
+    # A roster and its confirmation are planned as the StaffJoined, StaffLeft and StaffRoleChanged they stand for.
+    assert planned >= set(EVENT_TYPES) - {"ContactAssigned", "ServiceReportSubmitted", "StaffRosterReported",
+                                          "StaffRosterConfirmed"}
     assert MONTHLY_SERVICE_REPORT in planned
     # ServiceReportSubmitted plans nothing: it completes the report task of its unit and month.
     assert any("ServiceReportSubmitted" in rule.completed_by for rule in CATALOG.rules_for(MONTHLY_SERVICE_REPORT))
@@ -227,7 +229,11 @@ def test_a_dependency_cycle_fails(tmp_path):
     "rule_id, change, message",
     [
         ("siebel-order-accounts", {"where": "somewhere"}, "where: only a rule with a single channel"),
-        ("siebel-order-accounts", {"revokes": "siebel-grant-account"}, "revokes: only a person-scoped rule"),
+        ("siebel-order-accounts", {"revokes": "siebel-grant-account"}, "access_for: a rule orders access or cancels it"),
+        ("siebel-send-org-structure", {"revokes": "siebel-order-accounts"}, "revokes: a provider rule cancels no one's access"),
+        ("closure-siebel-cancel-permissions", {"revokes": "siebel-grant-account"}, "revokes must name a unit rule with access_for"),
+        ("siebel-order-accounts", {"access_for": "siths-grant-card"}, "access_for must name a person rule that grants access in siebel"),
+        ("siebel-send-org-structure", {"access_for": "siebel-grant-account"}, "access_for: only a unit or subcontractor rule"),
         ("siebel-order-accounts", {"for_subcontractor_staff": {"obligation": "SC2", "responsible": "main-provider"}},
          "for_subcontractor_staff: only for person-scoped"),
         ("siebel-monthly-service-report", {"triggers": ["MonthlyServiceReport", "UnitClosed"]}, "cannot be combined"),

@@ -176,7 +176,7 @@ def test_plan_of_a_single_provider_started(tmp_path):
 
     assert result.exit_code == 0, result.output
     plan = json.loads(result.stdout)
-    assert set(plan) == {"event_id", "catalog_version", "tasks", "warnings"}
+    assert set(plan) == {"event_id", "catalog_version", "tasks", "warnings", "holdings"}
     assert plan["event_id"] == "evt-start"
     assert plan["catalog_version"] == load_catalog().version
     assert plan["tasks"], "a ProviderStarted plans tasks"
@@ -349,3 +349,16 @@ def test_publish_without_a_broker_exits_3(tmp_path):
     assert result.exit_code == 3
     assert "Kafka unavailable" in result.stderr
     assert result.stdout == ""
+
+
+def test_roster_confirm_names_a_bad_date_and_publishes_nothing():
+    result = invoke("roster", "confirm", "prov-1", "--as-of", "2026-13-01", "--by", "Olle",
+                    "--bootstrap", f"127.0.0.1:{free_port()}")
+    assert result.exit_code == 2
+    assert "as_of:" in result.stderr and "nothing was published" in result.stderr
+
+
+def test_roster_confirm_without_kafka_says_so():
+    result = invoke("roster", "confirm", "prov-1", "--as-of", "2026-06-01", "--by", "Olle",
+                    "--bootstrap", f"127.0.0.1:{free_port()}", "--timeout", "0.5")
+    assert result.exit_code == 3 and "not published" in result.stderr

@@ -35,6 +35,7 @@ from services.domain.state import ProviderState, evolve
 from services.entrypoints.cli import InvalidHistory, fold_and_plan
 from tests import factories as f
 from tests import strategies as s
+from tests.support.access import check_access
 
 CATALOG = load_catalog()
 PLANNER = Planner(CATALOG)
@@ -449,6 +450,9 @@ def test_every_valid_history_plans_without_error_the_same_every_time(history):
             assert set(task.depends_on) <= seen | {other.id for other in plan.tasks}, "waits for a task never planned"
         assert len({task.id for task in plan.tasks}) == len(plan.tasks), "two tasks share an id"
         seen |= {task.id for task in plan.tasks}
+
+    # No double orders, and one path to each grant's end (issue 11).
+    check_access(plans, CATALOG, state)
 
     # Deterministic: the same history, planned again from scratch, gives the same plans.
     again, state_again = fold(copy.deepcopy(history))

@@ -30,7 +30,7 @@ def assert_not_echoed(raw, value: str) -> None:
 
 def test_a_builder_for_every_event_type():
     assert set(f.BUILDERS) == set(EVENT_TYPES)
-    assert len(EVENT_TYPES) == 11
+    assert len(EVENT_TYPES) == 13
 
 
 @pytest.mark.parametrize("event_type", sorted(EVENT_TYPES))
@@ -225,7 +225,7 @@ def test_a_type_that_is_not_a_string_is_named_as_such(bad_type):
 
 def test_an_unknown_type_is_named_unknown_not_as_errors_in_another_types_fields():
     raw = f.staff_left()
-    raw["type"] = "StaffRosterReported"
+    raw["type"] = "StaffTransferred"
     raw["id"] = "bad id with spaces"
     errors = errors_of(raw)
     assert errors["type"].startswith("is not a known event type; one of ProviderStarted")

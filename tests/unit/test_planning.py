@@ -414,9 +414,11 @@ def test_a_role_change_grants_the_difference():
                                    "orgchange-carry-out"}
 
 
-def test_a_role_change_for_someone_unknown_or_gone_plans_nothing():
+def test_a_role_change_or_leaving_for_someone_gone_plans_nothing():
     history = History()
     history.add(ev.provider_started())
+    history.add(ev.staff_joined(person="X1"))
+    history.add(ev.staff_left(person="X1"))
     assert history.add(ev.staff_role_changed(person="X1")).tasks == []
     assert history.add(ev.staff_left(person="X1")).tasks == []
 

@@ -13,8 +13,10 @@ import pytest
 from schemas.events import parse_event
 from schemas.topics import NOTIFICATIONS, TASK_TOPICS
 from services.domain.planner import Planner
+from tests import factories as f
+from tests.support.access import check_access
 from tests.support.memory_system import MemorySystem
-from tests.support.scenarios import CATALOG, NURSE, SCENARIOS, dry_run, scenario_events, tasks_for
+from tests.support.scenarios import CATALOG, NURSE, SCENARIOS, dry_run, plans_of, scenario_events, tasks_for
 
 NOW = dt.datetime(2026, 1, 5, 9, 0, tzinfo=dt.UTC)
 
@@ -46,6 +48,13 @@ def test_the_services_emit_exactly_the_dry_run(published, emitted):
     for task_id, task in planned.items():
         assert {k: v for k, v in emitted[task_id].items() if k != "correlation_id"} == \
             {k: v for k, v in task.items() if k != "correlation_id"}
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_no_scenario_orders_an_access_twice_or_leaves_one_held(name):
+    plans, states = plans_of(scenario_events(name))
+    for state in states.values():
+        check_access(plans, CATALOG, state)
 
 
 def test_a_private_home_care_provider_with_health_care_taking_over(emitted):
@@ -123,3 +132,44 @@ def test_a_unit_opened_after_the_start_gets_its_own_structures_and_readiness_che
     assert tasks and {t["subject"]["unit_id"] for t in tasks} == {"scn-unit-opened-u2"}
     assert {"SB1", "SB2", "SB5", "ST1"} <= {t["obligation"] for t in tasks}
     assert all(t["due"] < "2026-08-03" for t in tasks), "in place before the unit opens"
+
+
+def test_staff_named_at_the_start_get_their_own_access_and_are_cancelled_one_by_one(emitted, published):
+    started_id, closed_id = (e["id"] for e in published["named-staff"])
+    tasks = tasks_for(emitted, "scn-named-staff")
+    started = [t for t in tasks if t["plan_id"] == started_id]
+    order = next(t for t in started if t["rule"] == "siebel-order-accounts")
+    assert order["quantity"] == 10, "the unit's order is for the ten not named"
+    nurse = {t["system"]: t for t in started if t["subject"]["person_id"] == NURSE}
+    assert {"siebel", "siths", "prator", "phoniro"} <= set(nurse)
+    closed = [t for t in tasks if t["plan_id"] == closed_id]
+    cancel = next(t for t in closed if t["rule"] == "closure-siebel-cancel-permissions")
+    assert cancel["quantity"] == 10 and cancel["revokes"] == order["id"]
+    hers = {t["system"]: t for t in closed if t["subject"]["person_id"] == NURSE}
+    assert {system: t["revokes"] for system, t in hers.items()} == {system: t["id"] for system, t in nurse.items()}
+
+
+def test_a_roster_fills_the_units_places_before_ordering_and_cancels_a_leavers_place(emitted, published):
+    _, first_id, second_id = (e["id"] for e in published["roster"])
+    tasks = tasks_for(emitted, "scn-roster")
+    first = [t for t in tasks if t["plan_id"] == first_id]
+    assert {t["subject"]["person_id"] for t in first} == {f.hsa_id("SCN1004")}, "four took places; only the fifth is ordered for"
+    order = next(t for t in tasks if t["rule"] == "siebel-order-accounts")
+    second = [t for t in tasks if t["plan_id"] == second_id]
+    siebel = next(t for t in second if t["system"] == "siebel")
+    assert siebel["subject"]["person_id"] == f.hsa_id("SCN1000") and siebel["revokes"] == order["id"]
+
+
+def test_a_roster_that_leaves_out_too_many_is_held_until_confirmed(emitted, published):
+    _, roster_id, confirmed_id = (e["id"] for e in published["roster-held"])
+    tasks = tasks_for(emitted, "scn-roster-held")
+    assert not [t for t in tasks if t["plan_id"] == roster_id]
+    confirmed = [t for t in tasks if t["plan_id"] == confirmed_id]
+    assert {t["subject"]["person_id"] for t in confirmed} == {f.hsa_id("SCN2003"), f.hsa_id("SCN2004")}
+    assert all(t["revokes"] for t in confirmed)
+
+
+def test_someone_never_known_who_leaves_loses_whatever_the_staff_can_hold(emitted):
+    tasks = [t for t in tasks_for(emitted, "scn-unknown-leaver") if t["subject"]["person_id"]]
+    assert {t["system"] for t in tasks} == {"siebel", "siths", "prator", "phoniro"}
+    assert all(t["revokes"] is None and t["subject"]["unit_id"] is None for t in tasks)
