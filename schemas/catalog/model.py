@@ -17,9 +17,13 @@ from schemas.tasks import Channel, Responsible
 Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=80)]
 ObligationId = Annotated[str, Field(pattern=r"^[A-Z]{1,3}(-[A-Z]{2})?\d+$")]
 
-#: A trigger that is not an upstream event: reporting opens one per month for every active unit.
+#: Triggers that are not upstream events, both opened by reporting: one per month for every
+#: active unit, and one for a roster held for an operator's word (``roster.hold_above_share``).
 MONTHLY_SERVICE_REPORT = "MonthlyServiceReport"
-TRIGGERS = (*EVENT_TYPES, MONTHLY_SERVICE_REPORT)
+ROSTER_HELD = "RosterHeld"
+TRIGGERS = (*EVENT_TYPES, MONTHLY_SERVICE_REPORT, ROSTER_HELD)
+#: What completes the task of a held roster: its confirmation, or a later roster that supersedes it.
+ROSTER_ANSWERS = ("StaffRosterConfirmed", "StaffRosterReported")
 Trigger = Literal[TRIGGERS]  # type: ignore[valid-type]
 
 #: The events after which a person no longer has some or all of the access they were granted.
@@ -143,7 +147,10 @@ class Rule(Contract):
     grants_access: bool = True
     #: Events that complete this rule's task: a ServiceReportSubmitted completes the task of the
     #: unit and month it reports. Such a task's id depends only on rule, provider, unit and month.
-    completed_by: list[Literal["ServiceReportSubmitted"]] = Field(default_factory=list)
+    #: The task of a RosterHeld rule is completed by the roster's confirmation or a later roster;
+    #: its id depends only on rule, provider and the roster's date.
+    completed_by: list[Literal["ServiceReportSubmitted", "StaffRosterConfirmed", "StaffRosterReported"]] = Field(
+        default_factory=list)
     #: Who is told at once when the deadline has already passed when the task is planned.
     late_notify: list[Responsible] = Field(default_factory=list)
     instructions: Text
@@ -171,8 +178,15 @@ class Rule(Contract):
                 raise ValueError(f"triggers: {MONTHLY_SERVICE_REPORT} cannot be combined with event triggers")
             if self.scope != "unit" or self.deadline.anchor != "month_end":
                 raise ValueError(f"triggers: a {MONTHLY_SERVICE_REPORT} rule is unit-scoped with deadline anchor month_end")
-        if self.completed_by and (self.scope != "unit" or self.deadline.anchor != "month_end"):
+        if ROSTER_HELD in self.triggers and (self.triggers != [ROSTER_HELD] or self.scope != "provider"
+                                             or sorted(self.completed_by) != sorted(ROSTER_ANSWERS)):
+            raise ValueError(f"triggers: a {ROSTER_HELD} rule is provider-scoped, has no other trigger and is "
+                             f"completed_by {', '.join(ROSTER_ANSWERS)}")
+        reports = "ServiceReportSubmitted" in self.completed_by
+        if reports and (self.scope != "unit" or self.deadline.anchor != "month_end"):
             raise ValueError("completed_by: only a unit-scoped rule with deadline anchor month_end (one task a unit and month)")
+        if set(self.completed_by) & set(ROSTER_ANSWERS) and ROSTER_HELD not in self.triggers:
+            raise ValueError(f"completed_by: a roster's answer completes only a {ROSTER_HELD} rule")
         if "taking-over-provider" in (self.responsible, *self.late_notify):
             # The planner knows the handing-over provider's facts only, not the taking-over one's.
             if self.triggers != ["UnitClosed"]:

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
-from schemas.catalog.model import MONTHLY_SERVICE_REPORT, Catalog, Rule
+from schemas.catalog.model import MONTHLY_SERVICE_REPORT, ROSTER_HELD, Catalog, Rule
 from schemas.events import (
     Envelope,
     OrgChangeRequested,
@@ -79,6 +79,11 @@ def monthly_report_task_id(rule_id: str, provider_id: str, unit_id: str, month: 
     the task any number of times and a ServiceReportSubmitted can name the task it completes.
     """
     return task_id(MONTHLY_SERVICE_REPORT, rule_id, provider_id, unit_id, month)
+
+
+def roster_task_id(rule_id: str, provider_id: str, as_of: dt.date) -> str:
+    """The id of a held roster's task: its confirmation and a later roster can name it."""
+    return task_id(ROSTER_HELD, rule_id, provider_id, as_of.isoformat())
 
 
 def monthly_plan_id(month: str) -> str:
@@ -220,16 +225,34 @@ class Planner:
                 )
         return link(tasks, state, (), self.catalog)
 
-    def completions(self, event: Envelope) -> list[str]:
-        """The ids of the tasks ``event`` may complete: a ServiceReportSubmitted completes the report
-        task of its unit and month, the monthly one and the last one a closure planned. Each id is
-        one that task has if it exists (the closure's only when it planned that very month); the
-        ledger holds the tasks that do."""
-        data = event.data
-        if not isinstance(data, ServiceReportSubmitted):
+    def held_roster_tasks(self, state: StateView, event: Envelope) -> list[Task]:
+        """The task of a roster that ``state`` (after ``event``, a StaffRosterReported) holds for an
+        operator's word (trigger ``RosterHeld``). Opened by reporting, which sees the roster and its
+        answer in order; its id depends on rule, provider and the roster's date only."""
+        held, data = state.facts.held_roster, event.data
+        if held is None or not isinstance(data, StaffRosterReported) or held.as_of != data.as_of:
             return []
-        return [monthly_report_task_id(rule.id, event.provider_id, data.unit_id, data.month)
-                for rule in self.catalog.rules if event.type in rule.completed_by]
+        return [self._build(rule, state, Target(), owner=state.provider_id, due=self._due(rule, held.as_of),
+                            id=roster_task_id(rule.id, state.provider_id, held.as_of), plan_id=event.id)
+                for rule in self.catalog.rules_for(ROSTER_HELD)]
+
+    def completions(self, event: Envelope, state: StateView) -> list[str]:
+        """The ids of the tasks ``event`` may complete, ``state`` being the provider's before it.
+
+        A ServiceReportSubmitted completes the report task of its unit and month, the monthly one
+        and the last one a closure planned (the closure's only when it planned that very month). A
+        roster's confirmation, or a later roster, completes the task of the roster held. Each id is
+        one that task has if it exists; the ledger holds the tasks that do."""
+        data = event.data
+        answering = [rule for rule in self.catalog.rules if event.type in rule.completed_by]
+        if isinstance(data, ServiceReportSubmitted):
+            return [monthly_report_task_id(rule.id, event.provider_id, data.unit_id, data.month) for rule in answering]
+        held = state.facts.held_roster
+        if held is None or (isinstance(data, StaffRosterConfirmed) and data.as_of != held.as_of):
+            return []
+        if isinstance(data, StaffRosterReported) and data.as_of == held.as_of:
+            return []  # the same roster again: still held
+        return [roster_task_id(rule.id, event.provider_id, held.as_of) for rule in answering]
 
     monthly_report_task_id = staticmethod(monthly_report_task_id)
 

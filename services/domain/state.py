@@ -189,9 +189,10 @@ def with_contact(contacts: Sequence[Contact], contact: Contact) -> list[Contact]
     return [c for c in contacts if (c.role, c.system, c.unit_id) != same] + [contact]
 
 
-def fact_changes(state: StateView, event: Envelope) -> StateChanges:
-    """What ``event`` itself changes of ``state``: its facts, units and staff, with no plan behind it
-    (no planned task, no grant). What a service that does not plan keeps (reporting). Pure.
+def fact_changes(state: StateView, event: Envelope, catalog: Catalog) -> StateChanges:
+    """What ``event`` itself changes of ``state``: its facts, units and staff (a roster's joiners,
+    movers and leavers, or the roster held), with no plan behind it (no planned task, no grant).
+    What a service that does not plan keeps (reporting). Pure.
 
     Costs what the event touches: a unit's closure reads the staff of that unit, not of the provider.
     """
@@ -259,7 +260,9 @@ def fact_changes(state: StateView, event: Envelope) -> StateChanges:
             if (known_person := state.person(data.person_id)) is not None:
                 staff[data.person_id] = known_person.model_copy(update={"active": False, "grants": {}})
         case StaffRosterReported() | StaffRosterConfirmed():
-            pass  # who it makes join, move and leave is decided against the catalog: ``changes``
+            roster_staff, roster_update = roster_changes(state, event, catalog)
+            staff.update(roster_staff)
+            update.update(roster_update)
 
     processed = [*facts.processed, processed_marker(event)][-PROCESSED_MEMORY:]
     return StateChanges(facts.model_copy(update={**update, "processed": processed}), units, staff)
@@ -316,12 +319,8 @@ def changes(state: StateView, event: Envelope, plan: Plan, catalog: Catalog) -> 
     roster makes join, move and leave, the tasks the plan made, and the access they order or
     cancel (a person's, a unit's order for staff not known by name, a place in it a person took).
     Pure; the caller stores it."""
-    folded = fact_changes(state, event)
+    folded = fact_changes(state, event, catalog)
     staff, units, facts = dict(folded.staff), dict(folded.units), folded.facts
-    if isinstance(event.data, (StaffRosterReported, StaffRosterConfirmed)):
-        roster_staff, update = roster_changes(state, event, catalog)
-        staff.update(roster_staff)
-        facts = facts.model_copy(update=update)
 
     def person(person_id: str) -> StaffState | None:
         return staff.get(person_id) or state.person(person_id)

@@ -5,6 +5,7 @@ orgstructure and permissions are the same machine with different scopes of rules
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection
 
 from schemas.topics import EVENTS
@@ -17,6 +18,8 @@ from services.runtime.deadletter import handle_each
 from services.runtime.settings import Settings
 from services.runtime.stream_app import StreamApp
 from services.runtime.streams import Outgoing, Received
+
+log = logging.getLogger(__name__)
 
 
 def build_planning_app(service: str, scopes: Collection[str], settings: Settings, planner: Planner,
@@ -57,3 +60,8 @@ def count(service: str, outcome: Outcome) -> None:
         metrics.TASKS_PLANNED.labels(service, task.system).inc()
     for task in outcome.late:
         metrics.LATE_ORDERS.labels(service, task.system).inc()
+    for warning in outcome.warnings:
+        metrics.PLAN_WARNINGS.labels(service, warning.code).inc()
+        if warning.code != "late-order":  # those are mailed at once, task by task
+            # A warning names people by pseudonym only, never by HSA-id.
+            log.warning("provider %s: %s %s: %s", outcome.provider_id, warning.code, warning.obligation, warning.message)

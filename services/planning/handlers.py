@@ -11,7 +11,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 from schemas.events import Envelope
-from schemas.tasks import Task
+from schemas.tasks import Task, Warning
 from schemas.topics import NOTIFICATIONS
 from schemas.wire import model_to_kafka
 from services.adapters.messages import task_message
@@ -28,6 +28,7 @@ class Outcome:
     messages: list[Outgoing] = field(default_factory=list)
     tasks: list[Task] = field(default_factory=list)  # what was planned in this service's scopes
     late: list[Task] = field(default_factory=list)  # of those, the ones already late
+    warnings: list[Warning] = field(default_factory=list)  # the plan's (roster-held, unknown-person, ...)
 
 
 def handle_event(
@@ -48,7 +49,7 @@ def handle_event(
     changed = changes(state, event, plan, planner.catalog)
     messages = [task_message(task, correlation) for task in mine]
     messages += _late_notices(event, late, planner, correlation, changed.facts)
-    return Outcome(event.provider_id, changed, messages, mine, late)
+    return Outcome(event.provider_id, changed, messages, mine, late, plan.warnings)
 
 
 def _late_notices(event: Envelope, late: list[Task], planner: Planner, correlation: str,

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from schemas.events import Envelope
+from schemas.events import Envelope, StaffRosterConfirmed, StaffRosterReported
 from schemas.notifications import NotificationRequest
 from schemas.status import TaskStatusChange
 from schemas.tasks import Task
@@ -53,39 +53,55 @@ def on_status_change(change: TaskStatusChange, ctx: Context) -> Effect:
 
 
 def on_event(event: Envelope, ctx: Context) -> Effect:
-    """Keep the provider facts that monthly reports need, and complete the report tasks a
-    ServiceReportSubmitted names (opening them first if the month has not been opened yet)."""
+    """Keep the provider facts reporting needs (its units for monthly reports, a roster held); open
+    the tasks reporting owns (a report a ServiceReportSubmitted names before its month was opened, a
+    held roster's); and complete what the event answers. Events of one provider come in order, so a
+    roster's task is opened before its confirmation can complete it."""
     state = ctx.load_state(event.provider_id)
     if state.facts.has_processed(event):
         return Effect()
-    changed = fact_changes(state, event)  # the planners plan it; reporting keeps what it needs of the event
-    completed = ctx.planner.completions(event)
-    if not completed:
+    changed = fact_changes(state, event, ctx.planner.catalog)  # the planners plan it; reporting keeps what it needs of the event
+    after = ChangedState(state, changed)
+    completed = ctx.planner.completions(event, state)
+    opened = ctx.planner.held_roster_tasks(after, event)
+    month = getattr(event.data, "month", None)
+    if completed and month is not None:
+        opened += [task for task in ctx.planner.plan_monthly_reports(after, month) if task.id in completed]
+    if not completed and not opened:
         return Effect(state=changed)
     records: dict[str, TaskRecord] = {}
     tasks = Overlay(ctx.tasks, records)
     created: list[Task] = []
-    month = getattr(event.data, "month", None)
-    if month is not None:
-        for task in ctx.planner.plan_monthly_reports(ChangedState(state, changed), month):
-            if task.id in completed and (record := new_record(tasks, task, ctx.now)) is not None:
-                records[task.id] = record
-                created.append(task)
+    for task in opened:
+        if (record := new_record(tasks, task, ctx.now)) is not None:
+            records[task.id] = record
+            created.append(task)
     requests: list[NotificationRequest] = []
     accepted: list[TaskStatusChange] = []
+    by, reason = _answer(event)
     for task_id in completed:
         record = tasks.get(task_id)
         if record is None or record.status in FINISHED:
             continue  # not opened for this unit (e.g. a unit without the services it concerns), or finished
         change = TaskStatusChange(
             id=f"{event_key(event)}|{task_id}", task_id=task_id, provider_id=event.provider_id, status="done",
-            by=event.source, at=event.time, source=event.type, reason=f"report submitted on {event.data.submitted_on}",
+            by=by, at=event.time, source=event.type, reason=reason,
         )
         done, unblocked = moved(tasks, change)
         records.update(done)
         requests += unblocked
         accepted.append(change)
     return Effect(records, changed, requests, created, accepted)
+
+
+def _answer(event: Envelope) -> tuple[str, str]:
+    """Who completes a task ``event`` answers, and why."""
+    data = event.data
+    if isinstance(data, StaffRosterConfirmed):
+        return data.confirmed_by, f"the roster of {data.as_of} confirmed"
+    if isinstance(data, StaffRosterReported):
+        return event.source, f"superseded by the roster of {data.as_of}"
+    return event.source, f"report submitted on {data.submitted_on}"
 
 
 Message = Task | TaskStatusChange | Envelope

@@ -56,6 +56,9 @@ TASKS_PLANNED = Counter(
 LATE_ORDERS = Counter(
     "omboard_late_orders_total", "Tasks planned with a deadline already past (late-order warnings)", ["service", "system"]
 )
+PLAN_WARNINGS = Counter(
+    "omboard_plan_warnings_total", "Warnings plans carried (roster-held, unknown-person, late-order, ...)", ["service", "code"]
+)
 
 # -- reporting ----------------------------------------------------------------------------------
 TASKS_CREATED = Counter(

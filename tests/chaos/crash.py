@@ -303,8 +303,8 @@ class DryRun:
 
 def dry_run(events: Iterable[dict], planner: Planner) -> DryRun:
     """What the services make of ``events``, folded as they fold them (a replay is skipped, as the
-    CLI's ``omboard plan`` does): every event's plan, and the service-report tasks reporting
-    opens to complete them when a ServiceReportSubmitted names them."""
+    CLI's ``omboard plan`` does): every event's plan, and the tasks reporting opens: the
+    service-report tasks a ServiceReportSubmitted names, and a held roster's."""
     tasks: dict[str, Task] = {}
     states: dict[str, ProviderState] = {}
     for raw in events:
@@ -316,12 +316,14 @@ def dry_run(events: Iterable[dict], planner: Planner) -> DryRun:
         after = evolve(state, event, plan, planner.catalog)
         for task in plan.tasks:
             tasks.setdefault(task.id, task)
-        completed = planner.completions(event)
+        completed = planner.completions(event, state)
         month = getattr(event.data, "month", None)
         if completed and month is not None:
             for task in planner.plan_monthly_reports(after, month):
                 if task.id in completed:
                     tasks.setdefault(task.id, task)
+        for task in planner.held_roster_tasks(after, event):
+            tasks.setdefault(task.id, task)
         states[event.provider_id] = after
     return DryRun(tasks, states)
 

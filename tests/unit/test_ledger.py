@@ -237,7 +237,7 @@ def test_a_submitted_service_report_completes_its_month_even_before_the_month_wa
 
     effect = handle(decode(received(EVENTS, *event_to_kafka(report))), context(None, {"p1": state}))
 
-    expected = [task.id for task in PLANNER.plan_monthly_reports(state, "2026-03") if task.id in PLANNER.completions(report)]
+    expected = [task.id for task in PLANNER.plan_monthly_reports(state, "2026-03") if task.id in PLANNER.completions(report, state)]
     assert expected, "SB3 applies to special housing"
     assert all(effect.records[task_id].status == "done" for task_id in expected)
     assert effect.state is not None and effect.state.facts.has_processed(report)
@@ -265,10 +265,50 @@ def test_reporting_keeps_what_an_event_changes_without_planning_it_and_completes
     for event in (started, closed):
         effect = handle(decode(received(EVENTS, *event_to_kafka(event))),
                         Context(ledger, lambda pid: kept, PlansNothing(CATALOG), NOW))
-        assert effect.state == fact_changes(kept, event)
+        assert effect.state == fact_changes(kept, event, CATALOG)
         kept = kept.applied(effect.state)
     assert kept.unit("u1").closed_on == dt.date(2026, 6, 15) and kept.facts.provider == planning.facts.provider
 
     report = _events.service_report("p1", unit_id="u1", month="2026-06", submitted_on="2026-07-02")
     effect = handle(decode(received(EVENTS, *event_to_kafka(report))), Context(ledger, lambda pid: kept, PlansNothing(CATALOG), NOW))
     assert effect.records[last.id].status == "done"
+
+
+def _reporting_folds(events) -> tuple[Ledger, ProviderState, list]:
+    """``events`` through reporting's handler one by one, as its agent folds them."""
+    ledger, state, effects = Ledger(provider_id="p1"), ProviderState(provider_id="p1"), []
+    for event in events:
+        effect = handle(decode(received(EVENTS, *event_to_kafka(event))), context(ledger, {"p1": state}))
+        effects.append(effect)
+        ledger = ledger.with_records(effect.records)
+        state = state.applied(effect.state)
+    return ledger, state, effects
+
+
+def _five_named():
+    return _events.provider_started("p1", units=[_events.unit("u1", staff_count=5, staff=[
+        _events.person(f"N{i}") for i in range(5)])])
+
+
+def test_reporting_opens_a_held_rosters_task_for_klk_it_and_its_confirmation_completes_it():
+    held = _events.roster(as_of="2026-06-01", persons=[_events.person(f"N{i}", unit_id="u1") for i in range(3)])
+    ledger, state, (_, opened, confirmed) = _reporting_folds(
+        [_five_named(), held, _events.roster_confirmed(as_of="2026-06-01")])
+    (task,) = opened.created
+    assert (task.rule, task.responsible, task.due, opened.records[task.id].status) == (
+        "roster-confirm-held", "klk-it", dt.date(2026, 6, 2), "open")
+    assert state.held_roster is None and not state.staff[_events.hsa("N4")].active
+    (change,) = confirmed.changes
+    assert (change.task_id, change.status, change.by) == (task.id, "done", "Olle Operatör")
+    assert ledger.get(task.id).status == "done"
+
+
+def test_a_later_roster_supersedes_the_held_one_and_completes_its_task():
+    held = _events.roster(as_of="2026-06-01", persons=[_events.person("N0", unit_id="u1")])
+    complete = _events.roster(as_of="2026-06-08", persons=[_events.person(f"N{i}", unit_id="u1") for i in range(5)])
+    ledger, state, (_, opened, again, superseded) = _reporting_folds([_five_named(), held, held.model_copy(
+        update={"id": "the-same-roster-again"}), complete])
+    (task,) = opened.created
+    assert not again.changes, "the same roster again is still held"
+    assert [change.reason for change in superseded.changes] == ["superseded by the roster of 2026-06-08"]
+    assert ledger.get(task.id).status == "done" and not superseded.created and state.held_roster is None

@@ -222,12 +222,12 @@ def test_the_last_service_report_is_completed_by_the_report_for_the_closing_mont
     plan = history.add(ev.unit_closed(unit_id="u1", closing_date="2026-06-15"))
     last = one(plan, "closure-siebel-last-service-report")
     assert last.due == D("2026-07-03")
-    completes = PLANNER.completions(ev.service_report(unit_id="u1", month="2026-06"))
+    completes = PLANNER.completions(ev.service_report(unit_id="u1", month="2026-06"), history.state)
     monthly = monthly_report_task_id("siebel-monthly-service-report", "p1", "u1", "2026-06")
     assert set(completes) == {last.id, monthly}
     # A report for an earlier month names that month's tasks only: its monthly one, and an id the
     # closure's task does not have (it is June's), so the ledger completes the monthly one alone.
-    earlier = PLANNER.completions(ev.service_report(unit_id="u1", month="2026-05"))
+    earlier = PLANNER.completions(ev.service_report(unit_id="u1", month="2026-05"), history.state)
     assert monthly_report_task_id("siebel-monthly-service-report", "p1", "u1", "2026-05") in earlier
     assert last.id not in earlier
     # The event itself plans nothing.
@@ -253,9 +253,9 @@ def test_monthly_reports_are_deterministic_and_complete_by_unit_and_month():
     april = PLANNER.plan_monthly_reports(history.state, "2026-04")
     assert not {task.id for task in april} & {task.id for task in march}
     report = ev.service_report(unit_id="u2", month="2026-03")
-    assert monthly_report_task_id("siebel-monthly-service-report", "p1", "u2", "2026-03") in PLANNER.completions(report)
-    assert not {task.id for task in march if task.subject.unit_id == "u1"} & set(PLANNER.completions(report))
-    assert PLANNER.completions(ev.staff_left()) == []
+    assert monthly_report_task_id("siebel-monthly-service-report", "p1", "u2", "2026-03") in PLANNER.completions(report, history.state)
+    assert not {task.id for task in march if task.subject.unit_id == "u1"} & set(PLANNER.completions(report, history.state))
+    assert PLANNER.completions(ev.staff_left(), history.state) == []
 
 
 def test_no_monthly_report_before_the_start_for_lss_or_for_a_subcontractors_organisation():
