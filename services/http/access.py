@@ -13,12 +13,12 @@ hashed and compared in constant time with every configured hash. Keys are never 
 
 Roles:
 
-| role | publishes events | reads task status | changes task status |
-|---|---|---|---|
-| ``upstream`` | of its ``event_types`` only | no | no |
-| ``operator`` | no | every provider | every provider |
-| ``provider-admin`` | no | its ``provider_id`` only | its ``provider_id`` only |
-| ``system`` | no | every provider | every provider (another system reporting work done) |
+| role | publishes events | reads task status | changes task status | people in the access register |
+|---|---|---|---|---|
+| ``upstream`` | of its ``event_types`` only | no | no | no |
+| ``operator`` | confirms held rosters only | every provider | every provider | by HSA-id |
+| ``provider-admin`` | no | its ``provider_id`` only | its ``provider_id`` only | by HSA-id |
+| ``system`` | no | every provider | every provider (another system reporting work done) | by pseudonym |
 
 With no key configured every request is refused (401) and the process warns at start: there is
 no open mode.
@@ -166,6 +166,11 @@ class Principal:
     # -- questions -----------------------------------------------------------------------------
     def may_publish(self, event_type: str) -> bool:
         return self.role == "upstream" and event_type in self.event_types
+
+    def sees_person_ids(self) -> bool:
+        """Whether people appear by HSA-id (in the access register) rather than by pseudonym: for
+        the keys of the people who order and cancel their access, KLK IT's and the provider's own."""
+        return self.role in ("operator", "provider-admin")
 
     def sees_all(self) -> bool:
         return self.role in ("operator", "system")

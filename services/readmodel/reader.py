@@ -50,6 +50,7 @@ class TaskReader(Protocol):
                       responsible: str | None, limit: int, offset: int) -> list[Row]: ...
     async def tasks(self, today: dt.date, *, limit: int, offset: int, **filters: Any) -> list[Row]: ...
     async def task(self, task_id: str) -> Row | None: ...
+    async def rule_tasks(self, provider_id: str, rules: list[str], today: dt.date) -> list[Row]: ...
 
 
 class PostgresReader:
@@ -87,6 +88,10 @@ class PostgresReader:
             return None
         _provider_id, record, waiting = found
         return Row(record, waiting)
+
+
+    async def rule_tasks(self, provider_id: str, rules: list[str], today: dt.date) -> list[Row]:
+        return _rows(await self._ask(lambda: queries.rule_tasks(self.pool, provider_id, rules, today)))
 
 
 def _rows(found: list[queries.TaskRow]) -> list[Row]:

@@ -11,10 +11,13 @@ against the read model (``check_move``), then published to ``omboard.task-status
 system's change; the reporting agent, the tasks' only writer, applies it (and refuses it, with a
 dead letter, if the task moved meanwhile), and the route waits (bounded) until the read model
 shows it. Every route needs an API key (``services.http.access``); a provider-admin key sees
-only its own provider. People appear by pseudonym, never by HSA-id.
+only its own provider. In tasks people appear by pseudonym, never by HSA-id; in a provider's access
+register and closure reports by HSA-id for operator and provider-admin keys (who order and cancel
+that access), by pseudonym for the others.
 
-Routes: ``/v1/...`` (JSON; ``/v1/tasks`` also CSV) and, for people, ``/providers`` and
-``/providers/{id}`` (server-rendered HTML; see ``services/reporting/web.py``).
+Routes: ``/v1/...`` (JSON; ``/v1/tasks``, the access register and closure reports also CSV) and, for
+people, ``/providers``, ``/providers/{id}`` and its closures (server-rendered HTML; see
+``services/reporting/web.py``).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from fastapi.responses import JSONResponse, Response
 
 from schemas.catalog import Catalog
 from schemas.events import SystemId
+from schemas.identifiers import redact
 from schemas.status import StatusRequest, TaskStatusChange
 from schemas.tasks import Responsible, TaskStatus
 from services.domain.ledger import IllegalMove
@@ -42,6 +46,17 @@ from services.http.access import (
     require_key,
 )
 from services.readmodel.reader import ReadModelUnavailable, TaskReader
+from services.reporting.access import (
+    Access,
+    access_csv,
+    access_rules,
+    access_view,
+    closing_rules_of,
+    closure_report,
+    closures,
+    people_view,
+    register,
+)
 from services.reporting.status import CSV_COLUMNS, NotFound, Publish, StatusService, csv_line, task_view
 from services.reporting.web import install_pages
 from services.runtime.clock import Clock
@@ -163,6 +178,59 @@ def create_status_api(reader: TaskReader, keys: KeyRing, publish: Publish, clock
             body["next_offset"] = offset + limit
         return JSONResponse(body, headers=more)
 
+    rules, closing_rules = access_rules(catalog), closing_rules_of(catalog)
+
+    def export(lines: list[Access], show_ids: bool, name: str) -> Response:
+        return Response(access_csv(lines, show_ids), media_type="text/csv; charset=utf-8",
+                        headers={"Content-Disposition": f'attachment; filename="{name}-{service.today()}.csv"'})
+
+    @api.get("/v1/providers/{provider_id}/access", responses={
+        200: {"content": {"application/json": {}, "text/csv": {}},
+              "description": "Who holds what: JSON by person, or (format=csv) one access a line"},
+        503: {"description": "The read model cannot answer now"},
+    })
+    async def provider_access(provider_id: str, format: str = Query("json", pattern="^(json|csv)$"),
+                              principal: Principal = Depends(principal_of)) -> Response:
+        """The provider's people and their access: who holds what in which system, since when,
+        through which task, and what ended it. ``held`` counts what has not ended; a provider that
+        has ceased is done when it is 0. HSA-ids for operator and provider-admin keys, pseudonyms
+        for the others."""
+        accesses = register(await service.rule_tasks(principal, provider_id, rules), catalog)
+        show_ids = principal.sees_person_ids()
+        if format == "csv":
+            return export(accesses, show_ids, f"omboard-access-{provider_id}")
+        return JSONResponse({"today": service.today().isoformat(), "provider_id": provider_id,
+                             "held": sum(access.held for access in accesses), "people": people_view(accesses, show_ids)})
+
+    @api.get("/v1/providers/{provider_id}/closures", responses={503: {"description": "The read model cannot answer now"}})
+    async def provider_closures(provider_id: str, principal: Principal = Depends(principal_of)) -> dict[str, Any]:
+        """The provider's closures (of a unit or a subcontractor's organisation), each by the id of the
+        event that planned it; ``/closures/{plan_id}`` is its report."""
+        return {"provider_id": provider_id,
+                "closures": closures(await service.rule_tasks(principal, provider_id, closing_rules), catalog)}
+
+    @api.get("/v1/providers/{provider_id}/closures/{plan_id}", responses={
+        200: {"content": {"application/json": {}, "text/csv": {}},
+              "description": "The closure report: every access on the closed units and what ended it"},
+        404: {"description": "No closure with that id for the provider"},
+        503: {"description": "The read model cannot answer now"},
+    })
+    async def closure(provider_id: str, plan_id: str, format: str = Query("json", pattern="^(json|csv)$"),
+                      principal: Principal = Depends(principal_of)) -> Response:
+        """Every access that was held on the closed units, with the revocation that ended it, who
+        confirmed it and when. ``complete`` only when nothing is held any more."""
+        rows = await service.rule_tasks(principal, provider_id, [*rules, *closing_rules])
+        report = closure_report(rows, catalog, plan_id)
+        if report is None:
+            raise NotFound(f"no closure {redact(plan_id)} for provider {provider_id}")
+        units, accesses = report
+        show_ids = principal.sees_person_ids()
+        if format == "csv":
+            return export(accesses, show_ids, f"omboard-closure-{provider_id}")
+        held = [access for access in accesses if access.held]
+        return JSONResponse({"provider_id": provider_id, "plan_id": plan_id, "units": units, "complete": not held,
+                             "held": len(held), "access": [access_view(access, show_ids) for access in accesses]})
+
     @api.get("/v1/tasks/{task_id}", responses={404: {"description": "No such task"},
                                                503: {"description": "The read model cannot answer now"}})
     async def one_task(task_id: str, principal: Principal = Depends(principal_of)) -> dict[str, Any]:
@@ -189,7 +257,7 @@ def create_status_api(reader: TaskReader, keys: KeyRing, publish: Publish, clock
         return JSONResponse({"changed": outcome.changed, "detail": outcome.detail, "task": outcome.task},
                             status_code=outcome.status_code)
 
-    install_pages(api, service, keys, {channel: info.sv for channel, info in catalog.channels.items()})
+    install_pages(api, service, keys, catalog)
     return api
 
 

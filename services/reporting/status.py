@@ -165,6 +165,11 @@ class StatusService:
             raise NotFound(f"no task {redact(task_id)}")
         return row
 
+    async def rule_tasks(self, principal: Principal, provider_id: str, rules: list[str]) -> list[Row]:
+        """The provider's tasks of ``rules`` (those of its access register, say)."""
+        principal.require_sees(provider_id)
+        return await self.reader.rule_tasks(provider_id, rules, self.today())
+
     async def task_if_shown(self, task_id: str) -> Row | None:
         """A task the page names as a prerequisite; the page's own scope has been checked."""
         return await self.reader.task(task_id)

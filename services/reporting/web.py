@@ -28,12 +28,23 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from schemas.catalog.model import Catalog
 from schemas.events import SYSTEMS
 from schemas.status import StatusRequest
 from schemas.tasks import Responsible, TaskStatus
 from services.domain.ledger import IllegalMove
 from services.http.access import COOKIE_NAME, Forbidden, KeyRing, Principal, authenticate
 from services.readmodel.reader import ReadModelUnavailable
+from services.reporting.access import (
+    access_csv,
+    access_rules,
+    access_view,
+    closing_rules_of,
+    closure_report,
+    closures,
+    people_view,
+    register,
+)
 from services.reporting.status import NotFound, StatusService, task_view
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -134,9 +145,11 @@ def _same_origin(request: Request) -> None:
         raise HTTPException(403, "cross-site form post refused")
 
 
-def install_pages(api: FastAPI, service: StatusService, keys: KeyRing, channel_labels: Mapping[str, str]) -> None:
-    """``channel_labels``: the catalog's Swedish name of each channel (the catalog owns that wording)."""
-    env = _env(channel_labels)
+def install_pages(api: FastAPI, service: StatusService, keys: KeyRing, catalog: Catalog) -> None:
+    """The catalog names the channels in Swedish (it owns that wording) and says which rules give
+    and end access."""
+    env = _env({channel: info.sv for channel, info in catalog.channels.items()})
+    rules, closing_rules = access_rules(catalog), closing_rules_of(catalog)
     messages = Messages()
 
     def render(name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
@@ -235,6 +248,50 @@ def install_pages(api: FastAPI, service: StatusService, keys: KeyRing, channel_l
             error=messages.verified("error", provider_id, error, sig),
             shown=len(rows),
         )
+
+    def csv_download(text: str, name: str) -> Response:
+        return Response(text, media_type="text/csv; charset=utf-8", headers={
+            **SECURITY_HEADERS, "Content-Disposition": f'attachment; filename="{name}-{service.today()}.csv"'})
+
+    @api.get("/providers/{provider_id}/access", include_in_schema=False)
+    async def access_page(request: Request, provider_id: str, format: str | None = None) -> Response:
+        principal = signed_in(request)
+        if isinstance(principal, Response):
+            return principal
+        try:
+            rows = await service.rule_tasks(principal, provider_id, [*rules, *closing_rules])
+        except Forbidden as refusal:
+            return refused(principal, refusal)
+        except ReadModelUnavailable as failure:
+            return unavailable(principal, failure)
+        accesses, show_ids = register(rows, catalog), principal.sees_person_ids()
+        if format == "csv":
+            return csv_download(access_csv(accesses, show_ids), f"omboard-access-{provider_id}")
+        return render("access.html", principal=principal, provider_id=provider_id, today=service.today(),
+                      people=people_view(accesses, show_ids), held=sum(a.held for a in accesses),
+                      closures=closures(rows, catalog))
+
+    @api.get("/providers/{provider_id}/closures/{plan_id}", include_in_schema=False)
+    async def closure_page(request: Request, provider_id: str, plan_id: str, format: str | None = None) -> Response:
+        principal = signed_in(request)
+        if isinstance(principal, Response):
+            return principal
+        try:
+            report = closure_report(await service.rule_tasks(principal, provider_id, [*rules, *closing_rules]),
+                                    catalog, plan_id)
+        except Forbidden as refusal:
+            return refused(principal, refusal)
+        except ReadModelUnavailable as failure:
+            return unavailable(principal, failure)
+        if report is None:
+            return render("error.html", 404, principal=principal, message="Ingen sådan stängning / no such closure")
+        units, accesses = report
+        show_ids = principal.sees_person_ids()
+        if format == "csv":
+            return csv_download(access_csv(accesses, show_ids), f"omboard-closure-{provider_id}")
+        held = [access for access in accesses if access.held]
+        return render("closure.html", principal=principal, provider_id=provider_id, plan_id=plan_id, units=units,
+                      access=[access_view(access, show_ids) for access in accesses], held=len(held))
 
     @api.post("/providers/{provider_id}/tasks/{task_id}/done", include_in_schema=False)
     async def mark_done(request: Request, provider_id: str, task_id: str) -> Response:

@@ -497,6 +497,15 @@ def test_tasks_filter_and_order_as_the_ledger(loaded, filters):
     assert on_pool(url, lambda pool: queries.tasks(pool, TODAY, limit=5, offset=2, **filters)) == expected[2:7]
 
 
+def test_a_providers_tasks_of_some_rules_are_the_ledger_s_by_due_date(loaded):
+    url, ledgers = loaded
+    some = ["siebel-grant-account", "siebel-order-accounts", "closure-siebel-cancel-permissions", "siebel-revoke-account"]
+    for ledger in ledgers:
+        expected = rows([ledger], lambda r: r.task.rule in some, lambda r: (r.task.due, r.task.id))
+        assert on_pool(url, lambda pool: queries.rule_tasks(pool, ledger.provider_id, some, TODAY)) == expected
+    assert on_pool(url, lambda pool: queries.rule_tasks(pool, ledgers[0].provider_id, [], TODAY)) == []
+
+
 def test_one_task_with_its_provider_waiting_for_and_history(loaded):
     url, ledgers = loaded
     for ledger in ledgers:

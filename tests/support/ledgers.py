@@ -78,6 +78,10 @@ class FakeStore:
     async def task(self, task_id: str) -> Row | None:
         return next((self._row(r) for r in self._records() if r.task.id == task_id), None)
 
+    async def rule_tasks(self, provider_id: str, rules: list[str], today: dt.date) -> list[Row]:
+        records = [r for r in self._records(provider_id) if r.task.rule in rules]
+        return [self._row(r) for r in sorted(records, key=lambda r: (r.task.due, r.task.id))]
+
 
 def _matches(record: TaskRecord, system: str | None, responsible: str | None, status: str | None) -> bool:
     task = record.task
