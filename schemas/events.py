@@ -289,6 +289,15 @@ class UnitOpened(Contract):
     provider_id: Id
     unit: Unit
     start_date: Date
+    #: The provider that hands the unit over, when this provider takes over a running unit (omboard
+    #: publishes this for a UnitClosed whose ``taken_over_by`` it knows): the takeover's rules apply.
+    taken_over_from: Id | None = None
+
+    @model_validator(mode="after")
+    def _not_from_itself(self) -> UnitOpened:
+        if self.taken_over_from == self.provider_id:
+            raise ValueError("taken_over_from: a provider cannot take a unit over from itself")
+        return self
 
 
 class UnitClosed(Contract):

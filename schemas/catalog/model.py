@@ -316,8 +316,12 @@ class Catalog(Contract):
                     f"(add a rule with revokes: {rule.id} and trigger StaffLeft)"
                 )
         for rule in self.rules:
+            # A cancellation ends the unit's access whichever rule ordered it (at a start or a takeover).
             ending = ENDS_OF_UNIT_ACCESS.get(rule.scope)
-            if rule.access_for and not any(other.revokes == rule.id and ending in other.triggers for other in self.rules):
+            if rule.access_for and not any(
+                other.revokes and other.scope == rule.scope and ending in other.triggers
+                and by_id[other.revokes].access_for == rule.access_for for other in self.rules
+            ):
                 raise ValueError(f"rule {rule.id!r}: orders access but no rule cancels it on {ending} "
                                  f"(add a {rule.scope} rule with revokes: {rule.id} and trigger {ending})")
         ruled = {obligation for rule in self.rules for obligation in rule.obligations}

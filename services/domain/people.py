@@ -61,13 +61,11 @@ def places_taken(tasks: list[Task], joiners: set[str], state: StateView, catalog
         order = None
         if subject.person_id in joiners and catalog.rule(task.rule).is_grant and subject.unit_id:
             unit = state.unit(subject.unit_id)
-            for order_rule, access in (unit_orders(unit, state, catalog).items() if unit else ()):
-                key = (subject.unit_id, order_rule)
-                places.setdefault(key, access.places)
-                if catalog.rule(order_rule).access_for == task.rule and places[key] > 0:
-                    places[key] -= 1
-                    order = access.task_id
-                    break
+            access = unit_orders(unit, state, catalog).get(task.rule) if unit else None
+            key = (subject.unit_id, task.rule)
+            if access is not None and places.setdefault(key, access.places) > 0:
+                places[key] -= 1
+                order = access.task_id
         if order is None:
             kept.append(task)
         else:

@@ -266,6 +266,8 @@ class Planner:
             return {"size": data.size, "org_change": True}
         if isinstance(data, StaffRoleChanged) and self._moves_responsibility(data, state):
             return {"size": "small", "org_change": True}
+        if isinstance(data, UnitOpened):  # a running unit taken over, or a new one
+            return {"takeover": data.taken_over_from is not None}
         return {}
 
     def _moves_responsibility(self, change: StaffRoleChanged, state: StateView) -> bool:
@@ -306,7 +308,8 @@ class Planner:
         ends = []
         for target in targets:
             unit = state.unit(target.unit_id) if target.unit_id else None
-            order = unit_orders(unit, state, self.catalog).get(rule.revokes) if unit else None
+            ended = self.catalog.rule(rule.revokes).access_for  # whichever rule ordered it
+            order = unit_orders(unit, state, self.catalog).get(ended) if unit else None
             if order is not None and order.places:
                 ends.append(replace(target, places=order.places, revokes=order.task_id))
         return ends

@@ -61,6 +61,7 @@ class UnitAccess(Contract):
 
     task_id: str
     places: int
+    rule: str | None = None  # the order's rule (at a takeover, not the one a start orders by)
 
 
 class UnitState(Contract):
@@ -72,8 +73,10 @@ class UnitState(Contract):
     subcontractor_id: str | None = None  # the organisation ordered for a subcontractor's staff (SC1)
     closed_on: dt.date | None = None  # UnitClosed (or SubcontractorEnded for a subcontractor's organisation)
     opened_on: dt.date | None = None  # UnitOpened; None: open since the provider's start
-    #: Its access orders by rule id. None: recorded before omboard kept them (catalog 2026.12.5 and
-    #: earlier), when every order was for the whole staff_count; the closure then cancels them all.
+    #: Its access orders, by the person rule whose access each gives (``access_for``: one order a
+    #: system, whichever rule ordered it). None: recorded before omboard kept them (catalog
+    #: 2026.12.5 and earlier), when every order was for the whole staff_count; the closure then
+    #: cancels them all.
     access: dict[str, UnitAccess] | None = None
 
 
@@ -269,12 +272,13 @@ def fact_changes(state: StateView, event: Envelope, catalog: Catalog) -> StateCh
 
 
 def unit_orders(unit: UnitState, state: StateView, catalog: Catalog) -> dict[str, UnitAccess]:
-    """The access orders ``unit`` holds for its staff not known by name, by rule id. A unit
-    recorded before omboard kept them has each order the planned tasks name, for its whole staff."""
+    """The access orders ``unit`` holds for its staff not known by name, by the person rule whose
+    access each gives. A unit recorded before omboard kept them has each order the planned tasks
+    name, for its whole staff."""
     if unit.access is not None:
         return unit.access
     return {
-        rule.id: UnitAccess(task_id=task, places=unit.staff_count)
+        rule.access_for: UnitAccess(task_id=task, places=unit.staff_count, rule=rule.id)
         for rule in catalog.rules
         if rule.access_for and (task := state.planned_task(planned_key(rule.id, unit.id, None)))
     }
@@ -346,9 +350,10 @@ def changes(state: StateView, event: Envelope, plan: Plan, catalog: Catalog) -> 
         rule = catalog.rule(task.rule)
         if rule.scope != "person" and task.subject.unit_id is not None:
             if rule.access_for:
-                with_access(task.subject.unit_id, rule.id, UnitAccess(task_id=task.id, places=task.quantity or 0))
+                with_access(task.subject.unit_id, rule.access_for,
+                            UnitAccess(task_id=task.id, places=task.quantity or 0, rule=rule.id))
             elif rule.revokes:
-                with_access(task.subject.unit_id, rule.revokes, None)
+                with_access(task.subject.unit_id, catalog.rule(rule.revokes).access_for, None)
             continue
         person_id = task.subject.person_id
         holder = person(person_id) if person_id else None
@@ -365,10 +370,9 @@ def changes(state: StateView, event: Envelope, plan: Plan, catalog: Catalog) -> 
         if holder is None or place is None:
             continue
         staff[holding.person_id] = holder.model_copy(update={"grants": {**holder.grants, holding.grant_rule: holding.task_id}})
-        orders = unit_orders(place, state, catalog)
-        order = next((rule_id for rule_id, access in orders.items() if access.task_id == holding.task_id), None)
-        if order is not None:
-            with_access(holding.unit_id, order, orders[order].model_copy(update={"places": max(0, orders[order].places - 1)}))
+        taken = unit_orders(place, state, catalog).get(holding.grant_rule)
+        if taken is not None and taken.task_id == holding.task_id:
+            with_access(holding.unit_id, holding.grant_rule, taken.model_copy(update={"places": max(0, taken.places - 1)}))
     return StateChanges(facts, units, staff, planned)
 
 

@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 
 from schemas.events import Envelope
 from schemas.tasks import Task, Warning
-from schemas.topics import NOTIFICATIONS
-from schemas.wire import model_to_kafka
+from schemas.topics import EVENTS, NOTIFICATIONS
+from schemas.wire import event_to_kafka, model_to_kafka
 from services.adapters.messages import task_message
+from services.domain.handover import takeover
 from services.domain.notices import notification_about
 from services.domain.planner import LATE_ORDER, Planner, task_id
 from services.domain.state import ProviderFacts, StateChanges, StateView, changes, event_key
@@ -49,6 +50,9 @@ def handle_event(
     changed = changes(state, event, plan, planner.catalog)
     messages = [task_message(task, correlation) for task in mine]
     messages += _late_notices(event, late, planner, correlation, changed.facts)
+    if "unit" in scopes and (taken_over := takeover(event, state)) is not None:
+        # The taker's side is planned where the taker's state is (services.domain.handover).
+        messages.append(Outgoing(EVENTS, *event_to_kafka(taken_over, correlation)))
     return Outcome(event.provider_id, changed, messages, mine, late, plan.warnings)
 
 

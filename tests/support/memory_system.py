@@ -2,7 +2,7 @@
 topics held in lists, and their tables in memory.
 
 An event published here is planned by both planners (``services.planning.handlers.handle_event``,
-each with its scopes), its tasks and the status changes published after it are kept by
+each with its scopes; what they cannot plan is dead-lettered, as the agents do), its tasks and the status changes published after it are kept by
 reporting's handlers (``services.reporting.handlers``) in a ``TaskStore``, the deadline sweep fires
 through the ledger's ``fire_due``, and each notification request is routed to its recipients by
 the notifier's domain (``services.domain.mail``). Scenario tests of the whole pipeline run at
@@ -29,6 +29,7 @@ from services.permissions.app import SCOPES as PERMISSIONS
 from services.planning.handlers import handle_event
 from services.reporting.handlers import Context, decode, handle
 from services.reporting.store import TaskStore
+from services.runtime.deadletter import handle_or_dead_letter
 from services.runtime.settings import Settings
 from services.runtime.streams import Outgoing, Received
 from services.runtime.tables import Table
@@ -82,7 +83,13 @@ class MemorySystem:
         moved = False
         for name, (store, scopes) in self.planners.items():
             for received in self._unread(name, EVENTS):
-                outcome = handle_event(decode(received), None, store.state, self.planner, scopes)
+                outcome, rejected = handle_or_dead_letter(
+                    name, received, lambda r: handle_event(decode(r), None, store.state, self.planner, scopes),
+                    "event")  # fmt: skip
+                if rejected is not None:  # as the agents do: recorded, and on to the next
+                    self._append(rejected)
+                    moved = True
+                    continue
                 if outcome.changes is not None:
                     store.write(outcome.changes, received.partition)
                 store.table.apply_staged()

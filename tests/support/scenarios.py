@@ -8,7 +8,8 @@ from __future__ import annotations
 from schemas.catalog import load_catalog
 from schemas.events import parse_event
 from schemas.tasks import Plan
-from services.domain.planner import Planner
+from services.domain.handover import takeover
+from services.domain.planner import Planner, UnknownProvider
 from services.domain.state import ProviderState, evolve
 from tests import factories as f
 
@@ -61,6 +62,11 @@ def scenario_events(name: str) -> list[dict]:
                 f.staff_roster_reported(p, as_of="2026-06-01", persons=[
                     f.roster_person(person["id"], unit_id=unit) for person in five[:3]]),
                 f.staff_roster_confirmed(p, as_of="2026-06-01")]
+    if name == "taken-over-by-known":  # a provider omboard knows takes over a running unit
+        taker = f"{p}-taker"
+        return [f.provider_started(taker, start_date="2026-04-01", units=[f.unit(f"{taker}-u1", staff_count=4)]),
+                f.provider_started(p, start_date="2026-04-01", units=[f.unit(unit, staff_count=12, field_groups=["Grupp A"])]),
+                f.unit_closed(p, unit_id=unit, closing_date="2026-09-30", taken_over_by=taker)]
     if name == "unknown-leaver":
         return [f.provider_started(p, **started), f.staff_left(p, person_id=f.hsa_id("SCN9999"), end_date="2026-08-31")]
     if name == "unit-opened":
@@ -70,7 +76,7 @@ def scenario_events(name: str) -> list[dict]:
 
 
 SCENARIOS = ("takeover", "egen-special-housing", "ceases", "taken-over", "subcontractor", "late-org-change", "nurse",
-             "unit-opened", "named-staff", "roster", "roster-held", "unknown-leaver")
+             "unit-opened", "named-staff", "roster", "roster-held", "unknown-leaver", "taken-over-by-known")
 
 
 def dry_run(events: list[dict]) -> list[dict]:
@@ -79,14 +85,22 @@ def dry_run(events: list[dict]) -> list[dict]:
 
 
 def plans_of(events: list[dict]) -> tuple[list[Plan], dict[str, ProviderState]]:
-    """The plan of every event of the history, and each provider's state after it."""
+    """The plan of every event of the history, and each provider's state after it; a unit taken
+    over by a provider the history started is planned at the taker too, as orgstructure publishes
+    it (``services.domain.handover``)."""
     planner = Planner(CATALOG)
     states: dict[str, ProviderState] = {}
     plans = []
-    for raw in events:
-        event = parse_event(raw)
+    pending = [parse_event(raw) for raw in events]
+    while pending:
+        event = pending.pop(0)
         state = states.get(event.provider_id) or ProviderState(provider_id=event.provider_id)
-        plan = planner.plan(event, state)
+        try:
+            plan = planner.plan(event, state)
+        except UnknownProvider:  # a taker never started: the services dead-letter it
+            continue
+        if (taken_over := takeover(event, state)) is not None:
+            pending.insert(0, taken_over)
         states[event.provider_id] = evolve(state, event, plan, CATALOG)
         plans.append(plan)
     return plans, states

@@ -199,8 +199,8 @@ def test_a_grant_without_a_revoking_rule_on_staff_left_fails(tmp_path):
 
 def test_a_taking_over_rule_with_a_channel_by_regi_fails(tmp_path):
     data = raw()
-    rule_of(data, "closure-taking-over-order-permissions")["channel"] = {"egen": "iris", "privat": "sesam"}
-    with pytest.raises(CatalogError, match="closure-taking-over-order-permissions.*regi is not known"):
+    rule_of(data, "closure-taking-over-receive-tokens")["channel"] = {"egen": "iris", "privat": "sesam"}
+    with pytest.raises(CatalogError, match="closure-taking-over-receive-tokens.*regi is not known"):
         load_raw(data, tmp_path)
 
 

@@ -83,7 +83,7 @@ def _monthly_id(tasks: list[Task]) -> None:
 
 def _taking_over_party(tasks: list[Task]) -> None:
     owners = {task.rule: task.subject.provider_id for task in tasks}
-    assert owners["closure-taking-over-order-permissions"] == "p9"
+    assert owners["closure-taking-over-receive-tokens"] == "p9"
     assert owners["closure-coordinate-handover"] == "p1"
 
 
@@ -257,7 +257,6 @@ CASES: dict[str, Case | str] = {
         after_start(lambda: ev.unit_closed(taken_over_by="p9")),
         {
             "closure-coordinate-handover": {"responsible": "handing-over-provider"},
-            "closure-taking-over-order-permissions": {"responsible": "taking-over-provider", "channel": "provider"},
         },
         check=_taking_over_party,
         absent_when=after_start(lambda: ev.unit_closed()),

@@ -42,7 +42,8 @@ def test_staff_named_at_a_start_get_their_own_access_and_the_units_orders_count_
     assert {rule: one(plan, rule).quantity for rule in UNIT_ORDERS} == dict.fromkeys(UNIT_ORDERS, 8)
     # Her account waits for the unit's structure, planned in the same plan.
     assert person_tasks(plan, "N1")["siebel"].depends_on == [one(plan, "siebel-create-org-structure").id]
-    assert history.state.units["u1"].access == {rule: UnitAccess(task_id=one(plan, rule).id, places=8) for rule in UNIT_ORDERS}
+    assert history.state.units["u1"].access == {
+        CATALOG.rule(rule).access_for: UnitAccess(task_id=one(plan, rule).id, places=8, rule=rule) for rule in UNIT_ORDERS}
     checked(history)
 
 
@@ -139,12 +140,12 @@ def test_a_place_taken_stands_for_the_persons_own_task_in_what_waits_for_it():
     history = _counted(staff_count=1)
     units = history.state.units
     access = dict(units["u1"].access)
-    access["prator-grant-unit-access"] = access["prator-grant-unit-access"].model_copy(update={"places": 0})
+    access["prator-grant-access"] = access["prator-grant-access"].model_copy(update={"places": 0})
     history.state = history.state.model_copy(update={"units": {**units, "u1": units["u1"].model_copy(update={"access": access})}})
     plan = history.add(ev.roster(persons=[ev.person("N1", unit_id="u1")]))
     assert [holding.grant_rule for holding in plan.holdings if holding.grant_rule == "siths-grant-card"]
     prator = person_tasks(plan, "N1")["prator"]
-    assert access["siths-order-cards"].task_id in prator.depends_on, "Prator waits for the card ordered with the unit"
+    assert access["siths-grant-card"].task_id in prator.depends_on, "Prator waits for the card ordered with the unit"
 
 
 def test_a_roster_changes_roles_and_moves_people_between_units():

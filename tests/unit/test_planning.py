@@ -74,10 +74,13 @@ def test_private_home_care_with_health_care_taking_over():
     assert "phoniro-register-takeover" in by_rule  # PH6: only for a takeover
     assert all(task.due < start for task in plan.tasks), "everything before the start (ST1)"
     # Private channels: Sesam for Siebel, the authorization administrator for SITHS.
-    assert {task.channel for task in by_rule["siebel-order-accounts"]} == {"sesam"}
+    assert {task.channel for task in by_rule["siebel-order-accounts-taken-over"]} == {"sesam"}
     assert {task.channel for task in by_rule["siths-order-cards"]} == {"authorization-admin"}
+    # The tokens come with the business taken over: accounts are ordered, tokens are not.
+    assert "siebel-order-accounts" not in by_rule
+    assert {task.action for task in by_rule["siebel-order-accounts-taken-over"]} == {"order-accounts"}
     # Unit-scoped rules once per unit, provider-scoped once.
-    assert len(by_rule["siebel-order-accounts"]) == 2 and len(by_rule["siebel-send-org-structure"]) == 1
+    assert len(by_rule["siebel-order-accounts-taken-over"]) == 2 and len(by_rule["siebel-send-org-structure"]) == 1
     assert {t.subject.unit_id: t.quantity for t in by_rule["siebel-appoint-expert-users"]} == {"u1": 3, "u2": 2}
 
     # Order: appoint people, send structures, KLK IT creates them, permissions, readiness last.
@@ -85,7 +88,7 @@ def test_private_home_care_with_health_care_taking_over():
         return by_rule[rule][0].due
 
     assert due("general-appoint-contacts") < due("siebel-send-org-structure") < due("siebel-create-org-structure")
-    assert due("siebel-create-org-structure") < due("siebel-order-accounts") < due("start-readiness-check")
+    assert due("siebel-create-org-structure") < due("siebel-order-accounts-taken-over") < due("start-readiness-check")
     assert due("siths-order-cards") < due("prator-grant-unit-access")
     assert due("start-readiness-check") == D("2026-02-27")  # the last business day before Monday 2 March
     for task in plan.tasks:
@@ -201,7 +204,9 @@ def test_a_closure_taken_over_leaves_the_tokens_and_gives_both_parties_tasks():
     assert "closure-siebel-return-tokens" not in by_rule
     assert one(plan, "closure-siebel-leave-tokens").subject.provider_id == "p1"
     taking_over = [task for task in plan.tasks if task.responsible == "taking-over-provider"]
-    assert {task.rule for task in taking_over} == {"closure-taking-over-order-permissions", "closure-taking-over-receive-tokens"}
+    # The taker orders its staff's access in its own plan (services.domain.handover); here it is told
+    # only to take over the tokens left at the unit.
+    assert {task.rule for task in taking_over} == {"closure-taking-over-receive-tokens"}
     for task in taking_over:
         assert task.subject.provider_id == "p9" and task.subject.unit_id == "u1"
         assert task.provider_name is None  # the planner does not know the taking-over provider's name
@@ -213,7 +218,7 @@ def test_a_closure_taken_over_leaves_the_tokens_and_gives_both_parties_tasks():
     assert one(plan, "closure-siths-cancel-cards").channel == "iris"
     assert {t.channel for t in plan.tasks if t.rule == "siths-revoke-card"} == {"iris"}
     # The taking-over party's tasks stay out of the handing-over party's state.
-    assert planned_key("closure-taking-over-order-permissions", "u1", None) not in history.state.planned
+    assert planned_key("closure-taking-over-receive-tokens", "u1", None) not in history.state.planned
     assert planned_key("closure-siebel-leave-tokens", "u1", None) in history.state.planned
 
 

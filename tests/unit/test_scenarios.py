@@ -11,7 +11,8 @@ import json
 import pytest
 
 from schemas.events import parse_event
-from schemas.topics import NOTIFICATIONS, TASK_TOPICS
+from schemas.topics import DEAD_LETTER_TOPICS, NOTIFICATIONS, TASK_TOPICS
+from schemas.wire import headers_dict
 from services.domain.planner import Planner
 from tests import factories as f
 from tests.support.access import check_access
@@ -173,3 +174,22 @@ def test_someone_never_known_who_leaves_loses_whatever_the_staff_can_hold(emitte
     tasks = [t for t in tasks_for(emitted, "scn-unknown-leaver") if t["subject"]["person_id"]]
     assert {t["system"] for t in tasks} == {"siebel", "siths", "prator", "phoniro"}
     assert all(t["revokes"] is None and t["subject"]["unit_id"] is None for t in tasks)
+
+
+def test_a_provider_omboard_knows_that_takes_over_a_unit_gets_its_side_planned(emitted, published):
+    taker, unit = "scn-taken-over-by-known-taker", "scn-taken-over-by-known-u1"
+    handing_start = published["taken-over-by-known"][1]["id"]
+    theirs = [t for t in tasks_for(emitted, taker) if t["subject"]["unit_id"] == unit]
+    rules = {t["rule"] for t in theirs}
+    assert {"phoniro-register-takeover", "siebel-send-org-structure", "nightcare-contact-head",
+            "start-readiness-check", "siebel-order-accounts-taken-over", "closure-taking-over-receive-tokens"} <= rules
+    assert all(t["due"] <= "2026-10-01" for t in theirs if t["rule"] != "closure-taking-over-receive-tokens")
+    everyone = [*theirs, *(t for t in tasks_for(emitted, "scn-taken-over-by-known") if t["plan_id"] != handing_start)]
+    assert not [t for t in everyone if t["action"] == "order-accounts-and-tokens" and t["subject"]["unit_id"] == unit], \
+        "the tokens stay with the unit: nobody orders new ones"
+
+
+def test_a_unit_taken_over_by_a_provider_omboard_does_not_know_is_dead_lettered_naming_it(system):
+    reasons = {(headers_dict(r.headers)["dlq_service"], headers_dict(r.headers)["dlq_reason"])
+               for topic in DEAD_LETTER_TOPICS for r in system.topics.get(topic, [])}
+    assert {service for service, reason in reasons if "scn-newcomer" in reason} == {"orgstructure", "permissions"}
