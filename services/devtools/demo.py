@@ -1,4 +1,5 @@
-"""The demo scenario ``make run`` publishes: a private home-care provider starting soon.
+"""The demo scenario ``make run`` publishes: a private home-care provider starting soon, two of
+its staff named.
 
 Dates are relative to today so that some orders are already late (a late-order notice goes out
 at once) and some reminders fall due today: a person sees mail without doing anything.
@@ -37,7 +38,14 @@ def demo_events(today: dt.date | None = None) -> list[dict]:
                 "start_date": start.isoformat(),
                 "takeover_from": None,
                 "units": [
-                    {"id": "demo-norr", "name": "Hemtjänst Norr", "staff_count": 23, "field_groups": ["Norr 1", "Norr 2"]},
+                    # Two of Norr's 23 named: their access is their own (see /providers/demo-omsorg/access).
+                    {"id": "demo-norr", "name": "Hemtjänst Norr", "staff_count": 23, "field_groups": ["Norr 1", "Norr 2"],
+                     "staff": [
+                         {"id": "SE2321000032-DEMO0001", "name": "Sara Sjuksköterska", "email": "sara@demo-omsorg.example",
+                          "role": "sjukskoterska", "licensed": True},
+                         {"id": "SE2321000032-DEMO0002", "name": "Erik Enhetschef", "email": "erik@demo-omsorg.example",
+                          "role": "enhetschef", "licensed": False},
+                     ]},
                     {"id": "demo-syd", "name": "Hemtjänst Syd", "staff_count": 9, "field_groups": ["Syd"]},
                 ],
                 "contacts": [

@@ -326,6 +326,10 @@ def plan_table(plan: Any) -> str:
         line("-" * width for width in widths),
         *(line(row) for row in rows),
     ]
+    if plan.holdings:
+        out += ["", "places taken in the units' orders (nothing ordered for these):"]
+        out += [f"  {pseudonym(holding.person_id)} on {holding.unit_id}: {holding.grant_rule} (task {holding.task_id})"
+                for holding in plan.holdings]
     if plan.warnings:
         out += ["", "warnings:"]
         out += [f"  {warning.code} {warning.obligation}: {warning.message}" for warning in plan.warnings]

@@ -314,6 +314,7 @@ def _summary(stack: Stack) -> str:
         f"  intake API                           {stack.api_url}/v1/events  (docs: {stack.api_url}/docs)",
         f"  SMTP sink                            127.0.0.1:{stack.mail.port if stack.mail else '?'}",
         f"  status page and API                  {stack.status_url}/providers  (API: {stack.status_url}/docs)",
+        f"  who holds what (the demo provider)   {stack.status_url}/providers/demo-omsorg/access",
     ]
     for service in stack.services:
         lines.append(f"  {service:<36} http://127.0.0.1:{stack.web_ports[service]}/readyz")

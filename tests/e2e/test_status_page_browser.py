@@ -158,3 +158,29 @@ def test_a_mail_link_lands_on_the_checklist_after_signing_in(browser, stack):
         assert not [c for c in context.cookies() if c["name"] == "omboard_key"]
     finally:
         context.close()
+
+
+def test_a_providers_people_and_their_access(browser, stack):
+    from playwright.sync_api import expect
+
+    context = browser.new_context(viewport={"width": 1366, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    try:
+        page.goto(f"{stack.status_url}/providers/{PROVIDER}")
+        page.fill("input[name=key]", stack.keys[f"{PROVIDER}-admin"])
+        page.click("button[type=submit]")
+        page.get_by_role("link", name="Personal och behörigheter / people and access").click()
+        expect(page).to_have_url(f"{stack.status_url}/providers/{PROVIDER}/access")
+        # Her own administrator sees her by HSA-id, with what she was ordered in each system.
+        heading = page.locator("h2", has_text=NURSE)
+        expect(heading).to_have_count(1)
+        hers = heading.locator("xpath=following-sibling::table[1]").locator("tr[data-state]")
+        expect(hers).to_have_count(4)
+        assert set(hers.evaluate_all("rows => rows.map(r => r.dataset.system)")) == {"siebel", "siths", "prator", "phoniro"}
+        expect(page.locator("#held")).not_to_have_text("0")
+        with page.expect_download() as download:
+            page.get_by_role("link", name="CSV").click()
+        assert download.value.suggested_filename.startswith(f"omboard-access-{PROVIDER}")
+    finally:
+        context.close()

@@ -293,6 +293,18 @@ def test_plan_table_lists_every_task_and_the_warnings(tmp_path):
     assert len(lines[warnings_at + 1:]) == len(plan["warnings"])
 
 
+def test_the_dry_run_of_a_roster_shows_the_places_people_took_by_pseudonym(tmp_path):
+    nurse = f.hsa_id("CLI0001")
+    events = [f.provider_started(units=[f.unit(f.UNIT_ID, staff_count=3)], event_id="start"),
+              f.staff_roster_reported(persons=[f.roster_person(nurse)], event_id="roster")]
+    path = f.write_jsonl(tmp_path / "roster.jsonl", events)
+    plan = json.loads(invoke("plan", path).stdout)
+    assert plan["tasks"] == [] and {holding["person_id"] for holding in plan["holdings"]} == {nurse}
+
+    table = invoke("plan", path, "--format", "table").stdout
+    assert "places taken in the units' orders" in table and pseudonym(nurse) in table and nurse not in table
+
+
 # -- publish -----------------------------------------------------------------------------------------
 
 
