@@ -306,6 +306,12 @@ class UnitClosed(Contract):
     closing_date: Date
     taken_over_by: Id | None = None
 
+    @model_validator(mode="after")
+    def _not_to_itself(self) -> UnitClosed:
+        if self.taken_over_by == self.provider_id:
+            raise ValueError("taken_over_by: a provider cannot take a unit over from itself")
+        return self
+
 
 class StaffJoined(Contract):
     provider_id: Id

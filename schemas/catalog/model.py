@@ -20,8 +20,8 @@ ObligationId = Annotated[str, Field(pattern=r"^[A-Z]{1,3}(-[A-Z]{2})?\d+$")]
 #: Triggers that are not upstream events, both opened by reporting: one per month for every
 #: active unit, and one for a roster held for an operator's word (``roster.hold_above_share``).
 MONTHLY_SERVICE_REPORT = "MonthlyServiceReport"
-ROSTER_HELD = "RosterHeld"
-TRIGGERS = (*EVENT_TYPES, MONTHLY_SERVICE_REPORT, ROSTER_HELD)
+HELD_ROSTER_TRIGGER = "RosterHeld"
+TRIGGERS = (*EVENT_TYPES, MONTHLY_SERVICE_REPORT, HELD_ROSTER_TRIGGER)
 #: What completes the task of a held roster: its confirmation, or a later roster that supersedes it.
 ROSTER_ANSWERS = ("StaffRosterConfirmed", "StaffRosterReported")
 Trigger = Literal[TRIGGERS]  # type: ignore[valid-type]
@@ -112,6 +112,15 @@ class SubcontractorStaff(Contract):
     responsible: Responsible
 
 
+class AtTakeover(Contract):
+    """How a rule's task reads when a running business is taken over (a ProviderStarted with
+    ``takeover_from``, a UnitOpened with ``taken_over_from``): e.g. accounts without the tokens
+    that stay at the unit."""
+
+    action: Slug
+    instructions: Text
+
+
 class Rule(Contract):
     id: Slug
     obligation: ObligationId
@@ -151,12 +160,16 @@ class Rule(Contract):
     #: its id depends only on rule, provider and the roster's date.
     completed_by: list[Literal["ServiceReportSubmitted", "StaffRosterConfirmed", "StaffRosterReported"]] = Field(
         default_factory=list)
+    #: What the task says instead at a takeover of a running business.
+    at_takeover: AtTakeover | None = None
     #: Who is told at once when the deadline has already passed when the task is planned.
     late_notify: list[Responsible] = Field(default_factory=list)
     instructions: Text
 
     @model_validator(mode="after")
     def _coherent(self) -> Rule:
+        if self.revokes and self.when != Condition():
+            raise ValueError("when: a cancellation ends the access held, whatever the facts are now; it takes no condition")
         if self.revokes and self.scope == "provider":
             raise ValueError("revokes: a provider rule cancels no one's access (a person's, or a unit's order)")
         if self.access_for and self.scope not in ENDS_OF_UNIT_ACCESS:
@@ -178,15 +191,15 @@ class Rule(Contract):
                 raise ValueError(f"triggers: {MONTHLY_SERVICE_REPORT} cannot be combined with event triggers")
             if self.scope != "unit" or self.deadline.anchor != "month_end":
                 raise ValueError(f"triggers: a {MONTHLY_SERVICE_REPORT} rule is unit-scoped with deadline anchor month_end")
-        if ROSTER_HELD in self.triggers and (self.triggers != [ROSTER_HELD] or self.scope != "provider"
+        if HELD_ROSTER_TRIGGER in self.triggers and (self.triggers != [HELD_ROSTER_TRIGGER] or self.scope != "provider"
                                              or sorted(self.completed_by) != sorted(ROSTER_ANSWERS)):
-            raise ValueError(f"triggers: a {ROSTER_HELD} rule is provider-scoped, has no other trigger and is "
+            raise ValueError(f"triggers: a {HELD_ROSTER_TRIGGER} rule is provider-scoped, has no other trigger and is "
                              f"completed_by {', '.join(ROSTER_ANSWERS)}")
         reports = "ServiceReportSubmitted" in self.completed_by
         if reports and (self.scope != "unit" or self.deadline.anchor != "month_end"):
             raise ValueError("completed_by: only a unit-scoped rule with deadline anchor month_end (one task a unit and month)")
-        if set(self.completed_by) & set(ROSTER_ANSWERS) and ROSTER_HELD not in self.triggers:
-            raise ValueError(f"completed_by: a roster's answer completes only a {ROSTER_HELD} rule")
+        if set(self.completed_by) & set(ROSTER_ANSWERS) and HELD_ROSTER_TRIGGER not in self.triggers:
+            raise ValueError(f"completed_by: a roster's answer completes only a {HELD_ROSTER_TRIGGER} rule")
         if "taking-over-provider" in (self.responsible, *self.late_notify):
             # The planner knows the handing-over provider's facts only, not the taking-over one's.
             if self.triggers != ["UnitClosed"]:

@@ -37,6 +37,7 @@ class ProviderStore:
         self._providers: set[str] = set()
         self._units: dict[str, set[str]] = defaultdict(set)  # provider -> unit ids
         self._staff: dict[tuple[str, str], set[str]] = defaultdict(set)  # (provider, unit) -> person ids
+        self._staffed: dict[str, set[str]] = defaultdict(set)  # provider -> the units in _staff, known or not
 
     def state(self, provider_id: str) -> StoredState:
         return StoredState(self, provider_id)
@@ -70,6 +71,11 @@ class ProviderStore:
                 found.append((person_id, person))
         return found
 
+    def every_person(self, provider_id: str) -> Iterator[tuple[str, StaffState]]:
+        """The provider's staff on every unit they were named on, a unit omboard never opened too."""
+        for unit_id in sorted(self._staffed.get(provider_id, ())):
+            yield from self.staff_in(provider_id, unit_id)
+
     def planned_task(self, provider_id: str, key: str) -> str | None:
         raw = self.table.get(entity_key(PLANNED, provider_id, key))
         return raw.decode() if raw else None
@@ -94,12 +100,14 @@ class ProviderStore:
         self._units[pid].update(changes.units)
         for person_id, person in changes.staff.items():
             self._staff[(pid, person.unit_id)].add(person_id)
+            self._staffed[pid].add(person.unit_id)
 
     def rebuild(self) -> None:
         """Derive the indexes again from the table as restored: keys, and the unit of each person."""
         self._providers.clear()
         self._units.clear()
         self._staff.clear()
+        self._staffed.clear()
         for key, value in self.table.items():
             kind, pid, *rest = json.loads(key)
             if kind == FACTS:
@@ -107,7 +115,9 @@ class ProviderStore:
             elif kind == UNIT:
                 self._units[pid].add(rest[0])
             elif kind == PERSON:
-                self._staff[(pid, json.loads(value)["unit_id"])].add(rest[0])
+                unit_id = json.loads(value)["unit_id"]
+                self._staff[(pid, unit_id)].add(rest[0])
+                self._staffed[pid].add(unit_id)
 
 
 class StoredState:
@@ -129,6 +139,9 @@ class StoredState:
 
     def staff_in(self, unit_id: str) -> list[tuple[str, StaffState]]:
         return self._store.staff_in(self.provider_id, unit_id)
+
+    def every_person(self) -> Iterable[tuple[str, StaffState]]:
+        return self._store.every_person(self.provider_id)
 
     def planned_task(self, key: str) -> str | None:
         return self._store.planned_task(self.provider_id, key)

@@ -43,7 +43,6 @@ def provider_facts(facts: ProviderFacts) -> dict:
         # home-care category; logging in to it takes a SITHS card.
         "uses_prator": provider.hsl or provider.prator_home_care,
         "services": list(provider.services),
-        "takeover": facts.takeover_from is not None,
     }
 
 

@@ -27,7 +27,7 @@ def takeover(closure: Envelope, state: StateView) -> Envelope | None:
     runs the unit from the day after the closing date; None for any other event, or a unit the
     handing-over provider has not got open."""
     data = closure.data
-    if not isinstance(data, UnitClosed) or data.taken_over_by is None:
+    if not isinstance(data, UnitClosed) or data.taken_over_by in (None, closure.provider_id):
         return None
     unit = state.unit(data.unit_id)
     if unit is None or not unit.active:

@@ -1,6 +1,7 @@
 """A roster planned as the events it stands for: each joiner a StaffJoined, each leaver a StaffLeft,
-each new role a StaffRoleChanged, each move to another unit a StaffLeft and a StaffJoined; and the
-places new people take in their unit's orders before anything is ordered for them. Pure."""
+each new role a StaffRoleChanged, each move to another unit a StaffJoined there (which the planner
+plans as a move); and the places new people take in their unit's orders before anything is ordered
+for them. Pure."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from schemas.catalog.model import Catalog
 from schemas.events import Envelope, StaffJoined, StaffLeft, StaffRoleChanged, StaffRosterConfirmed
 from schemas.tasks import Holding, Task, Warning
 from services.domain.roster import ROSTER_HELD, ROSTER_NOT_HELD, reconcile
-from services.domain.state import StaffState, StateView, unit_orders
+from services.domain.state import StaffState, StateView, processed_marker, unit_orders
 
 Part = StaffJoined | StaffLeft | StaffRoleChanged
 
@@ -33,10 +34,10 @@ def stands_for(event: Envelope, state: StateView, catalog: Catalog) -> RosterPar
                 + (f" (the one held is of {held.as_of})" if held else "")))])
         return RosterParts([StaffLeft(provider_id=data.provider_id, person_id=person_id, end_date=held.as_of)
                             for person_id in held.leavers], set(), [])
-    diff = reconcile(state, data, catalog.roster.hold_above_share)
+    diff = reconcile(state, data, processed_marker(event), catalog.roster.hold_above_share)
     leave = [] if diff.held else diff.leavers
     parts: list[Part] = [StaffLeft(provider_id=data.provider_id, person_id=person_id, end_date=data.as_of)
-                         for person_id in [*leave, *(person.id for person in diff.unit_moves)]]
+                         for person_id in leave]
     parts += [StaffRoleChanged(provider_id=data.provider_id, person_id=person.id, role=person.role,
                                licensed=person.licensed, effective_date=data.as_of) for person in diff.role_changes]
     parts += [StaffJoined(provider_id=data.provider_id, unit_id=person.unit_id, start_date=data.as_of,

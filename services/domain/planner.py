@@ -14,10 +14,11 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
-from schemas.catalog.model import MONTHLY_SERVICE_REPORT, ROSTER_HELD, Catalog, Rule
+from schemas.catalog.model import HELD_ROSTER_TRIGGER, MONTHLY_SERVICE_REPORT, Catalog, Rule
 from schemas.events import (
     Envelope,
     OrgChangeRequested,
+    Person,
     ProviderStarted,
     ServiceReportSubmitted,
     StaffJoined,
@@ -38,7 +39,15 @@ from services.domain.calendar import BusinessCalendar
 from services.domain.conditions import holds, person_facts, provider_facts, unit_facts
 from services.domain.dependencies import link
 from services.domain.people import Leaving, places_taken, stands_for
-from services.domain.state import StaffState, StateView, UnitState, event_key, planned_key, unit_orders
+from services.domain.state import (
+    StaffState,
+    StateView,
+    UnitState,
+    event_key,
+    planned_key,
+    processed_marker,
+    unit_orders,
+)
 
 #: Namespace of every task id: uuid5 of the event, the rule and the subject.
 TASK_NAMESPACE = uuid.UUID("6f1c1f3e-3b0a-5e55-9a51-0b0a4d0e1a11")
@@ -81,9 +90,10 @@ def monthly_report_task_id(rule_id: str, provider_id: str, unit_id: str, month: 
     return task_id(MONTHLY_SERVICE_REPORT, rule_id, provider_id, unit_id, month)
 
 
-def roster_task_id(rule_id: str, provider_id: str, as_of: dt.date) -> str:
-    """The id of a held roster's task: its confirmation and a later roster can name it."""
-    return task_id(ROSTER_HELD, rule_id, provider_id, as_of.isoformat())
+def roster_task_id(rule_id: str, provider_id: str, roster: str) -> str:
+    """The id of the task of a held roster (``HeldRoster.roster``): its confirmation and a later
+    roster can name it."""
+    return task_id(HELD_ROSTER_TRIGGER, rule_id, provider_id, roster)
 
 
 def monthly_plan_id(month: str) -> str:
@@ -109,11 +119,24 @@ def unit_target(unit: Unit | UnitState) -> Target:
     return Target(unit_id=unit.id, staff_count=unit.staff_count, facts=unit_facts(unit), places=unnamed)
 
 
-def _staff_named(event: Envelope) -> list[tuple[str, object]]:
-    """The (unit id, person) pairs a start or a new unit names."""
+def _staff_named(event: Envelope) -> list[tuple[str, Person]]:
+    """The (unit id, person) pairs a start, a new unit or a joiner names."""
     data = event.data
+    if isinstance(data, StaffJoined):
+        return [(data.unit_id, data.person)]
     units = data.units if isinstance(data, ProviderStarted) else [data.unit] if isinstance(data, UnitOpened) else []
     return [(unit.id, person) for unit in units for person in unit.staff]
+
+
+def _on_staff(state: StateView, person_id: str) -> bool:
+    known = state.person(person_id)
+    return known is not None and known.active
+
+
+def _standing_for(event: Envelope, part: StaffJoined | StaffLeft | StaffRoleChanged) -> Envelope:
+    """``event`` as the StaffJoined, StaffLeft or StaffRoleChanged it stands for in part (its ids,
+    and so its tasks', stay the event's)."""
+    return event.model_copy(update={"type": type(part).__name__, "data": part})
 
 
 class Planner:
@@ -135,13 +158,33 @@ class Planner:
             return self._linked(event, [], [Warning(
                 code=UNIT_ALREADY_OPEN, obligation="ST1",
                 message=f"unit {unit.id} is open already: nothing is planned again (a unit that closed opens again)")], state)
-        tasks, warnings = self._tasks(event, state, replanning=known.provider is not None)
-        return self._linked(event, tasks, warnings, state)
+        replanning = known.provider is not None and isinstance(event.data, ProviderStarted)
+        tasks, warnings = self._planned(event, state, replanning=replanning)
+        holdings: list[Holding] = []
+        if replanning:  # a correction that names staff: they are among those the units' orders were for
+            named = {person.id for _, person in _staff_named(event) if not _on_staff(state, person.id)}
+            tasks, holdings = places_taken(tasks, named, state, self.catalog)
+        return self._linked(event, tasks, warnings, state, holdings)
+
+    def _planned(self, event: Envelope, state: StateView, *, replanning: bool) -> tuple[list[Task], list[Warning]]:
+        """The tasks of ``event``. Someone it names on another unit than theirs moves: they leave
+        that one first (what they held there is cancelled) and join this one anew."""
+        movers = {person.id for unit_id, person in _staff_named(event)
+                  if (known := state.person(person.id)) is not None and known.active and known.unit_id != unit_id}
+        tasks: list[Task] = []
+        warnings: list[Warning] = []
+        for person_id in sorted(movers):
+            left = StaffLeft(provider_id=event.provider_id, person_id=person_id, end_date=event.anchor_date)
+            cancelled, late = self._tasks(_standing_for(event, left), state, replanning=False)
+            tasks += cancelled
+            warnings += [warning for warning in late if warning not in warnings]
+        planned, late = self._tasks(event, Leaving(state, movers) if movers else state, replanning=replanning)
+        return tasks + planned, warnings + [warning for warning in late if warning not in warnings]
 
     def _tasks(self, event: Envelope, state: StateView, *, replanning: bool) -> tuple[list[Task], list[Warning]]:
         # A ProviderStarted for a provider already running (a correction, or a resend under a new
-        # id) plans only what no earlier plan made; otherwise every task came twice, new ids each.
-        replanning = replanning and isinstance(event.data, ProviderStarted)
+        # id: ``replanning``) plans only what no earlier plan made; otherwise every task came
+        # twice, new ids each.
         facts = {**provider_facts(state.facts), **self._event_facts(event, state)}
         tasks: list[Task] = []
         warnings: list[Warning] = []
@@ -149,7 +192,7 @@ class Planner:
             for target in self._targets(rule, event, state, facts):
                 if not holds(rule.when, {**facts, **target.facts}):
                     continue
-                task = self._event_task(rule, event, state, target)
+                task = self._event_task(rule, event, state, target, takeover=facts["takeover"])
                 subject = task.subject
                 if (replanning and subject.provider_id == state.provider_id
                         and state.planned_task(planned_key(rule.id, subject.unit_id, subject.person_id)) is not None):
@@ -175,14 +218,11 @@ class Planner:
     def _plan_roster(self, event: Envelope, state: StateView) -> Plan:
         roster = stands_for(event, state, self.catalog)
         warnings = list(roster.warnings)
-        moving = Leaving(state, {part.person_id for part in roster.parts if isinstance(part, StaffLeft)})
         tasks: list[Task] = []
         for part in roster.parts:
-            if isinstance(part, StaffLeft) and not ((known := state.person(part.person_id)) and known.active):
+            if isinstance(part, StaffLeft) and not _on_staff(state, part.person_id):
                 continue  # left already (a confirmation after a later StaffLeft)
-            # Who moves to another unit joins it as someone who has left the old one.
-            planned, late = self._tasks(event.model_copy(update={"type": type(part).__name__, "data": part}),
-                                        moving if isinstance(part, StaffJoined) else state, replanning=False)
+            planned, late = self._planned(_standing_for(event, part), state, replanning=False)
             tasks += planned
             warnings += [warning for warning in late if warning not in warnings]
         tasks, holdings = places_taken(tasks, roster.joiners, state, self.catalog)
@@ -230,11 +270,11 @@ class Planner:
         operator's word (trigger ``RosterHeld``). Opened by reporting, which sees the roster and its
         answer in order; its id depends on rule, provider and the roster's date only."""
         held, data = state.facts.held_roster, event.data
-        if held is None or not isinstance(data, StaffRosterReported) or held.as_of != data.as_of:
+        if held is None or not isinstance(data, StaffRosterReported) or held.roster != processed_marker(event):
             return []
         return [self._build(rule, state, Target(), owner=state.provider_id, due=self._due(rule, held.as_of),
-                            id=roster_task_id(rule.id, state.provider_id, held.as_of), plan_id=event.id)
-                for rule in self.catalog.rules_for(ROSTER_HELD)]
+                            id=roster_task_id(rule.id, state.provider_id, held.roster), plan_id=event.id)
+                for rule in self.catalog.rules_for(HELD_ROSTER_TRIGGER)]
 
     def completions(self, event: Envelope, state: StateView) -> list[str]:
         """The ids of the tasks ``event`` may complete, ``state`` being the provider's before it.
@@ -250,9 +290,7 @@ class Planner:
         held = state.facts.held_roster
         if held is None or (isinstance(data, StaffRosterConfirmed) and data.as_of != held.as_of):
             return []
-        if isinstance(data, StaffRosterReported) and data.as_of == held.as_of:
-            return []  # the same roster again: still held
-        return [roster_task_id(rule.id, event.provider_id, held.as_of) for rule in answering]
+        return [roster_task_id(rule.id, event.provider_id, held.roster) for rule in answering]  # confirmed, or superseded
 
     monthly_report_task_id = staticmethod(monthly_report_task_id)
 
@@ -260,15 +298,17 @@ class Planner:
 
     def _event_facts(self, event: Envelope, state: StateView) -> dict:
         data = event.data
+        # A running business taken over: at a start that says so, or a unit taken over; a joiner
+        # at a provider that once started by a takeover is no takeover.
+        takeover = {"takeover": (isinstance(data, ProviderStarted) and data.takeover_from is not None)
+                    or (isinstance(data, UnitOpened) and data.taken_over_from is not None)}
         if isinstance(data, UnitClosed):
-            return {"ceases_entirely": data.taken_over_by is None}
+            return {**takeover, "ceases_entirely": data.taken_over_by is None}
         if isinstance(data, OrgChangeRequested):
-            return {"size": data.size, "org_change": True}
+            return {**takeover, "size": data.size, "org_change": True}
         if isinstance(data, StaffRoleChanged) and self._moves_responsibility(data, state):
-            return {"size": "small", "org_change": True}
-        if isinstance(data, UnitOpened):  # a running unit taken over, or a new one
-            return {"takeover": data.taken_over_from is not None}
-        return {}
+            return {**takeover, "size": "small", "org_change": True}
+        return takeover
 
     def _moves_responsibility(self, change: StaffRoleChanged, state: StateView) -> bool:
         before = state.person(change.person_id)
@@ -301,8 +341,8 @@ class Planner:
         """A unit's access order is for the staff not known by name, and made only when there are
         some; its end cancels what the unit's order still covers, and only that (the people known
         by name are cancelled one by one). Other unit rules apply to every target."""
-        if rule.access_for:
-            return [target for target in targets if target.places]
+        if rule.access_for:  # a unit open already (a SubcontractorStarted again) keeps its order
+            return [target for target in targets if target.places and not self._ordered(rule, target, state)]
         if not rule.revokes:
             return targets
         ends = []
@@ -313,6 +353,10 @@ class Planner:
             if order is not None and order.places:
                 ends.append(replace(target, places=order.places, revokes=order.task_id))
         return ends
+
+    def _ordered(self, rule: Rule, target: Target, state: StateView) -> bool:
+        unit = state.unit(target.unit_id) if target.unit_id else None
+        return unit is not None and unit.active and rule.access_for in unit_orders(unit, state, self.catalog)
 
     def _units(self, event: Envelope, state: StateView) -> list[Unit | UnitState]:
         data = event.data
@@ -330,9 +374,8 @@ class Planner:
     def _person_targets(self, rule: Rule, event: Envelope, state: StateView) -> list[Target]:
         data = event.data
         if isinstance(data, (ProviderStarted, UnitOpened, StaffJoined)):
-            named = _staff_named(event) if not isinstance(data, StaffJoined) else [(data.unit_id, data.person)]
             return self._joining(rule, [(person.id, StaffState(unit_id=unit_id, role=person.role, licensed=person.licensed))
-                                        for unit_id, person in named], state)
+                                        for unit_id, person in _staff_named(event)], state)
         if isinstance(data, (StaffLeft, StaffRoleChanged)) and state.person(data.person_id) is None:
             # Never known: cancel whatever the provider's staff can hold, since nobody can say what they held.
             could_hold = rule.revokes and self._anyone_can_hold(self.catalog.rule(rule.revokes), state)
@@ -398,7 +441,7 @@ class Planner:
 
     # -- one task ----------------------------------------------------------------------------------
 
-    def _event_task(self, rule: Rule, event: Envelope, state: StateView, target: Target) -> Task:
+    def _event_task(self, rule: Rule, event: Envelope, state: StateView, target: Target, *, takeover: bool) -> Task:
         owner = self._owner(rule, event)
         anchor = self.anchor(rule, event)
         if rule.completed_by and target.unit_id is not None:
@@ -406,10 +449,12 @@ class Planner:
             identity = monthly_report_task_id(rule.id, owner, target.unit_id, month_of(anchor))
         else:
             identity = task_id(event_key(event), rule.id, owner, target.unit_id, target.person_id)
-        return self._build(rule, state, target, owner=owner, due=self._due(rule, anchor), id=identity, plan_id=event.id)
+        return self._build(rule, state, target, owner=owner, due=self._due(rule, anchor), id=identity, plan_id=event.id,
+                           takeover=takeover)
 
     def _build(
-        self, rule: Rule, state: StateView, target: Target, *, owner: str, due: dt.date, id: str, plan_id: str
+        self, rule: Rule, state: StateView, target: Target, *, owner: str, due: dt.date, id: str, plan_id: str,
+        takeover: bool = False,
     ) -> Task:
         provider = state.facts.provider
         assert provider is not None
@@ -418,6 +463,9 @@ class Planner:
         if rule.for_subcontractor_staff is not None and target.facts.get("subcontractor_staff"):
             obligation = rule.for_subcontractor_staff.obligation
             responsible = rule.for_subcontractor_staff.responsible
+        action, text = rule.action, rule.instructions
+        if takeover and rule.at_takeover is not None:
+            action, text = rule.at_takeover.action, rule.at_takeover.instructions
         return Task(
             id=id,
             plan_id=plan_id,
@@ -425,15 +473,15 @@ class Planner:
             rule=rule.id,
             obligation=obligation,
             system=rule.system,
-            action=rule.action,
+            action=action,
             channel=channel,
             responsible=responsible,
             subject=Subject(provider_id=owner, unit_id=target.unit_id, person_id=target.person_id),
             due=due,
             status="open",
             instructions=Instructions(
-                sv=rule.instructions.sv,
-                en=rule.instructions.en,
+                sv=text.sv,
+                en=text.en,
                 where=rule.where if rule.where is not None else self.catalog.channels[channel].where,
             ),
             quantity=target.places if rule.access_for or (rule.revokes and rule.scope != "person")

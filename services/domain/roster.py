@@ -29,6 +29,7 @@ class HeldRoster(Contract):
     """A roster's leavers that were not planned: too many at once to be believed unconfirmed."""
 
     as_of: dt.date
+    roster: str  # which roster: the processed marker of its event (two may share a date)
     known: int  # active staff omboard knew when it came
     leavers: list[str] = Field(default_factory=list)  # person ids, sorted
 
@@ -43,16 +44,14 @@ class RosterDiff:
 
 
 def known_staff(state: StateView) -> dict[str, tuple[str, str, bool]]:
-    """Every active person omboard knows at the provider: id -> (unit, role, licensed)."""
-    return {
-        person_id: (person.unit_id, person.role, person.licensed)
-        for unit in state.every_unit()
-        for person_id, person in state.staff_in(unit.id)
-        if person.active
-    }
+    """Every active person omboard knows at the provider, on any unit (one it never opened too):
+    id -> (unit, role, licensed)."""
+    return {person_id: (person.unit_id, person.role, person.licensed)
+            for person_id, person in state.every_person() if person.active}
 
 
-def reconcile(state: StateView, roster: StaffRosterReported, hold_above_share: float) -> RosterDiff:
+def reconcile(state: StateView, roster: StaffRosterReported, roster_key: str, hold_above_share: float) -> RosterDiff:
+    """``roster`` (whose event's processed marker is ``roster_key``) against ``state``."""
     known = known_staff(state)
     joiners, role_changes, unit_moves = [], [], []
     for person in roster.persons:
@@ -67,5 +66,5 @@ def reconcile(state: StateView, roster: StaffRosterReported, hold_above_share: f
     leavers = sorted(person_id for person_id in known if person_id not in listed)
     held = None
     if leavers and len(leavers) > hold_above_share * len(known):
-        held = HeldRoster(as_of=roster.as_of, known=len(known), leavers=leavers)
+        held = HeldRoster(as_of=roster.as_of, roster=roster_key, known=len(known), leavers=leavers)
     return RosterDiff(joiners, role_changes, unit_moves, leavers, held)

@@ -61,7 +61,6 @@ class UnitAccess(Contract):
 
     task_id: str
     places: int
-    rule: str | None = None  # the order's rule (at a takeover, not the one a start orders by)
 
 
 class UnitState(Contract):
@@ -74,7 +73,7 @@ class UnitState(Contract):
     closed_on: dt.date | None = None  # UnitClosed (or SubcontractorEnded for a subcontractor's organisation)
     opened_on: dt.date | None = None  # UnitOpened; None: open since the provider's start
     #: Its access orders, by the person rule whose access each gives (``access_for``: one order a
-    #: system, whichever rule ordered it). None: recorded before omboard kept them (catalog
+    #: system). None: recorded before omboard kept them (catalog
     #: 2026.12.5 and earlier), when every order was for the whole staff_count; the closure then
     #: cancels them all.
     access: dict[str, UnitAccess] | None = None
@@ -123,6 +122,7 @@ class StateView(Protocol):
     def every_unit(self) -> Iterable[UnitState]: ...
     def person(self, person_id: str) -> StaffState | None: ...
     def staff_in(self, unit_id: str) -> list[tuple[str, StaffState]]: ...
+    def every_person(self) -> Iterable[tuple[str, StaffState]]: ...
     def planned_task(self, key: str) -> str | None: ...
 
 
@@ -159,6 +159,9 @@ class ProviderState(ProviderFacts):
 
     def staff_in(self, unit_id: str) -> list[tuple[str, StaffState]]:
         return [(pid, person) for pid, person in self.staff.items() if person.unit_id == unit_id]
+
+    def every_person(self) -> Iterable[tuple[str, StaffState]]:
+        return self.staff.items()
 
     def planned_task(self, key: str) -> str | None:
         return self.planned.get(key)
@@ -278,17 +281,19 @@ def unit_orders(unit: UnitState, state: StateView, catalog: Catalog) -> dict[str
     if unit.access is not None:
         return unit.access
     return {
-        rule.access_for: UnitAccess(task_id=task, places=unit.staff_count, rule=rule.id)
+        rule.access_for: UnitAccess(task_id=task, places=unit.staff_count)
         for rule in catalog.rules
         if rule.access_for and (task := state.planned_task(planned_key(rule.id, unit.id, None)))
     }
 
 
 def named(state: StateView, unit_id: str, person: Person) -> StaffState:
-    """A person an event names on ``unit_id``: known already, they keep what they hold."""
+    """A person an event names on ``unit_id``: on that unit already, they keep what they hold; from
+    another one, they hold nothing until it is ordered anew (the planner cancels what they had)."""
     known = state.person(person.id)
     facts = {"unit_id": unit_id, "role": person.role, "licensed": person.licensed}
-    return known.model_copy(update=facts) if known and known.active else StaffState(**facts)
+    staying = known is not None and known.active and known.unit_id == unit_id
+    return known.model_copy(update=facts) if staying else StaffState(**facts)
 
 
 def roster_changes(state: StateView, event: Envelope, catalog: Catalog) -> tuple[dict[str, StaffState], dict]:
@@ -303,7 +308,7 @@ def roster_changes(state: StateView, event: Envelope, catalog: Catalog) -> tuple
         update: dict = {"held_roster": None}
     else:
         assert isinstance(data, StaffRosterReported)
-        diff = reconcile(state, data, catalog.roster.hold_above_share)
+        diff = reconcile(state, data, processed_marker(event), catalog.roster.hold_above_share)
         for person in diff.joiners:
             staff[person.id] = StaffState(unit_id=person.unit_id, role=person.role, licensed=person.licensed)
         for person in diff.role_changes:
@@ -350,8 +355,7 @@ def changes(state: StateView, event: Envelope, plan: Plan, catalog: Catalog) -> 
         rule = catalog.rule(task.rule)
         if rule.scope != "person" and task.subject.unit_id is not None:
             if rule.access_for:
-                with_access(task.subject.unit_id, rule.access_for,
-                            UnitAccess(task_id=task.id, places=task.quantity or 0, rule=rule.id))
+                with_access(task.subject.unit_id, rule.access_for, UnitAccess(task_id=task.id, places=task.quantity or 0))
             elif rule.revokes:
                 with_access(task.subject.unit_id, catalog.rule(rule.revokes).access_for, None)
             continue
@@ -402,6 +406,9 @@ class ChangedState:
             else:
                 members.pop(person_id, None)
         return sorted(members.items())
+
+    def every_person(self) -> Iterable[tuple[str, StaffState]]:
+        return {**dict(self._state.every_person()), **self._changes.staff}.items()
 
     def planned_task(self, key: str) -> str | None:
         return self._changes.planned.get(key) or self._state.planned_task(key)

@@ -1,13 +1,14 @@
 """An operator's confirmation of a held roster (warning ``roster-held``), as the event both the
 intake API and ``omboard roster confirm`` publish.
 
-Its id is the provider and the roster's date, so a confirmation sent twice is one event: the
-planners see the second as a redelivery.
+Each is an event of its own (two rosters held on the same date are confirmed one at a time); a
+second confirmation of a roster finds nothing held and plans nothing (warning ``roster-not-held``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 
 from schemas.events import Envelope, FieldError, InvalidEvent, parse_event
 
@@ -18,7 +19,7 @@ def roster_confirmation(provider_id: str, as_of: str, confirmed_by: str, at: dt.
     """Raises InvalidEvent naming ``provider_id``, ``as_of`` or ``confirmed_by`` (never their values)."""
     raw = {
         "specversion": "1.0",
-        "id": f"roster-confirmed:{provider_id}:{as_of}",
+        "id": f"roster-confirmed:{uuid.uuid4()}",
         "source": SOURCE,
         "type": "StaffRosterConfirmed",
         "time": at.isoformat(),

@@ -56,15 +56,27 @@ class Access:
     person_id: str | None  # None: the unit's order for its staff not known by name
     granted: Step | None  # None: never seen given (a revocation for someone never known)
     through_unit: bool = False  # held through a place in the unit's order
-    places: int | None = None  # a unit's order: how many staff not named it covers
+    places: int | None = None  # a unit's order: how many staff not named it was ordered for
     ended_by: list[Step] = field(default_factory=list)
+    #: A unit's order: the accesses of people who took its places, as far as their ends show them.
+    taken: list[Access] = field(default_factory=list)
 
     @property
     def state(self) -> State:
         if any(step.status == "done" for step in self.ended_by):
             return "ended"
+        if self.places is not None and not self.ended_by and self.taken and len(self.taken) >= self.places:
+            # Every place taken by someone named since: nothing is left for the unit's own
+            # cancellation (it is not planned), and the order ends as theirs do.
+            states = {access.state for access in self.taken}
+            if states == {"ended"}:
+                return "ended"
+            return "ending" if "ending" in states or "ended" in states else self._given()
         if any(step.status not in ("cancelled", "failed") for step in self.ended_by):
             return "ending"
+        return self._given()
+
+    def _given(self) -> State:
         return "active" if self.granted is not None and self.granted.status == "done" else "ordered"
 
     @property
@@ -78,8 +90,10 @@ def access_rules(catalog: Catalog) -> list[str]:
 
 
 def closing_rules_of(catalog: Catalog) -> list[str]:
-    """The rules of closures only: their tasks say which plans closed what."""
-    return [rule.id for rule in catalog.rules if set(rule.triggers) <= CLOSING_EVENTS]
+    """The rules of closures only: their tasks say which plans closed what. A taking-over
+    provider's task of the closure (the tokens it takes over) is not a closure of its own."""
+    return [rule.id for rule in catalog.rules
+            if set(rule.triggers) <= CLOSING_EVENTS and rule.responsible != "taking-over-provider"]
 
 
 def register(rows: list[Row], catalog: Catalog) -> list[Access]:
@@ -104,8 +118,9 @@ def register(rows: list[Row], catalog: Catalog) -> list[Access]:
         if grant is not None and grant.person_id == person:
             grant.ended_by.append(step)
         elif grant is not None:  # a person's place in the unit's order, ended for them
-            accesses.append(Access(task.system, task.subject.unit_id, person, grant.granted, through_unit=True,
-                                   ended_by=[step]))
+            place = Access(task.system, task.subject.unit_id, person, grant.granted, through_unit=True, ended_by=[step])
+            grant.taken.append(place)
+            accesses.append(place)
         else:
             accesses.append(Access(task.system, task.subject.unit_id, person, None, ended_by=[step]))
     return sorted(accesses, key=lambda a: (a.unit_id or "", a.person_id or "", a.system, a.granted.task_id if a.granted else ""))
@@ -121,9 +136,10 @@ def _rule(catalog: Catalog, record: TaskRecord):
 def closures(rows: list[Row], catalog: Catalog) -> list[dict[str, Any]]:
     """The provider's closures (of a unit, or of a subcontractor's organisation), newest due first."""
     found: dict[str, dict[str, Any]] = {}
+    closing = set(closing_rules_of(catalog))
     for row in rows:
-        task, rule = row.record.task, _rule(catalog, row.record)
-        if rule is not None and set(rule.triggers) <= CLOSING_EVENTS:
+        task = row.record.task
+        if task.rule in closing:
             entry = found.setdefault(task.plan_id, {"plan_id": task.plan_id, "units": set(), "due": task.due})
             entry["units"].add(task.subject.unit_id)
             entry["due"] = min(entry["due"], task.due)
@@ -134,10 +150,9 @@ def closures(rows: list[Row], catalog: Catalog) -> list[dict[str, Any]]:
 def closure_report(rows: list[Row], catalog: Catalog, plan_id: str) -> tuple[list[str], list[Access]] | None:
     """The units a closure (the plan of ``plan_id``) closed, and every access held on them: what it
     ended and anything still held. None when the plan closed nothing."""
-    plan = [row.record for row in rows if row.record.task.plan_id == plan_id]
-    units = sorted({record.task.subject.unit_id for record in plan
-                    if (rule := _rule(catalog, record)) is not None and record.task.subject.unit_id
-                    and set(rule.triggers) <= CLOSING_EVENTS})
+    closing = set(closing_rules_of(catalog))
+    units = sorted({row.record.task.subject.unit_id for row in rows if row.record.task.plan_id == plan_id
+                    and row.record.task.rule in closing and row.record.task.subject.unit_id})
     if not units:
         return None
     return units, [access for access in register(rows, catalog) if access.unit_id in units]

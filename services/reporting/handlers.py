@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from schemas.events import Envelope, StaffRosterConfirmed, StaffRosterReported
+from schemas.events import Envelope, ProviderStarted, StaffRosterConfirmed, StaffRosterReported
 from schemas.notifications import NotificationRequest
 from schemas.status import TaskStatusChange
 from schemas.tasks import Task
@@ -60,6 +60,8 @@ def on_event(event: Envelope, ctx: Context) -> Effect:
     state = ctx.load_state(event.provider_id)
     if state.facts.has_processed(event):
         return Effect()
+    if state.facts.provider is None and not isinstance(event.data, ProviderStarted):
+        return Effect()  # the planners dead-letter it (UnknownProvider): nothing to keep of it either
     changed = fact_changes(state, event, ctx.planner.catalog)  # the planners plan it; reporting keeps what it needs of the event
     after = ChangedState(state, changed)
     completed = ctx.planner.completions(event, state)

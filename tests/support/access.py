@@ -2,8 +2,8 @@
 
 * No double orders: for one person and one system, never more than one open grant (a person's own
   grant task, or a place they took in their unit's order).
-* One path to the end: a revocation names an open grant of that person in that system, and a
-  person who left holds nothing.
+* One path to the end: a revocation names an open grant of that person in that system, a person
+  who left holds nothing, and a closed unit's orders cover nobody.
 """
 
 from __future__ import annotations
@@ -38,6 +38,9 @@ def check_access(plans: Iterable[Plan | None], catalog: Catalog, state: Provider
             held[key].add(holding.task_id)
     if state is None:
         return
+    for unit in state.units.values():
+        if not unit.active:  # a closed unit's orders ended: cancelled, or every place taken by someone named
+            assert all(access.places == 0 for access in (unit.access or {}).values()), f"unit {unit.id} still orders"
     for person_id, person in state.staff.items():
         still = {system for (pid, system), grants in held.items() if pid == person_id and grants}
         if not person.active:

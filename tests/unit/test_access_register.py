@@ -136,3 +136,52 @@ def test_the_pages_show_the_register_and_the_closures_verdict(world):
     assert "complete: every access has ended" in client.get(f"/providers/acme/closures/{closed.event_id}").text
     assert client.get("/providers/acme/access?format=csv").headers["content-type"].startswith("text/csv")
     assert client.get("/providers/other/access").status_code == 403
+
+
+def _ledger_of(*events, provider_id: str = "acme") -> Ledger:
+    state, ledger = ProviderState(provider_id=provider_id), Ledger(provider_id=provider_id)
+    for event in events:
+        plan = PLANNER.plan(event, state)
+        state = evolve(state, event, plan, PLANNER.catalog)
+        for task in plan.tasks:
+            if task.subject.provider_id == provider_id:
+                ledger, _ = record_task(ledger, task, PLANNED_AT)
+    return ledger
+
+
+def test_a_closure_is_complete_when_everyone_who_took_the_units_places_has_lost_them():
+    closed = ev.unit_closed("acme", unit_id="u1")
+    ledger = _ledger_of(ev.provider_started("acme", units=[ev.unit("u1", staff_count=2)]),
+                        ev.roster("acme", persons=[ev.person("N1", unit_id="u1"), ev.person("N2", unit_id="u1")]), closed)
+    store = FakeStore(ledger)
+    client = TestClient(create_status_api(store, KEYS, AgentLikePublisher(store), FixedClock(
+        dt.datetime(2026, 7, 1, 10, 0, tzinfo=dt.UTC)), Settings(status_wait_timeout=0.3), PLANNER.catalog))
+    url = f"/v1/providers/acme/closures/{closed.id}"
+    assert client.get(url, headers=bearer(OPS)).json()["complete"] is False
+    while ready := [r for r in store.load("acme").tasks.values() if r.status == "open"]:
+        for record in ready:
+            client.post(f"/v1/tasks/{record.task.id}/status", json={"status": "done"}, headers=bearer(OPS))
+    report = client.get(url, headers=bearer(OPS)).json()
+    assert report["complete"] is True, [a for a in report["access"] if a["state"] != "ended"]
+    units = [access for access in report["access"] if access["holder"] == "unit"]
+    assert units and all(access["state"] == "ended" and not access["ended_by"] for access in units)
+
+
+def test_a_takers_list_holds_no_closure_of_the_provider_that_handed_the_unit_over():
+    taker = _ledger_of(ev.provider_started("p9", units=[ev.unit("t1")], n=9), provider_id="p9")
+    handed = _ledger_of(ev.provider_started("acme"), ev.unit_closed("acme", unit_id="u1", taken_over_by="p9"),
+                        provider_id="acme")
+    receive = [r for r in handed.tasks.values() if r.task.subject.provider_id == "p9"]
+    assert not receive, "the taker's task went to the taker's list"
+    handing_state = ProviderState(provider_id="acme")
+    for event in (ev.provider_started("acme"), ev.unit_closed("acme", unit_id="u1", taken_over_by="p9")):
+        plan = PLANNER.plan(event, handing_state)
+        handing_state = evolve(handing_state, event, plan, PLANNER.catalog)
+        for task in plan.tasks:
+            if task.subject.provider_id == "p9":
+                taker, _ = record_task(taker, task, PLANNED_AT)
+    assert any(r.task.rule == "closure-taking-over-receive-tokens" for r in taker.tasks.values())
+    store = FakeStore(taker)
+    client = TestClient(create_status_api(store, KEYS, AgentLikePublisher(store), FixedClock(PLANNED_AT),
+                                          Settings(status_wait_timeout=0.3), PLANNER.catalog))
+    assert client.get("/v1/providers/p9/closures", headers=bearer(OPS)).json()["closures"] == []

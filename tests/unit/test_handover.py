@@ -39,9 +39,10 @@ def test_the_taker_plans_its_side_and_nobody_orders_new_tokens():
     handed = handing.add(closure)
     taken = taking.add(opened)
     assert {"phoniro-register-takeover", "siebel-send-org-structure", "siebel-create-org-structure",
-            "nightcare-contact-head", "start-readiness-check", "siebel-order-accounts-taken-over"} <= set(rules(taken))
+            "nightcare-contact-head", "start-readiness-check", "siebel-order-accounts"} <= set(rules(taken))
     assert {task.subject.unit_id for task in taken.tasks} == {"u1"}
-    assert "siebel-order-accounts" not in rules(taken) and "closure-siebel-return-tokens" not in rules(handed)
+    assert {task.action for task in rules(taken)["siebel-order-accounts"]} == {"order-accounts"}, "accounts, no tokens"
+    assert "closure-siebel-return-tokens" not in rules(handed)
     assert {"closure-siebel-leave-tokens", "closure-taking-over-receive-tokens"} <= set(rules(handed))
     # The unit is the taker's now: it is reported on and closed there.
     assert taking.state.units["u1"].active and taking.state.units["u1"].opened_on.isoformat() == "2026-07-01"
@@ -53,3 +54,13 @@ def test_a_unit_the_taker_already_listed_at_its_own_start_is_not_planned_twice()
     taking.add(ev.provider_started("p9", units=[ev.unit("u1", 12)], takeover_from="p1", n=9))
     plan = taking.add(takeover(ev.unit_closed("p1", unit_id="u1", taken_over_by="p9"), handing.state))
     assert plan.tasks == [] and [warning.code for warning in plan.warnings] == [UNIT_ALREADY_OPEN]
+
+
+def test_at_a_takeover_the_named_staff_get_accounts_without_new_tokens():
+    taking = History("p9")
+    plan = taking.add(ev.provider_started("p9", takeover_from="p1", n=9,
+                                          units=[ev.unit("u1", 3, staff=[ev.person("N1")])]))
+    (account,) = rules(plan)["siebel-grant-account"]
+    assert account.action == "order-account" and "ingen ny" in account.instructions.sv
+    joiner = taking.add(ev.staff_joined("p9", person="N2", unit_id="u1"))
+    assert rules(joiner)["siebel-grant-account"][0].action == "order-account-and-token", "a new hire needs a token"

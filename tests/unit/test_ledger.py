@@ -21,7 +21,7 @@ from services.domain.ledger import (
 )
 from services.domain.planner import Planner
 from services.domain.state import ProviderState, evolve, fact_changes
-from services.reporting.handlers import Context, decode, handle
+from services.reporting.handlers import Context, Effect, decode, handle
 from services.reporting.store import TaskStore
 from services.runtime.streams import Received
 from services.runtime.tables import Table
@@ -309,6 +309,16 @@ def test_a_later_roster_supersedes_the_held_one_and_completes_its_task():
     ledger, state, (_, opened, again, superseded) = _reporting_folds([_five_named(), held, held.model_copy(
         update={"id": "the-same-roster-again"}), complete])
     (task,) = opened.created
-    assert not again.changes, "the same roster again is still held"
+    # Sent again as another event, it is another roster of that date: it supersedes the first, and
+    # is held in its turn under a task of its own.
+    (held_again,) = again.created
+    assert held_again.id != task.id and [change.task_id for change in again.changes] == [task.id]
     assert [change.reason for change in superseded.changes] == ["superseded by the roster of 2026-06-08"]
-    assert ledger.get(task.id).status == "done" and not superseded.created and state.held_roster is None
+    assert [change.task_id for change in superseded.changes] == [held_again.id]
+    assert ledger.get(held_again.id).status == "done" and not superseded.created and state.held_roster is None
+
+
+def test_reporting_keeps_nothing_of_an_event_for_a_provider_the_planners_do_not_know():
+    early = _events.roster(as_of="2026-06-01", persons=[_events.person("N0", unit_id="u1")])
+    effect = handle(decode(received(EVENTS, *event_to_kafka(early))), context(None, {}))
+    assert effect == Effect(), "the planners dead-letter it; reporting holds no roster they never saw"

@@ -43,7 +43,7 @@ def test_staff_named_at_a_start_get_their_own_access_and_the_units_orders_count_
     # Her account waits for the unit's structure, planned in the same plan.
     assert person_tasks(plan, "N1")["siebel"].depends_on == [one(plan, "siebel-create-org-structure").id]
     assert history.state.units["u1"].access == {
-        CATALOG.rule(rule).access_for: UnitAccess(task_id=one(plan, rule).id, places=8, rule=rule) for rule in UNIT_ORDERS}
+        CATALOG.rule(rule).access_for: UnitAccess(task_id=one(plan, rule).id, places=8) for rule in UNIT_ORDERS}
     checked(history)
 
 
@@ -244,3 +244,75 @@ def test_a_unit_cannot_name_more_staff_than_it_counts_or_anyone_twice():
     assert _errors(twice) == {"data.units.1.staff.0.id": "names a person another unit lists"}
     roster = factories.staff_roster_reported(persons=[factories.roster_person(person["id"])] * 2)
     assert _errors(roster) == {"data.persons.1.id": "names a person listed before"}
+
+
+# -- what the review found (issue 11) -------------------------------------------------------------
+
+
+def test_someone_on_a_unit_omboard_never_opened_is_still_someone_the_roster_knows():
+    history = _counted(staff_count=0)
+    history.add(ev.staff_joined(person="N9", unit_id="elsewhere"))
+    four = [ev.person(f"A{i}", unit_id="u1") for i in range(4)]
+    again = history.add(ev.roster(persons=[ev.person("N9", unit_id="elsewhere"), *four]))
+    assert not person_tasks(again, "N9") and not again.holdings, "known already: nothing is ordered again"
+    left = history.add(ev.roster(as_of="2026-06-01", persons=four))  # one of five: not held
+    assert {task.subject.person_id for task in left.tasks if CATALOG.rule(task.rule).revokes} == {ev.hsa("N9")}
+    checked(history)
+
+
+def test_a_subcontractor_started_again_keeps_its_orders():
+    history = History()
+    history.add(ev.provider_started())
+    first = history.add(ev.subcontractor_started(staff_count=8))
+    again = history.add(ev.subcontractor_started(staff_count=8))
+    orders = {task.rule for task in first.tasks if CATALOG.rule(task.rule).access_for}
+    assert orders and not {task.rule for task in again.tasks} & orders
+    ended = history.add(ev.subcontractor_ended())
+    assert {task.revokes for task in ended.tasks if CATALOG.rule(task.rule).revokes} == \
+        {task.id for task in first.tasks if CATALOG.rule(task.rule).access_for}
+
+
+def test_a_correction_that_names_staff_counts_them_among_the_units_orders():
+    history = History()
+    history.add(ev.provider_started(units=[ev.unit("u1", staff_count=10)]))
+    corrected = history.add(ev.provider_started(units=[ev.unit("u1", staff_count=10, staff=[ev.person("N1")])]))
+    assert not person_tasks(corrected, "N1") and {holding.person_id for holding in corrected.holdings} == {ev.hsa("N1")}
+    assert {access.places for access in history.state.units["u1"].access.values()} == {9}
+    checked(history)
+
+
+def test_a_units_orders_are_cancelled_whatever_the_providers_facts_are_now():
+    history = History()
+    history.add(ev.provider_started(units=[ev.unit("u1", staff_count=5)]))
+    history.add(ev.provider_started(hsl=False, units=[ev.unit("u1", staff_count=5)]))  # a correction: no HSL
+    closed = history.add(ev.unit_closed(unit_id="u1"))
+    assert {"closure-siths-cancel-cards", "closure-prator-end-permissions"} <= set(rules(closed)), \
+        "the cards and Prator access ordered are still cancelled"
+
+
+def test_a_joiner_already_on_another_unit_moves_there():
+    history = _counted(staff_count=0)
+    history.add(ev.staff_joined(person="N1", unit_id="u1"))
+    moved = history.add(ev.staff_joined(person="N1", unit_id="u2", role="omvardnadspersonal", licensed=False))
+    cancelled = {task.system for task in moved.tasks if CATALOG.rule(task.rule).revokes}
+    ordered = {task.system for task in moved.tasks if CATALOG.rule(task.rule).is_grant}
+    assert cancelled == NURSE_SYSTEMS and ordered == {"siebel", "phoniro"}
+    assert all(task.subject.unit_id == "u1" for task in moved.tasks if CATALOG.rule(task.rule).revokes)
+    assert set(history.state.staff[ev.hsa("N1")].grants) == {"siebel-grant-account", "phoniro-grant-access"}
+    checked(history)
+
+
+def test_two_rosters_held_on_one_date_are_each_confirmed():
+    history = five_named()
+    first = history.add(ev.roster(as_of="2026-06-01", persons=[ev.person("N0", unit_id="u1")]))
+    second = history.add(ev.roster(as_of="2026-06-01", persons=[ev.person(f"N{i}", unit_id="u1") for i in range(2)]))
+    assert [w.code for w in first.warnings] == [w.code for w in second.warnings] == [ROSTER_HELD]
+    assert history.state.held_roster.leavers == [ev.hsa(f"N{i}") for i in range(2, 5)]
+    confirmed = history.add(ev.roster_confirmed(as_of="2026-06-01"))
+    assert {task.subject.person_id for task in confirmed.tasks} == {ev.hsa(f"N{i}") for i in range(2, 5)}
+    checked(history)
+
+
+def test_a_unit_cannot_be_taken_over_by_its_own_provider():
+    closure = factories.unit_closed(factories.PROVIDER_ID, taken_over_by=factories.PROVIDER_ID)
+    assert _errors(closure) == {"data.taken_over_by": "a provider cannot take a unit over from itself"}

@@ -74,13 +74,13 @@ def test_private_home_care_with_health_care_taking_over():
     assert "phoniro-register-takeover" in by_rule  # PH6: only for a takeover
     assert all(task.due < start for task in plan.tasks), "everything before the start (ST1)"
     # Private channels: Sesam for Siebel, the authorization administrator for SITHS.
-    assert {task.channel for task in by_rule["siebel-order-accounts-taken-over"]} == {"sesam"}
+    assert {task.channel for task in by_rule["siebel-order-accounts"]} == {"sesam"}
     assert {task.channel for task in by_rule["siths-order-cards"]} == {"authorization-admin"}
     # The tokens come with the business taken over: accounts are ordered, tokens are not.
-    assert "siebel-order-accounts" not in by_rule
-    assert {task.action for task in by_rule["siebel-order-accounts-taken-over"]} == {"order-accounts"}
+    assert {task.action for task in by_rule["siebel-order-accounts"]} == {"order-accounts"}
+    assert "lämnas" not in by_rule["siebel-order-accounts"][0].instructions.sv and "inga nya" in by_rule["siebel-order-accounts"][0].instructions.sv
     # Unit-scoped rules once per unit, provider-scoped once.
-    assert len(by_rule["siebel-order-accounts-taken-over"]) == 2 and len(by_rule["siebel-send-org-structure"]) == 1
+    assert len(by_rule["siebel-order-accounts"]) == 2 and len(by_rule["siebel-send-org-structure"]) == 1
     assert {t.subject.unit_id: t.quantity for t in by_rule["siebel-appoint-expert-users"]} == {"u1": 3, "u2": 2}
 
     # Order: appoint people, send structures, KLK IT creates them, permissions, readiness last.
@@ -88,7 +88,7 @@ def test_private_home_care_with_health_care_taking_over():
         return by_rule[rule][0].due
 
     assert due("general-appoint-contacts") < due("siebel-send-org-structure") < due("siebel-create-org-structure")
-    assert due("siebel-create-org-structure") < due("siebel-order-accounts-taken-over") < due("start-readiness-check")
+    assert due("siebel-create-org-structure") < due("siebel-order-accounts") < due("start-readiness-check")
     assert due("siths-order-cards") < due("prator-grant-unit-access")
     assert due("start-readiness-check") == D("2026-02-27")  # the last business day before Monday 2 March
     for task in plan.tasks:

@@ -182,7 +182,7 @@ def test_a_provider_omboard_knows_that_takes_over_a_unit_gets_its_side_planned(e
     theirs = [t for t in tasks_for(emitted, taker) if t["subject"]["unit_id"] == unit]
     rules = {t["rule"] for t in theirs}
     assert {"phoniro-register-takeover", "siebel-send-org-structure", "nightcare-contact-head",
-            "start-readiness-check", "siebel-order-accounts-taken-over", "closure-taking-over-receive-tokens"} <= rules
+            "start-readiness-check", "siebel-order-accounts", "closure-taking-over-receive-tokens"} <= rules
     assert all(t["due"] <= "2026-10-01" for t in theirs if t["rule"] != "closure-taking-over-receive-tokens")
     everyone = [*theirs, *(t for t in tasks_for(emitted, "scn-taken-over-by-known") if t["plan_id"] != handing_start)]
     assert not [t for t in everyone if t["action"] == "order-accounts-and-tokens" and t["subject"]["unit_id"] == unit], \
