@@ -352,13 +352,15 @@ def test_a_tombstone_deletes_the_task_and_its_history_for_good(migrated):
 
 
 def test_positions_advance_per_partition_and_changelog_and_never_go_back(migrated):
-    records = changelog(dataset()[:2])  # prov-a (29 tasks) on partition 0, prov-b (25) on partition 1
+    ledgers = dataset()[:2]  # prov-a on partition 0, prov-b on partition 1 (some 25-30 tasks each)
+    records = changelog(ledgers)
+    ends = {0: len(ledgers[0].tasks), 1: len(ledgers[1].tasks)}
     first_half = [r for r in records if r.offset < 10]
     assert projected(migrated, first_half) == {0: 10, 1: 10}
-    assert projected(migrated, records) == {0: 29, 1: 25}
-    assert projected(migrated, records[:3]) == {0: 29, 1: 25}
+    assert projected(migrated, records) == ends
+    assert projected(migrated, records[:3]) == ends
     table(migrated, "UPDATE tasks SET status = 'open'")
-    assert projected(migrated, [], records[:3]) == {0: 29, 1: 25}  # an empty batch is fine too
+    assert projected(migrated, [], records[:3]) == ends  # an empty batch is fine too
     assert table(migrated, "SELECT count(*) FROM tasks WHERE status <> 'open'") == [(0,)]  # nothing replayed
     assert projected(migrated, records[:3], changelog_name="another-changelog") == {0: 3}
     assert projected(migrated, [], changelog_name="nothing-yet") == {}
@@ -390,7 +392,7 @@ def test_a_record_keyed_by_another_task_is_refused(migrated):
 def test_five_thousand_records_project_in_one_call(migrated):
     ledgers = [planned(f"bulk-{i:03d}", f.provider_started(f"bulk-{i:03d}")) for i in range(200)]
     records = changelog(ledgers, partitions=4)
-    assert len(records) == 5000
+    assert len(records) >= 5000  # 200 starts, some 25-30 tasks each
 
     async def body():
         async with await connect(migrated) as conn:
@@ -399,8 +401,8 @@ def test_five_thousand_records_project_in_one_call(migrated):
             return asyncio.get_running_loop().time() - started
 
     elapsed = run(body)
-    assert table(migrated, "SELECT count(*) FROM tasks") == [(5000,)]
-    assert elapsed < 10, f"5,000 records took {elapsed:.1f}s"  # about 0.6 s on a 2-core machine
+    assert table(migrated, "SELECT count(*) FROM tasks") == [(len(records),)]
+    assert elapsed < 10, f"{len(records):,} records took {elapsed:.1f}s"  # about 0.6 s for 5,000 on a 2-core machine
 
 
 # -- the queries -----------------------------------------------------------------------------------------
@@ -450,7 +452,7 @@ def test_provider_tasks_page_through_the_same_order(loaded):
         return found
 
     assert on_pool(url, pages) == expected
-    assert len(expected) == 29
+    assert len(expected) == len(ledgers[0].tasks) > 4  # more than one page
 
 
 @pytest.mark.parametrize("filters", [
@@ -532,9 +534,10 @@ def test_queries_take_a_plain_connection_too(loaded):
 
 
 def test_the_summary_of_a_provider_and_the_overdue_list_use_their_indexes(migrated):
-    """29,000 more tasks (copies of one provider's, for 1,000 providers): a provider's
+    """Some 30,000 more tasks (copies of one provider's, for 1,000 providers): a provider's
     summary and checklist are read from the provider index, the overdue list from the partial one."""
-    projected(migrated, changelog([dataset()[0]]))
+    copied = dataset()[0]
+    projected(migrated, changelog([copied]))
     table(migrated, """
         INSERT INTO tasks (id, provider_id, provider_name, system, responsible, status, due, obligation, action,
                            channel, rule, unit_id, plan_id, correlation_id, depends_on, record, source_partition,
@@ -563,7 +566,7 @@ def test_the_summary_of_a_provider_and_the_overdue_list_use_their_indexes(migrat
     found = run(plans)
     assert "tasks_provider" in found["summary"] and "Seq Scan" not in found["summary"], found["summary"]
     assert "tasks_active_due" in found["overdue"] and "Sort" not in found["overdue"], found["overdue"]
-    assert on_pool(migrated, lambda pool: queries.provider_summaries(pool, TODAY, "bulk-7"))[0]["total"] == 29
+    assert on_pool(migrated, lambda pool: queries.provider_summaries(pool, TODAY, "bulk-7"))[0]["total"] == len(copied.tasks)
 
 
 # -- the embedded server -----------------------------------------------------------------------------------
