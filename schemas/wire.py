@@ -13,7 +13,8 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from schemas.events import Envelope, FieldError, InvalidEvent, field_errors, parse_event
+from schemas.events import Envelope
+from schemas.parsing import FieldError, InvalidEvent, field_errors, parse_event
 
 CORRELATION_HEADER = "omboard_correlation_id"
 

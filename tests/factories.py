@@ -1,6 +1,6 @@
 """Valid example events, as the JSON dicts upstream systems send (structured-mode CloudEvents).
 
-Every builder returns a fresh dict that ``schemas.events.parse_event`` accepts; override what a
+Every builder returns a fresh dict that ``schemas.parsing.parse_event`` accepts; override what a
 test is about and leave the rest. Identifiers are valid: organisation numbers pass Luhn with a
 third digit of 2 or more (``org_number(n)`` makes distinct ones), HSA-ids are issued under
 2321000032 (``hsa_id(suffix)``). Dates are fixed, so plans are reproducible; event ids are random

@@ -8,7 +8,7 @@ import yaml
 from pydantic import ValidationError
 
 from schemas.catalog.model import Catalog, Rule
-from schemas.events import field_errors
+from schemas.parsing import field_errors
 
 DEFAULT_CATALOG = Path(__file__).with_name("uppsala.yaml")
 

@@ -6,11 +6,8 @@ monthly reports and the ``omboard plan`` dry run all call the ``Planner``, so th
 
 from __future__ import annotations
 
-import calendar as _calendar
 import datetime as dt
 import math
-import re
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
@@ -38,7 +35,16 @@ from schemas.tasks import Holding, Instructions, Plan, Subject, Task, Warning
 from services.domain.calendar import BusinessCalendar
 from services.domain.conditions import holds, person_facts, provider_facts, unit_facts
 from services.domain.dependencies import link
+from services.domain.ids import (
+    month_bounds,
+    month_of,
+    monthly_plan_id,
+    monthly_report_task_id,
+    roster_task_id,
+    task_id,
+)
 from services.domain.people import Leaving, places_taken, stands_for
+from services.domain.schedule import Schedule
 from services.domain.state import (
     StaffState,
     StateView,
@@ -49,56 +55,11 @@ from services.domain.state import (
     unit_orders,
 )
 
-#: Namespace of every task id: uuid5 of the event, the rule and the subject.
-TASK_NAMESPACE = uuid.UUID("6f1c1f3e-3b0a-5e55-9a51-0b0a4d0e1a11")
-LATE_ORDER = "late-order"
 UNIT_ALREADY_OPEN = "unit-already-open"
 UNKNOWN_PERSON = "unknown-person"
-_MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
-
 
 class UnknownProvider(LookupError):
     """An event for a provider whose ProviderStarted has not been seen: nothing can be planned."""
-
-
-def task_id(*parts: str | None) -> str:
-    return str(uuid.uuid5(TASK_NAMESPACE, "|".join(part or "" for part in parts)))
-
-
-def month_of(day: dt.date) -> str:
-    return f"{day.year:04d}-{day.month:02d}"
-
-
-def month_bounds(month: str) -> tuple[dt.date, dt.date]:
-    """The first and the last day of a ``YYYY-MM`` month; ValueError for anything else."""
-    if not _MONTH.match(month):
-        raise ValueError(f"month must be written YYYY-MM, not {month!r}")
-    year, number = (int(part) for part in month.split("-"))
-    return dt.date(year, number, 1), dt.date(year, number, _calendar.monthrange(year, number)[1])
-
-
-def last_day_of_month(day: dt.date) -> dt.date:
-    return month_bounds(month_of(day))[1]
-
-
-def monthly_report_task_id(rule_id: str, provider_id: str, unit_id: str, month: str) -> str:
-    """The id of a month-keyed task (a monthly service report, or the last one at a closure).
-
-    It depends on nothing but the rule, the provider, the unit and the month, so reporting can open
-    the task any number of times and a ServiceReportSubmitted can name the task it completes.
-    """
-    return task_id(MONTHLY_SERVICE_REPORT, rule_id, provider_id, unit_id, month)
-
-
-def roster_task_id(rule_id: str, provider_id: str, roster: str) -> str:
-    """The id of the task of a held roster (``HeldRoster.roster``): its confirmation and a later
-    roster can name it."""
-    return task_id(HELD_ROSTER_TRIGGER, rule_id, provider_id, roster)
-
-
-def monthly_plan_id(month: str) -> str:
-    """The ``plan_id`` of the tasks opened for a month (there is no event behind them)."""
-    return f"{MONTHLY_SERVICE_REPORT}/{month}"
 
 
 @dataclass(frozen=True)
@@ -143,6 +104,7 @@ class Planner:
     def __init__(self, catalog: Catalog, calendar: BusinessCalendar | None = None):
         self.catalog = catalog
         self.calendar = calendar or BusinessCalendar(catalog.calendar.country, catalog.calendar.categories)
+        self.schedule = Schedule(self.calendar)
 
     # -- the entry points --------------------------------------------------------------------------
 
@@ -198,7 +160,7 @@ class Planner:
                         and state.planned_task(planned_key(rule.id, subject.unit_id, subject.person_id)) is not None):
                     continue
                 tasks.append(task)
-                late = self._late_warning(rule, event, task)
+                late = self.schedule.late_warning(rule, event, task)
                 if late:
                     warnings.append(late)
         data = event.data
@@ -251,7 +213,7 @@ class Planner:
                                      and (unit.opened_on is None or unit.opened_on <= last))
                 if not open_at_month_end or not holds(rule.when, {**facts, **unit_facts(unit)}):
                     continue
-                due = self._due(rule, last)
+                due = self.schedule.due(rule, last)
                 tasks.append(
                     self._build(
                         rule,
@@ -272,7 +234,7 @@ class Planner:
         held, data = state.facts.held_roster, event.data
         if held is None or not isinstance(data, StaffRosterReported) or held.roster != processed_marker(event):
             return []
-        return [self._build(rule, state, Target(), owner=state.provider_id, due=self._due(rule, held.as_of),
+        return [self._build(rule, state, Target(), owner=state.provider_id, due=self.schedule.due(rule, held.as_of),
                             id=roster_task_id(rule.id, state.provider_id, held.roster), plan_id=event.id)
                 for rule in self.catalog.rules_for(HELD_ROSTER_TRIGGER)]
 
@@ -443,13 +405,13 @@ class Planner:
 
     def _event_task(self, rule: Rule, event: Envelope, state: StateView, target: Target, *, takeover: bool) -> Task:
         owner = self._owner(rule, event)
-        anchor = self.anchor(rule, event)
+        anchor = self.schedule.anchor(rule, event)
         if rule.completed_by and target.unit_id is not None:
             # Month-keyed: the same id as the report task a ServiceReportSubmitted names.
             identity = monthly_report_task_id(rule.id, owner, target.unit_id, month_of(anchor))
         else:
             identity = task_id(event_key(event), rule.id, owner, target.unit_id, target.person_id)
-        return self._build(rule, state, target, owner=owner, due=self._due(rule, anchor), id=identity, plan_id=event.id,
+        return self._build(rule, state, target, owner=owner, due=self.schedule.due(rule, anchor), id=identity, plan_id=event.id,
                            takeover=takeover)
 
     def _build(
@@ -487,8 +449,8 @@ class Planner:
             quantity=target.places if rule.access_for or (rule.revokes and rule.scope != "person")
             else self._quantity(rule, target),
             revokes=target.revokes,
-            remind_on=self.reminder_dates(rule, due),
-            escalate_on=self.escalation_dates(rule, due),
+            remind_on=self.schedule.reminder_dates(rule, due),
+            escalate_on=self.schedule.escalation_dates(rule, due),
             escalate_to=list(rule.escalation.to),
             provider_name=provider.name if owner == state.provider_id else None,
         )
@@ -508,56 +470,6 @@ class Planner:
             return 0
         return max(rule.quantity.minimum, math.ceil(round(target.staff_count * rule.quantity.ratio, 9)))
 
-    # -- dates -------------------------------------------------------------------------------------
-
-    def anchor(self, rule: Rule, event: Envelope) -> dt.date:
-        """The date a rule's deadline counts from, for ``event`` (``month_end``: the last day of the
-        month of the event's date)."""
-        anchor = rule.deadline.anchor
-        if anchor == "decided_on" and isinstance(event.data, OrgChangeRequested):
-            return event.data.decided_on
-        if anchor == "month_end":
-            return last_day_of_month(event.anchor_date)
-        return event.anchor_date
-
-    def _due(self, rule: Rule, anchor: dt.date) -> dt.date:
-        deadline = rule.deadline
-        if deadline.unit == "business_days":
-            due = self.calendar.add_business_days(anchor, deadline.offset)
-        else:
-            days = deadline.offset * (7 if deadline.unit == "weeks" else 1)
-            due = anchor + dt.timedelta(days=days)
-        return self.calendar.roll(due, deadline.roll)
-
-    def reminder_dates(self, rule: Rule, due: dt.date) -> list[dt.date]:
-        return sorted({self.calendar.add_business_days(due, -days) for days in rule.reminders})
-
-    def escalation_dates(self, rule: Rule, due: dt.date) -> list[dt.date]:
-        """The business days after ``due`` on which an unfinished task is escalated (``rule.escalation.to``)."""
-        return sorted({self.calendar.add_business_days(due, days) for days in rule.escalation.after})
-
-    @staticmethod
-    def earliest_start(event: Envelope) -> dt.date:
-        """The first day the work could be ordered: the decision for an organisation change,
-        otherwise the day the event was published."""
-        data = event.data
-        return data.decided_on if isinstance(data, OrgChangeRequested) else event.time.date()
-
-    def is_late(self, event: Envelope, task: Task) -> bool:
-        return task.due < self.earliest_start(event)
-
-    def _late_warning(self, rule: Rule, event: Envelope, task: Task) -> Warning | None:
-        """A task due before it could possibly be done: the order comes too late."""
-        if not self.is_late(event, task):
-            return None
-        return Warning(
-            code=LATE_ORDER,
-            obligation=task.obligation,
-            message=(
-                f"{rule.action} in {rule.system} should have been done by {task.due.isoformat()}, "
-                f"before {self.earliest_start(event).isoformat()} when it could first be ordered"
-            ),
-        )
 
 class _WithProvider:
     """``state`` as a ProviderStarted about to be folded in sees it: its provider and takeover."""

@@ -12,7 +12,6 @@ errors never repeat values, and the plan table shows a pseudonym for each person
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -20,7 +19,8 @@ from typing import Annotated, Any
 
 import typer
 
-from schemas.events import Envelope, FieldError, InvalidEvent, described, field_errors, parse_event
+from schemas.events import Envelope
+from schemas.parsing import FieldError, InvalidEvent, described, field_errors, parse_event
 from schemas.status import SETTABLE_STATUSES
 from schemas.wire import event_to_kafka
 
@@ -244,96 +244,12 @@ def catalog_coverage(
         raise _fail(f"no rule and no no_task reason for: {', '.join(missing)}", EXIT_CATALOG)
 
 
-# -- plan (the dry run) ----------------------------------------------------------------------------
+# -- plan (the dry run: services/entrypoints/dryrun.py) ---------------------------------------------
 
 
 class Format(str, Enum):
     json = "json"
     table = "table"
-
-
-def fold_and_plan(events: Sequence[tuple[int, Envelope]], catalog: Any) -> Any:
-    """Fold every event but the last into per-provider state, then plan the last one.
-
-    Raises ``InvalidHistory`` naming the line of an event whose provider was never started (the
-    services cannot plan it either).
-    """
-    from services.domain.planner import Planner, UnknownProvider
-    from services.domain.state import ProviderState, evolve
-
-    planner = Planner(catalog)
-    states: dict[str, ProviderState] = {}
-    *history, (last_line, last) = events
-    for line, event in history:
-        state = states.get(event.provider_id) or ProviderState(provider_id=event.provider_id)
-        if state.has_processed(event):
-            continue  # a replay: the services skip it too
-        try:
-            plan = planner.plan(event, state)
-        except UnknownProvider:
-            raise InvalidHistory(line, _unknown_provider()) from None
-        states[event.provider_id] = evolve(state, event, plan, catalog)
-    state = states.get(last.provider_id) or ProviderState(provider_id=last.provider_id)
-    try:
-        return planner.plan(last, state)
-    except UnknownProvider:
-        raise InvalidHistory(last_line, _unknown_provider()) from None
-
-
-def _unknown_provider() -> FieldError:
-    return FieldError(
-        field="data.provider_id", reason="no ProviderStarted for this provider earlier in the file; nothing to plan"
-    )
-
-
-class InvalidHistory(ValueError):
-    def __init__(self, line: int, error: FieldError):
-        self.line, self.error = line, error
-        super().__init__(f"line {line}: {error}")
-
-
-PLAN_COLUMNS = ("due", "status", "system", "obligation", "action", "channel", "responsible", "unit", "person", "quantity")
-
-
-def plan_table(plan: Any) -> str:
-    """The plan for a person to read. People appear as pseudonyms, never by HSA-id."""
-    from schemas.identifiers import pseudonym
-
-    rows = [
-        (
-            task.due.isoformat(),
-            task.status,
-            task.system,
-            task.obligation,
-            task.action,
-            task.channel,
-            task.responsible,
-            task.subject.unit_id or "-",
-            pseudonym(task.subject.person_id) if task.subject.person_id else "-",
-            "-" if task.quantity is None else str(task.quantity),
-        )
-        for task in sorted(plan.tasks, key=lambda task: (task.due, task.obligation, task.action))
-    ]
-    widths = [max(len(cell) for cell in column) for column in zip(PLAN_COLUMNS, *rows, strict=True)]
-
-    def line(cells: Iterable[str]) -> str:
-        return "  ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True)).rstrip()
-
-    out = [
-        f"plan of event {plan.event_id} (catalog version {plan.catalog_version}): {len(plan.tasks)} task(s)",
-        "",
-        line(PLAN_COLUMNS),
-        line("-" * width for width in widths),
-        *(line(row) for row in rows),
-    ]
-    if plan.holdings:
-        out += ["", "places taken in the units' orders (nothing ordered for these):"]
-        out += [f"  {pseudonym(holding.person_id)} on {holding.unit_id}: {holding.grant_rule} (task {holding.task_id})"
-                for holding in plan.holdings]
-    if plan.warnings:
-        out += ["", "warnings:"]
-        out += [f"  {warning.code} {warning.obligation}: {warning.message}" for warning in plan.warnings]
-    return "\n".join(out)
 
 
 @app.command()
@@ -343,6 +259,8 @@ def plan(
     format: Annotated[Format, typer.Option("--format", help="json (as the services emit it) or table.")] = Format.json,
 ) -> None:
     """Dry run: print the tasks the last event in FILE would create, after folding the earlier ones."""
+    from services.entrypoints.dryrun import InvalidHistory, fold_and_plan, plan_table
+
     events = _read_valid_events(file)
     loaded = _load_catalog(catalog)
     try:

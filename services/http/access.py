@@ -41,7 +41,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from schemas.events import EVENT_TYPES, FieldError, described, field_errors, field_name
+from schemas.events import EVENT_TYPES
+from schemas.parsing import FieldError, described, field_errors, field_name
 from services.runtime import metrics
 
 log = logging.getLogger(__name__)

@@ -26,7 +26,8 @@ from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from schemas.events import Envelope, FieldError, InvalidEvent, parse_event
+from schemas.events import Envelope
+from schemas.parsing import FieldError, InvalidEvent, parse_event
 from schemas.wire import EventTooLarge
 from services.http.access import (
     Forbidden,

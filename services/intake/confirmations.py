@@ -10,7 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from schemas.events import Envelope, FieldError, InvalidEvent, parse_event
+from schemas.events import Envelope
+from schemas.parsing import FieldError, InvalidEvent, parse_event
 
 SOURCE = "omboard/operator"
 

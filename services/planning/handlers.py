@@ -16,8 +16,10 @@ from schemas.topics import EVENTS, NOTIFICATIONS
 from schemas.wire import event_to_kafka, model_to_kafka
 from services.adapters.messages import task_message
 from services.domain.handover import takeover
+from services.domain.ids import task_id
 from services.domain.notices import notification_about
-from services.domain.planner import LATE_ORDER, Planner, task_id
+from services.domain.planner import Planner
+from services.domain.schedule import LATE_ORDER
 from services.domain.state import ProviderFacts, StateChanges, StateView, changes, event_key
 from services.runtime.streams import Outgoing
 
@@ -46,7 +48,7 @@ def handle_event(
     plan = planner.plan(event, state)
     mine = [task for task in plan.tasks if planner.catalog.rule(task.rule).scope in scopes]
     correlation = correlation or event.id
-    late = [task for task in mine if planner.is_late(event, task)]
+    late = [task for task in mine if planner.schedule.is_late(event, task)]
     changed = changes(state, event, plan, planner.catalog)
     messages = [task_message(task, correlation) for task in mine]
     messages += _late_notices(event, late, planner, correlation, changed.facts)

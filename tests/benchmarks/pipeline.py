@@ -46,7 +46,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from schemas.catalog import load_catalog
-from schemas.events import parse_event
+from schemas.parsing import parse_event
 from schemas.topics import ALL_TOPICS, EVENTS, TASK_TOPICS
 from schemas.wire import CORRELATION_HEADER, correlation_id, event_from_kafka, event_to_kafka
 from services.devtools.apache_kafka import ApacheKafka, kafka_version

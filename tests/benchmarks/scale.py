@@ -41,7 +41,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from schemas.catalog import load_catalog
-from schemas.events import Unit, parse_event
+from schemas.events import Unit
+from schemas.parsing import parse_event
 from schemas.status import TaskStatusChange
 from schemas.tasks import Task
 from schemas.topics import TASK_STATUS

@@ -74,8 +74,9 @@ import httpx
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
 from schemas.catalog import load_catalog
-from schemas.events import SYSTEMS, ContactRole, Service, StaffRole, parse_event
+from schemas.events import SYSTEMS, ContactRole, Service, StaffRole
 from schemas.notifications import NotificationRequest
+from schemas.parsing import parse_event
 from schemas.tasks import Task
 from schemas.topics import (
     ALL_TOPICS,

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 from kafka import KafkaProducer
 
-from schemas.events import parse_event
+from schemas.parsing import parse_event
 from schemas.topics import EVENTS, TASK_TOPICS
 from schemas.wire import event_to_kafka
 from services.devtools.processes import free_port

@@ -17,7 +17,7 @@ import pytest
 from kafka import KafkaAdminClient
 
 from schemas.catalog import load_catalog
-from schemas.events import parse_event
+from schemas.parsing import parse_event
 from schemas.topics import ALL_TOPICS, EVENTS, TASK_TOPICS
 from services.devtools.apache_kafka import ApacheKafka
 from services.devtools.processes import free_port

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from schemas.catalog import load_catalog
-from schemas.events import parse_event
+from schemas.parsing import parse_event
 from services.devtools.processes import free_port
 from services.domain.planner import Planner
 from services.domain.state import ProviderState

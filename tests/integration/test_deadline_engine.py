@@ -10,7 +10,7 @@ import pytest
 from kafka import KafkaProducer
 
 from schemas.catalog import load_catalog
-from schemas.events import parse_event
+from schemas.parsing import parse_event
 from schemas.topics import NOTIFICATIONS, task_topic
 from schemas.wire import model_to_kafka
 from services.domain.planner import Planner

@@ -18,7 +18,7 @@ import pytest
 import uvicorn
 from typer.testing import CliRunner
 
-from schemas.events import parse_event
+from schemas.parsing import parse_event
 from schemas.topics import EVENTS
 from schemas.wire import CORRELATION_HEADER, event_from_kafka, headers_dict
 from services.devtools.embedded import Broker, choose, embedded_broker

@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 from schemas.catalog import load_catalog
-from schemas.events import parse_event
 from schemas.notifications import NotificationRequest
+from schemas.parsing import parse_event
 from schemas.topics import EVENTS, NOTIFICATIONS, TASK_STATUS, TASK_TOPICS
 from services.devtools.apache_kafka import ApacheKafka
 from services.devtools.processes import free_port

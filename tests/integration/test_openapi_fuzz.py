@@ -28,7 +28,7 @@ from schemathesis import GenerationMode
 from schemathesis.python import asgi
 
 from schemas.catalog import load_catalog
-from schemas.events import parse_event
+from schemas.parsing import parse_event
 from schemas.status import TaskStatusChange
 from services.devtools.embedded import Broker
 from services.domain.ledger import IllegalMove, Ledger, UnknownTask, change_status, record_task

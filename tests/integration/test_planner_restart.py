@@ -9,7 +9,7 @@ import json
 import pytest
 from kafka import KafkaProducer
 
-from schemas.events import parse_event
+from schemas.parsing import parse_event
 from schemas.topics import EVENTS, TASK_TOPICS
 from schemas.wire import event_to_kafka
 from tests import factories as f

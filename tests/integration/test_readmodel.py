@@ -22,7 +22,7 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from schemas.catalog import load_catalog
-from schemas.events import parse_event
+from schemas.parsing import parse_event
 from schemas.status import TaskStatusChange
 from services.devtools.postgres import EmbeddedPostgres
 from services.domain.ledger import Ledger, TaskRecord, change_status, record_task, waiting_for

@@ -9,7 +9,7 @@ import pytest
 from kafka import KafkaProducer
 
 from schemas.catalog import load_catalog
-from schemas.events import parse_event
+from schemas.parsing import parse_event
 from schemas.topics import EVENTS, dead_letter_topic
 from schemas.wire import MAX_RECORD_BYTES, event_to_kafka
 from services.devtools.processes import free_port

@@ -16,7 +16,7 @@ import pytest
 from kafka import KafkaConsumer
 
 from schemas.catalog import load_catalog
-from schemas.events import parse_event
+from schemas.parsing import parse_event
 from services.devtools.apache_kafka import ApacheKafka
 from services.devtools.processes import free_port
 from services.domain.planner import Planner

@@ -137,7 +137,7 @@ def publish_events(bootstrap: str, events: list[dict], *, max_request_size: int 
     """Validate and produce ``events`` to omboard.events, as upstream would, and wait for the broker."""
     from kafka import KafkaProducer
 
-    from schemas.events import parse_event
+    from schemas.parsing import parse_event
     from schemas.topics import EVENTS
     from schemas.wire import event_to_kafka
 

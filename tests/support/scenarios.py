@@ -6,7 +6,7 @@ services emit exactly the dry run."""
 from __future__ import annotations
 
 from schemas.catalog import load_catalog
-from schemas.events import parse_event
+from schemas.parsing import parse_event
 from schemas.tasks import Plan
 from services.domain.handover import takeover
 from services.domain.planner import Planner, UnknownProvider

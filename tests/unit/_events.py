@@ -13,7 +13,8 @@ import datetime as dt
 import itertools
 from typing import Any
 
-from schemas.events import Envelope, parse_event
+from schemas.events import Envelope
+from schemas.parsing import parse_event
 from tests import factories
 from tests.factories import hsa_id as hsa
 

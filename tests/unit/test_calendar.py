@@ -117,5 +117,5 @@ def test_reminders_fall_on_business_days():
     catalog = load_catalog()
     planner = Planner(catalog)
     rule = catalog.rule("siebel-monthly-service-report")  # reminders 3, 1 and 0 business days before
-    assert planner.reminder_dates(rule, D("2026-04-02")) == [D("2026-03-30"), D("2026-04-01"), D("2026-04-02")]
-    assert planner.escalation_dates(rule, D("2026-04-02")) == [D("2026-04-07"), D("2026-04-09")]
+    assert planner.schedule.reminder_dates(rule, D("2026-04-02")) == [D("2026-03-30"), D("2026-04-01"), D("2026-04-02")]
+    assert planner.schedule.escalation_dates(rule, D("2026-04-02")) == [D("2026-04-07"), D("2026-04-09")]

@@ -11,8 +11,9 @@ import yaml
 from typer.testing import CliRunner
 
 from schemas.catalog import DEFAULT_CATALOG, load_catalog
-from schemas.events import EVENT_TYPES, parse_event
+from schemas.events import EVENT_TYPES
 from schemas.identifiers import pseudonym
+from schemas.parsing import parse_event
 from schemas.topics import ALL_TOPICS
 from services.devtools.processes import free_port
 from services.domain.planner import Planner
@@ -303,6 +304,17 @@ def test_the_dry_run_of_a_roster_shows_the_places_people_took_by_pseudonym(tmp_p
 
     table = invoke("plan", path, "--format", "table").stdout
     assert "places taken in the units' orders" in table and pseudonym(nurse) in table and nurse not in table
+
+
+def test_the_dry_run_folds_a_unit_taken_over_into_the_takers_history(tmp_path):
+    events = [f.provider_started("taker", units=[f.unit("t1")], org=f.org_number(7), event_id="taker-start"),
+              f.provider_started("hander", units=[f.unit("u1", staff_count=6)], event_id="hander-start"),
+              f.unit_closed("hander", unit_id="u1", closing_date="2026-09-30", taken_over_by="taker", event_id="closed"),
+              f.unit_closed("taker", unit_id="u1", closing_date="2027-09-30", event_id="taker-closes")]
+    plan = json.loads(invoke("plan", f.write_jsonl(tmp_path / "takeover.jsonl", events)).stdout)
+    cancelled = {task["rule"]: task for task in plan["tasks"] if task["rule"] == "closure-siebel-cancel-permissions"}
+    assert cancelled and cancelled["closure-siebel-cancel-permissions"]["quantity"] == 6, \
+        "the taker ordered the unit's accounts when it took the unit over, and its closure cancels them"
 
 
 # -- publish -----------------------------------------------------------------------------------------

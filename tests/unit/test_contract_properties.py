@@ -27,12 +27,13 @@ from pydantic import BaseModel
 
 from schemas import events as contract
 from schemas.catalog import load_catalog
-from schemas.events import EVENT_TYPES, Envelope, FieldError, InvalidEvent, parse_event
+from schemas.events import EVENT_TYPES, Envelope
+from schemas.parsing import FieldError, InvalidEvent, field_name, parse_event
 from schemas.tasks import Plan
 from schemas.wire import event_from_kafka, event_to_kafka
 from services.domain.planner import Planner, UnknownProvider
 from services.domain.state import ProviderState, evolve
-from services.entrypoints.cli import InvalidHistory, fold_and_plan
+from services.entrypoints.dryrun import InvalidHistory, fold_and_plan
 from tests import factories as f
 from tests import strategies as s
 from tests.support.access import check_access
@@ -133,7 +134,7 @@ def refused(raw: Any, *offending: Any) -> list[FieldError]:
 
 def named(errors: list[FieldError], path: Path) -> bool:
     """Whether an error names the field at ``path`` (or something inside it)."""
-    field = ".".join(contract._location_part(part) for part in path)  # an odd key is quoted
+    field = field_name(path)  # an odd key is quoted
     return any(error.field == field or error.field.startswith(field + ".") for error in errors)
 
 

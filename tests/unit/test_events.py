@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from schemas.events import EVENT_TYPES, Envelope, InvalidEvent, parse_event
+from schemas.events import EVENT_TYPES, Envelope
+from schemas.parsing import InvalidEvent, parse_event
 from tests import factories as f
 
 

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from schemas.events import parse_event
+from schemas.parsing import parse_event
 from schemas.wire import event_to_kafka
 from services.domain.handover import takeover
 from services.domain.planner import UNIT_ALREADY_OPEN

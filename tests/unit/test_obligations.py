@@ -14,7 +14,8 @@ from schemas.catalog import load_catalog
 from schemas.catalog.coverage import DEFAULT_REGISTER, register_ids
 from schemas.events import Envelope
 from schemas.tasks import Task
-from services.domain.planner import Planner, monthly_report_task_id
+from services.domain.ids import monthly_report_task_id
+from services.domain.planner import Planner
 from services.domain.state import ProviderState, evolve
 from tests.unit import _events as ev
 

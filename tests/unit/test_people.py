@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from schemas.events import InvalidEvent, parse_event
+from schemas.parsing import InvalidEvent, parse_event
 from services.domain.planner import UNKNOWN_PERSON
 from services.domain.roster import ROSTER_HELD, ROSTER_NOT_HELD
 from services.domain.state import UnitAccess

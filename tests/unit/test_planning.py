@@ -9,13 +9,9 @@ import pytest
 from schemas.catalog import load_catalog
 from schemas.events import Envelope
 from schemas.tasks import Plan, Task
-from services.domain.planner import (
-    LATE_ORDER,
-    Planner,
-    UnknownProvider,
-    monthly_plan_id,
-    monthly_report_task_id,
-)
+from services.domain.ids import monthly_plan_id, monthly_report_task_id
+from services.domain.planner import Planner, UnknownProvider
+from services.domain.schedule import LATE_ORDER
 from services.domain.state import ProviderState, evolve, planned_key
 from tests.unit import _events as ev
 
@@ -347,7 +343,7 @@ def test_an_organisation_change_ordered_too_late_warns():
     (warning,) = plan.warnings
     assert warning.code == LATE_ORDER and warning.obligation == "OC1"
     assert "2026-03-04" in warning.message and "2026-03-20" in warning.message
-    assert PLANNER.is_late(ev.org_change(decided_on="2026-03-20"), ticket)
+    assert PLANNER.schedule.is_late(ev.org_change(decided_on="2026-03-20"), ticket)
     assert one(plan, "orgchange-carry-out").depends_on == [ticket.id]
 
 
@@ -460,7 +456,7 @@ def test_dedup_keys_of_different_events_never_collide():
         {**raw, "source": "hr", "id": "visma/x"},
         {**raw, "source": "hr/visma", "id": "x"},
     ]
-    from schemas.events import parse_event
+    from schemas.parsing import parse_event
 
     keys = {parse_event(candidate).dedup_key for candidate in joined_differently}
     assert len(keys) == 2

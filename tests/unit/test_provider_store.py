@@ -8,7 +8,7 @@ import random
 import pytest
 
 from schemas.catalog import load_catalog
-from schemas.events import parse_event
+from schemas.parsing import parse_event
 from services.adapters.provider_store import ProviderStore
 from services.domain.planner import Planner
 from services.domain.state import ProviderState, changes, evolve

@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from schemas.events import parse_event
+from schemas.parsing import parse_event
 from schemas.topics import DEAD_LETTER_TOPICS, NOTIFICATIONS, TASK_TOPICS
 from schemas.wire import headers_dict
 from services.domain.planner import Planner
