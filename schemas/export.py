@@ -11,7 +11,7 @@ from pydantic import BaseModel, create_model
 from schemas.events import EVENT_TYPES, Envelope
 from schemas.notifications import DeliveryRecord, NotificationRequest
 from schemas.status import TaskStatusChange
-from schemas.tasks import Task
+from schemas.tasks import Holding, Task
 from schemas.topics import DEAD_LETTER_TOPICS, REGISTRY, TASK_TOPICS
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -46,6 +46,7 @@ def export_schemas(directory: Path) -> list[Path]:
     documents["notification-request.json"] = _schema(NotificationRequest)
     documents["delivery-record.json"] = _schema(DeliveryRecord)
     documents["task-status-change.json"] = _schema(TaskStatusChange)
+    documents["holding.json"] = _schema(Holding)
     documents["asyncapi.json"] = asyncapi_document()
     documents["topics.json"] = [
         {
@@ -72,7 +73,9 @@ _REF = "#/components/schemas/{model}"
 
 #: Who writes and who reads each kind of topic, for the operations section.
 _FLOWS = {
-    "events": ("intake API, omboard publish, upstream systems", "orgstructure, permissions, reporting, notifier"),
+    "events": ("intake API (events, roster confirmations), omboard publish, omboard roster confirm, upstream "
+               "systems; orgstructure (a unit taken over, for the taker)", "orgstructure, permissions, reporting, notifier"),
+    "holdings": ("permissions (a roster's people taking places in their units' orders)", "reporting (the read model)"),
     "tasks": ("orgstructure, permissions, reporting (monthly service reports)", "reporting"),
     "task-status": ("the status API, other systems", "reporting"),
     "notifications": ("reporting, orgstructure, permissions (late-order notices)", "notifier"),
@@ -128,6 +131,10 @@ def asyncapi_document() -> dict[str, Any]:
             "name": model.__name__, "contentType": "application/json", "headers": plain_headers,
             "payload": payload(model), "bindings": {"kafka": {"key": key}},
         }
+    messages["Holding"] = {
+        "name": "Holding", "contentType": "application/json", "headers": plain_headers, "payload": payload(Holding),
+        "bindings": {"kafka": {"key": {"type": "string", "description": "The place (Holding.key): compacted, one record a place"}}},
+    }
     messages["DeadLetter"] = {
         "name": "DeadLetter",
         "summary": "A message a service could not process: its key, value and headers unchanged, plus why",

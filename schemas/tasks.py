@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from typing import Literal
 
 from pydantic import Field
@@ -70,6 +71,12 @@ class Holding(Contract):
     unit_id: str
     grant_rule: str  # the person rule whose access it is (e.g. siebel-grant-account)
     task_id: str  # the unit's order that gave it
+    provider_id: str | None = None  # whose unit (set when published on omboard.holdings)
+
+    @property
+    def key(self) -> str:
+        """What identifies the place, without the person's HSA-id in it (a digest)."""
+        return hashlib.sha256("|".join((self.task_id, self.person_id, self.grant_rule)).encode()).hexdigest()[:32]
 
 
 class Plan(Contract):

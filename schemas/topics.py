@@ -1,6 +1,8 @@
 """The topic registry: the one place topic names are written.
 
-Every topic is keyed by provider id, so one provider's messages stay in order on one partition.
+Every topic but one is keyed by provider id, so one provider's messages stay in order on one
+partition. ``omboard.holdings`` is keyed by the place and compacted (``COMPACTED``): each place is
+recorded once and must outlive any retention, and the read model needs no order among them.
 """
 
 from __future__ import annotations
@@ -12,12 +14,15 @@ from pydantic import BaseModel
 from schemas.events import SYSTEMS, Envelope
 from schemas.notifications import DeliveryRecord, NotificationRequest
 from schemas.status import TaskStatusChange
-from schemas.tasks import Task
+from schemas.tasks import Holding, Task
 
 EVENTS = "omboard.events"
 TASK_STATUS = "omboard.task-status"
 NOTIFICATIONS = "omboard.notifications"
 NOTIFICATIONS_SENT = "omboard.notifications.sent"
+#: The places people took in their unit's access orders (``schemas.tasks.Holding``): the access
+#: register's record of who holds what through a unit's order, projected into the read model.
+HOLDINGS = "omboard.holdings"
 _TASKS_PREFIX = "omboard.tasks."
 _DEAD_LETTER_PREFIX = "omboard.deadletter."
 
@@ -53,9 +58,13 @@ REGISTRY: tuple[TopicSpec, ...] = (
     TopicSpec(EVENTS, "provider id", Envelope, "Domain events, CloudEvents binary mode (ce_* headers, data as value)"),
     *(TopicSpec(name, "provider id", Task, f"Provisioning tasks for {name.removeprefix(_TASKS_PREFIX)}") for name in TASK_TOPICS),
     TopicSpec(TASK_STATUS, "provider id", TaskStatusChange, "Task status changes from people and other systems"),
+    TopicSpec(HOLDINGS, "the place (Holding.key)", Holding, "Places people took in their unit's access orders (the access register); compacted"),
     TopicSpec(NOTIFICATIONS, "provider id", NotificationRequest, "Requests to notify a responsible party"),
     TopicSpec(NOTIFICATIONS_SENT, "provider id", DeliveryRecord, "What the notifier sent, or failed to send"),
     *(TopicSpec(name, "as the original", None, "Messages a service could not process; reason in headers") for name in DEAD_LETTER_TOPICS),
 )
 
 ALL_TOPICS: tuple[str, ...] = tuple(spec.name for spec in REGISTRY)
+#: Topics created compacted, and their config.
+COMPACTED: tuple[str, ...] = (HOLDINGS,)
+COMPACT = {"cleanup.policy": "compact"}

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from schemas.events import EVENT_TYPES
-from schemas.topics import ALL_TOPICS, SERVICES
+from schemas.topics import ALL_TOPICS, COMPACT, COMPACTED, SERVICES
 from services.devtools.embedded import Broker, BrokerKind, Choice, choose, embedded_broker
 from services.devtools.mailsink import MailSink
 from services.devtools.postgres import EmbeddedPostgres
@@ -130,7 +130,9 @@ class Stack:
                                               log_path=self.log_dir / "broker.log").start()
                 self.bootstrap = self.broker.bootstrap
             # Every topic before any producer: an auto-created topic gets the wrong partition count.
-            create_topics(self.bootstrap, ALL_TOPICS, self.partitions, self.replication_factor)
+            create_topics(self.bootstrap, [t for t in ALL_TOPICS if t not in COMPACTED], self.partitions,
+                          self.replication_factor)
+            create_topics(self.bootstrap, COMPACTED, self.partitions, self.replication_factor, configs=COMPACT)
             if self.database_url is None:
                 self.database = EmbeddedPostgres(self.var_dir / "postgres", log_path=self.log_dir / "postgres.log").start()
                 self.database_url = self.database.url

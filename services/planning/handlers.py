@@ -14,7 +14,7 @@ from schemas.events import Envelope
 from schemas.tasks import Task, Warning
 from schemas.topics import EVENTS, NOTIFICATIONS
 from schemas.wire import event_to_kafka, model_to_kafka
-from services.adapters.messages import task_message
+from services.adapters.messages import holding_message, task_message
 from services.domain.handover import takeover
 from services.domain.ids import task_id
 from services.domain.notices import notification_about
@@ -52,6 +52,9 @@ def handle_event(
     changed = changes(state, event, plan, planner.catalog)
     messages = [task_message(task, correlation) for task in mine]
     messages += _late_notices(event, late, planner, correlation, changed.facts)
+    if "person" in scopes:  # the planner of people records who took a place in a unit's order
+        messages += [holding_message(holding.model_copy(update={"provider_id": event.provider_id}), correlation)
+                     for holding in plan.holdings]
     if "unit" in scopes and (taken_over := takeover(event, state)) is not None:
         # The taker's side is planned where the taker's state is (services.domain.handover).
         messages.append(Outgoing(EVENTS, *event_to_kafka(taken_over, correlation)))

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import psycopg
 
+from schemas.tasks import Holding
 from services.domain.ledger import TaskRecord
 
 
@@ -101,6 +102,40 @@ async def project(conn: psycopg.AsyncConnection, changelog: str, records: Sequen
         for record in records:
             ends[record.partition] = max(ends.get(record.partition, 0), record.offset + 1)
         await cursor.executemany(_POSITION, [(changelog, partition, end) for partition, end in sorted(ends.items())])
+
+
+_HOLDING = (
+    "INSERT INTO holdings (id, provider_id, task_id, grant_rule, unit_id, record, source_partition, source_offset) "
+    "VALUES (%s, %s, %s, %s, %s, %s::jsonb, %s, %s) ON CONFLICT (id) DO NOTHING"
+)
+
+
+async def project_holdings(conn: psycopg.AsyncConnection, topic: str, records: Sequence[ChangelogRecord]) -> None:
+    """Apply a batch of ``omboard.holdings`` records (``Holding`` JSON) in one transaction, with the
+    positions they reach; a place is recorded once, and never changes."""
+    if not records:
+        return
+    async with conn.transaction(), conn.cursor() as cursor:
+        partitions = sorted({record.partition for record in records})
+        await cursor.execute(
+            "SELECT partition, next_offset FROM projection_positions WHERE changelog = %s AND partition = ANY(%s) "
+            "ORDER BY partition FOR UPDATE", (topic, partitions))
+        stored = dict(await cursor.fetchall())
+        rows = []
+        for record in records:
+            if record.offset < stored.get(record.partition, 0) or record.value is None:
+                continue
+            holding = Holding.model_validate_json(record.value)
+            if holding.provider_id is None:
+                raise ValueError(f"holding at {record.partition}:{record.offset} names no provider")
+            rows.append((holding.key, holding.provider_id, holding.task_id, holding.grant_rule, holding.unit_id,
+                         record.value.decode(), record.partition, record.offset))
+        if rows:
+            await cursor.executemany(_HOLDING, rows)
+        ends: dict[int, int] = {}
+        for record in records:
+            ends[record.partition] = max(ends.get(record.partition, 0), record.offset + 1)
+        await cursor.executemany(_POSITION, [(topic, partition, end) for partition, end in sorted(ends.items())])
 
 
 async def positions(conn: psycopg.AsyncConnection, changelog: str) -> dict[int, int]:

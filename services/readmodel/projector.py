@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import psycopg
@@ -40,13 +41,19 @@ BEHIND_AFTER = 30.0
 MEASURE_EVERY = 1.0
 
 UNREACHABLE = (psycopg.OperationalError, PoolTimeout)
+#: How a batch is written: ``project`` (task records) or ``project_holdings``.
+Apply = Callable[[psycopg.AsyncConnection, str, Sequence[ChangelogRecord]], Awaitable[None]]
 
 
 class Projector:
-    def __init__(self, app: Any, changelog: str, pool: AsyncConnectionPool):
+    """Follows ``changelog`` (the worker's task changelog; or, with ``apply=project_holdings``,
+    ``omboard.holdings``) on the partitions the worker holds, into the read model."""
+
+    def __init__(self, app: Any, changelog: str, pool: AsyncConnectionPool, apply: Apply = project):
         self.app = app
         self.changelog = changelog
         self.pool = pool
+        self.apply = apply
         self.unreachable: str | None = "not started"  # why the database cannot be written now
         self.projected: dict[int, int] = {}  # changelog partition -> next offset to project
         #: when the changelog's ends were last measured, and what they were
@@ -158,20 +165,20 @@ class Projector:
         (it stays in the changelog, and the worker's table has it), the rest projected."""
         try:
             async with self.pool.connection() as conn:
-                await project(conn, self.changelog, records)
+                await self.apply(conn, self.changelog, records)
             return
         except (ValueError, ValidationError):
             pass
         for record in records:
             try:
                 async with self.pool.connection() as conn:
-                    await project(conn, self.changelog, [record])
+                    await self.apply(conn, self.changelog, [record])
             except (ValueError, ValidationError) as error:
-                log.error("read model: %s[%d]@%d is not a task record, not projected: %s", self.changelog,
+                log.error("read model: %s[%d]@%d cannot be read, not projected: %s", self.changelog,
                           record.partition, record.offset, reason_of(error))
                 metrics.READ_MODEL_SKIPPED.inc()
                 async with self.pool.connection() as conn:  # past it, so it is not read again
-                    await project(conn, self.changelog, [ChangelogRecord(record.partition, record.offset, None, "")])
+                    await self.apply(conn, self.changelog, [ChangelogRecord(record.partition, record.offset, None, "")])
 
     async def _seek(self, partitions: frozenset[int]) -> None:
         assert self._consumer is not None

@@ -17,6 +17,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from schemas.tasks import Holding
 from services.domain.ledger import TaskRecord
 
 Source = AsyncConnectionPool | psycopg.AsyncConnection
@@ -146,14 +147,19 @@ async def tasks(source: Source, today: dt.date, *, provider_id: str | None = Non
 
 
 async def rule_tasks(source: Source, provider_id: str, rules: list[str], today: dt.date) -> list[TaskRow]:
-    """Every task of the provider planned by one of ``rules`` (its access register), by due date and id."""
-    return await _page(source, "WHERE t.provider_id = %(provider_id)s AND t.rule = ANY(%(rules)s)", "t.due, t.id",
-                       {"provider_id": provider_id, "rules": rules, "today": today}, RULE_TASKS_LIMIT, 0)
+    """Every task of the provider planned by one of ``rules`` (its access register), by due date and
+    id: all of them, for a register that leaves one out is wrong without saying so."""
+    rows = await _fetch(source, f"""{_SELECT} FROM tasks t
+        WHERE t.provider_id = %(provider_id)s AND t.rule = ANY(%(rules)s) ORDER BY t.due, t.id""",
+                        {"provider_id": provider_id, "rules": rules, "today": today})
+    return [(TaskRecord.model_validate_json(record), list(waiting)) for _, record, waiting in rows]
 
 
-#: The most tasks ``rule_tasks`` returns: a provider of 5,000 staff with five systems each, given
-#: and ended, twice over.
-RULE_TASKS_LIMIT = 100_000
+async def holdings(source: Source, provider_id: str) -> list[Holding]:
+    """The places people took in the provider's units' orders (the access register's)."""
+    rows = await _fetch(source, "SELECT record::text FROM holdings WHERE provider_id = %(provider_id)s "
+                                "ORDER BY unit_id, task_id, id", {"provider_id": provider_id})
+    return [Holding.model_validate_json(record) for (record,) in rows]
 
 
 async def count_tasks(source: Source, today: dt.date, *, provider_id: str | None = None, system: str | None = None,

@@ -16,6 +16,7 @@ from typing import Any, Protocol, TypeVar
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from schemas.tasks import Holding
 from services.domain.ledger import TaskRecord
 from services.readmodel import queries
 
@@ -51,6 +52,7 @@ class TaskReader(Protocol):
     async def tasks(self, today: dt.date, *, limit: int, offset: int, **filters: Any) -> list[Row]: ...
     async def task(self, task_id: str) -> Row | None: ...
     async def rule_tasks(self, provider_id: str, rules: list[str], today: dt.date) -> list[Row]: ...
+    async def holdings(self, provider_id: str) -> list[Holding]: ...
 
 
 class PostgresReader:
@@ -92,6 +94,10 @@ class PostgresReader:
 
     async def rule_tasks(self, provider_id: str, rules: list[str], today: dt.date) -> list[Row]:
         return _rows(await self._ask(lambda: queries.rule_tasks(self.pool, provider_id, rules, today)))
+
+
+    async def holdings(self, provider_id: str) -> list[Holding]:
+        return await self._ask(lambda: queries.holdings(self.pool, provider_id))
 
 
 def _rows(found: list[queries.TaskRow]) -> list[Row]:

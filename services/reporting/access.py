@@ -3,8 +3,8 @@ proves every access ended. Pure: built from the read model's rows and the catalo
 
 An access is given by a grant task (a person's own, or a unit's order for its staff not known by
 name) and ended by the revocation that names it (``Task.revokes``). A person who took a place in
-their unit's order holds it through that order; the register shows them from the revocation that
-ends it on (the place itself is the planners' record, not a task). A revocation for someone omboard
+their unit's order holds it through that order: the place is a ``Holding`` the planner of people
+publishes on ``omboard.holdings``, projected beside the tasks. A revocation for someone omboard
 never knew names no grant: it is listed as ending "whatever they held".
 
 States, from the tasks' statuses: ``ordered`` (the grant is not done), ``active`` (done, nothing
@@ -16,11 +16,13 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from schemas.catalog.model import Catalog
 from schemas.identifiers import pseudonym
+from schemas.tasks import Holding
 from services.domain.ledger import TaskRecord
 from services.readmodel.reader import Row
 from services.reporting.status import as_cell_text
@@ -81,6 +83,10 @@ class Access:
 
     @property
     def held(self) -> bool:
+        """Whether this access still needs an end: a unit's order whose every place a named person
+        took holds nothing itself (theirs are held, each on its own line)."""
+        if self.places is not None and self.taken and len(self.taken) >= self.places and not self.ended_by:
+            return False
         return self.state != "ended"
 
 
@@ -96,8 +102,9 @@ def closing_rules_of(catalog: Catalog) -> list[str]:
             if set(rule.triggers) <= CLOSING_EVENTS and rule.responsible != "taking-over-provider"]
 
 
-def register(rows: list[Row], catalog: Catalog) -> list[Access]:
-    """Every access of the provider's tasks, by unit, holder and system."""
+def register(rows: list[Row], catalog: Catalog, holdings: Iterable[Holding] = ()) -> list[Access]:
+    """Every access of the provider's tasks and of the places people took in its units' orders
+    (``holdings``), by unit, holder and system."""
     records = {row.record.task.id: row.record for row in rows}
     by_grant: dict[str, Access] = {}
     accesses: list[Access] = []
@@ -108,6 +115,14 @@ def register(rows: list[Row], catalog: Catalog) -> list[Access]:
                             places=task.quantity if rule.access_for else None)
             by_grant[task.id] = access
             accesses.append(access)
+    places: dict[tuple[str, str], Access] = {}  # (the unit's order, person) -> the place they took
+    for holding in holdings:
+        order = by_grant.get(holding.task_id)
+        if order is not None and (holding.task_id, holding.person_id) not in places:
+            place = Access(order.system, holding.unit_id, holding.person_id, order.granted, through_unit=True)
+            places[(holding.task_id, holding.person_id)] = place
+            order.taken.append(place)
+            accesses.append(place)
     for record in records.values():
         task, rule = record.task, _rule(catalog, record)
         if rule is None or not rule.revokes:
@@ -117,10 +132,14 @@ def register(rows: list[Row], catalog: Catalog) -> list[Access]:
         person = task.subject.person_id
         if grant is not None and grant.person_id == person:
             grant.ended_by.append(step)
-        elif grant is not None:  # a person's place in the unit's order, ended for them
-            place = Access(task.system, task.subject.unit_id, person, grant.granted, through_unit=True, ended_by=[step])
-            grant.taken.append(place)
-            accesses.append(place)
+        elif grant is not None and person is not None:  # a person's place in the unit's order, ended for them
+            place = places.get((grant.granted.task_id, person))
+            if place is None:  # its record not projected yet: the end shows it
+                place = Access(task.system, task.subject.unit_id, person, grant.granted, through_unit=True)
+                places[(grant.granted.task_id, person)] = place
+                grant.taken.append(place)
+                accesses.append(place)
+            place.ended_by.append(step)
         else:
             accesses.append(Access(task.system, task.subject.unit_id, person, None, ended_by=[step]))
     return sorted(accesses, key=lambda a: (a.unit_id or "", a.person_id or "", a.system, a.granted.task_id if a.granted else ""))
@@ -147,7 +166,8 @@ def closures(rows: list[Row], catalog: Catalog) -> list[dict[str, Any]]:
             for entry in sorted(found.values(), key=lambda e: (e["due"], e["plan_id"]), reverse=True)]
 
 
-def closure_report(rows: list[Row], catalog: Catalog, plan_id: str) -> tuple[list[str], list[Access]] | None:
+def closure_report(rows: list[Row], catalog: Catalog, plan_id: str,
+                   holdings: Iterable[Holding] = ()) -> tuple[list[str], list[Access]] | None:
     """The units a closure (the plan of ``plan_id``) closed, and every access held on them: what it
     ended and anything still held. None when the plan closed nothing."""
     closing = set(closing_rules_of(catalog))
@@ -155,7 +175,7 @@ def closure_report(rows: list[Row], catalog: Catalog, plan_id: str) -> tuple[lis
                     and row.record.task.rule in closing and row.record.task.subject.unit_id})
     if not units:
         return None
-    return units, [access for access in register(rows, catalog) if access.unit_id in units]
+    return units, [access for access in register(rows, catalog, holdings) if access.unit_id in units]
 
 
 # -- what a key sees -----------------------------------------------------------------------------------

@@ -195,7 +195,8 @@ def create_status_api(reader: TaskReader, keys: KeyRing, publish: Publish, clock
         through which task, and what ended it. ``held`` counts what has not ended; a provider that
         has ceased is done when it is 0. HSA-ids for operator and provider-admin keys, pseudonyms
         for the others."""
-        accesses = register(await service.rule_tasks(principal, provider_id, rules), catalog)
+        rows, places = await service.access(principal, provider_id, rules)
+        accesses = register(rows, catalog, places)
         show_ids = principal.sees_person_ids()
         if format == "csv":
             return export(accesses, show_ids, f"omboard-access-{provider_id}")
@@ -207,7 +208,7 @@ def create_status_api(reader: TaskReader, keys: KeyRing, publish: Publish, clock
         """The provider's closures (of a unit or a subcontractor's organisation), each by the id of the
         event that planned it; ``/closures/{plan_id}`` is its report."""
         return {"provider_id": provider_id,
-                "closures": closures(await service.rule_tasks(principal, provider_id, closing_rules), catalog)}
+                "closures": closures((await service.access(principal, provider_id, closing_rules))[0], catalog)}
 
     @api.get("/v1/providers/{provider_id}/closures/{plan_id}", responses={
         200: {"content": {"application/json": {}, "text/csv": {}},
@@ -219,8 +220,8 @@ def create_status_api(reader: TaskReader, keys: KeyRing, publish: Publish, clock
                       principal: Principal = Depends(principal_of)) -> Response:
         """Every access that was held on the closed units, with the revocation that ended it, who
         confirmed it and when. ``complete`` only when nothing is held any more."""
-        rows = await service.rule_tasks(principal, provider_id, [*rules, *closing_rules])
-        report = closure_report(rows, catalog, plan_id)
+        rows, places = await service.access(principal, provider_id, [*rules, *closing_rules])
+        report = closure_report(rows, catalog, plan_id, places)
         if report is None:
             raise NotFound(f"no closure {redact(plan_id)} for provider {provider_id}")
         units, accesses = report

@@ -9,13 +9,14 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from schemas.notifications import NotificationRequest
-from schemas.topics import EVENTS, NOTIFICATIONS, TASK_STATUS
+from schemas.topics import EVENTS, HOLDINGS, NOTIFICATIONS, TASK_STATUS
 from schemas.wire import model_to_kafka
 from services.adapters.messages import task_message
 from services.adapters.provider_store import ProviderStore
 from services.domain.ledger import Overlay, TaskRecord, fire_due
 from services.domain.planner import Planner
 from services.readmodel.pool import connection_pool
+from services.readmodel.projection import project_holdings
 from services.readmodel.projector import Projector
 from services.readmodel.reader import PostgresReader
 from services.reporting.api import install_status_api
@@ -47,6 +48,11 @@ def build(settings: Settings, planner: Planner, clock: Clock | None = None, **ap
     projector = Projector(app, store.table.changelog, pool)
     app.readiness_check(projector.problem)
     app.server("read model projection", projector.start, projector.stop)
+    # And the places people took in their units' orders, for the access register (its own pool:
+    # each projector closes its pool when it stops).
+    holdings = Projector(app, HOLDINGS, connection_pool(settings), apply=project_holdings)
+    app.readiness_check(holdings.problem)
+    app.server("read model projection of holdings", holdings.start, holdings.stop)
     install_status_api(app, PostgresReader(pool), settings, clock, planner.catalog)  # after restore
     opened_month: str | None = None  # the last month whose service reports this worker opened
 

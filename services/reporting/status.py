@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 from schemas.identifiers import pseudonym, redact
 from schemas.status import StatusRequest, TaskStatusChange
-from schemas.tasks import TaskStatus
+from schemas.tasks import Holding, TaskStatus
 from services.domain.ledger import TaskRecord, UnknownTask, allowed_move
 from services.http.access import Principal
 from services.readmodel.reader import ReadModelUnavailable, Row, TaskReader
@@ -165,10 +165,11 @@ class StatusService:
             raise NotFound(f"no task {redact(task_id)}")
         return row
 
-    async def rule_tasks(self, principal: Principal, provider_id: str, rules: list[str]) -> list[Row]:
-        """The provider's tasks of ``rules`` (those of its access register, say)."""
+    async def access(self, principal: Principal, provider_id: str, rules: list[str]) -> tuple[list[Row], list[Holding]]:
+        """The provider's tasks of ``rules`` (those of its access register), and the places people
+        took in its units' orders."""
         principal.require_sees(provider_id)
-        return await self.reader.rule_tasks(provider_id, rules, self.today())
+        return await self.reader.rule_tasks(provider_id, rules, self.today()), await self.reader.holdings(provider_id)
 
     async def task_if_shown(self, task_id: str) -> Row | None:
         """A task the page names as a prerequisite; the page's own scope has been checked."""

@@ -259,12 +259,12 @@ def install_pages(api: FastAPI, service: StatusService, keys: KeyRing, catalog: 
         if isinstance(principal, Response):
             return principal
         try:
-            rows = await service.rule_tasks(principal, provider_id, [*rules, *closing_rules])
+            rows, places = await service.access(principal, provider_id, [*rules, *closing_rules])
         except Forbidden as refusal:
             return refused(principal, refusal)
         except ReadModelUnavailable as failure:
             return unavailable(principal, failure)
-        accesses, show_ids = register(rows, catalog), principal.sees_person_ids()
+        accesses, show_ids = register(rows, catalog, places), principal.sees_person_ids()
         if format == "csv":
             return csv_download(access_csv(accesses, show_ids), f"omboard-access-{provider_id}")
         return render("access.html", principal=principal, provider_id=provider_id, today=service.today(),
@@ -277,8 +277,8 @@ def install_pages(api: FastAPI, service: StatusService, keys: KeyRing, catalog: 
         if isinstance(principal, Response):
             return principal
         try:
-            report = closure_report(await service.rule_tasks(principal, provider_id, [*rules, *closing_rules]),
-                                    catalog, plan_id)
+            rows, places = await service.access(principal, provider_id, [*rules, *closing_rules])
+            report = closure_report(rows, catalog, plan_id, places)
         except Forbidden as refusal:
             return refused(principal, refusal)
         except ReadModelUnavailable as failure:

@@ -171,3 +171,24 @@ def test_omboard_task_done_over_http(stack, planned):
     unreachable = runner.invoke(cli, ["task", "done", task["id"], "--url", f"http://127.0.0.1:{free_port()}",
                                       "--key", "x" * 20])
     assert unreachable.exit_code == 3 and "cannot be reached" in unreachable.output
+
+
+def test_who_took_a_place_in_a_units_order_reaches_the_access_register(stack):
+    """A roster's person, planned by permissions, published on omboard.holdings, projected by
+    reporting into PostgreSQL and shown by the access register before anything ends it."""
+    provider, person = "e2e-roster", factories.hsa_id("E2E9001")
+    start = factories.provider_started(provider, start_date="2027-03-01", units=[factories.unit("e2e-roster-u1", staff_count=3)])
+    roster = factories.staff_roster_reported(provider, as_of="2027-03-01",
+                                             persons=[factories.roster_person(person, unit_id="e2e-roster-u1")])
+    for event in (start, roster):
+        assert httpx.post(f"{stack.api_url}/v1/events", json=event, headers=stack.auth("upstream")).status_code == 202
+
+    def placed() -> dict | None:
+        response = httpx.get(f"{stack.status_url}/v1/providers/{provider}/access", headers=stack.auth("operator"))
+        people = response.json()["people"] if response.status_code == 200 else []
+        theirs = next((entry for entry in people if entry["person"] == person), None)
+        return theirs if theirs and {a["system"] for a in theirs["access"]} >= {"siebel", "phoniro"} else None
+
+    theirs = eventually(placed, "the person's places in the access register", timeout=30)
+    assert all(access["through_unit_order"] and access["granted_by"]["rule"] != "siebel-grant-account"
+               for access in theirs["access"])

@@ -24,13 +24,15 @@ from psycopg_pool import AsyncConnectionPool
 from schemas.catalog import load_catalog
 from schemas.parsing import parse_event
 from schemas.status import TaskStatusChange
+from schemas.tasks import Holding
+from schemas.topics import HOLDINGS
 from services.devtools.postgres import EmbeddedPostgres
 from services.domain.ledger import Ledger, TaskRecord, change_status, record_task, waiting_for
 from services.domain.planner import Planner
 from services.domain.state import ProviderState, evolve
 from services.readmodel import queries
 from services.readmodel.migrate import MigrationError, migrate
-from services.readmodel.projection import ChangelogRecord, positions, project
+from services.readmodel.projection import ChangelogRecord, positions, project, project_holdings
 from tests import factories as f
 
 pytestmark = pytest.mark.integration
@@ -210,16 +212,17 @@ def test_migrations_apply_once_and_make_the_tables_and_indexes(database):
             return await migrate(conn), await migrate(conn)
 
     applied, again = run(body)
-    assert applied == ["0001_read_model"] and again == []
-    assert table(database, "SELECT version, name FROM schema_migrations") == [(1, "0001_read_model")]
+    assert applied == ["0001_read_model", "0002_holdings"] and again == []
+    assert table(database, "SELECT version, name FROM schema_migrations ORDER BY version") == [
+        (1, "0001_read_model"), (2, "0002_holdings")]
     tables = {name for (name,) in table(database, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
-    assert tables == {"schema_migrations", "tasks", "task_history", "projection_positions"}
+    assert tables == {"schema_migrations", "tasks", "task_history", "projection_positions", "holdings"}
     indexes = dict(table(database, "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'"))
     assert {"tasks_provider", "tasks_active_due", "tasks_system", "tasks_responsible", "tasks_status",
-            "task_history_task_id_n_key"} <= set(indexes)
+            "task_history_task_id_n_key", "holdings_provider"} <= set(indexes)
     assert "WHERE (status = ANY" in indexes["tasks_active_due"]
     columns = {name for (name,) in table(database, "SELECT column_name FROM information_schema.columns "
-                                                   "WHERE table_name = 'tasks'")}
+                                                   "WHERE table_name IN ('tasks', 'holdings')")}
     assert not {name for name in columns if "person" in name}
 
 
@@ -233,17 +236,17 @@ def test_two_workers_migrating_at_once_apply_each_migration_once(database):
             await second.close()
 
     results = run(body)
-    assert sorted(results) == [[], ["0001_read_model"]]
+    assert sorted(name for applied in results for name in applied) == ["0001_read_model", "0002_holdings"]
 
 
 def test_a_database_migrated_by_a_newer_omboard_is_refused(migrated):
-    table(migrated, "INSERT INTO schema_migrations (version, name) VALUES (2, '0002_from_the_future')")
+    table(migrated, "INSERT INTO schema_migrations (version, name) VALUES (9, '0009_from_the_future')")
 
     async def body():
         async with await connect(migrated) as conn:
             await migrate(conn)
 
-    with pytest.raises(MigrationError, match=r"version 2 \(0002_from_the_future\), newer than this omboard knows"):
+    with pytest.raises(MigrationError, match=r"version 9 \(0009_from_the_future\), newer than this omboard knows"):
         run(body)
 
 
@@ -403,6 +406,25 @@ def test_five_thousand_records_project_in_one_call(migrated):
     elapsed = run(body)
     assert table(migrated, "SELECT count(*) FROM tasks") == [(len(records),)]
     assert elapsed < 10, f"{len(records):,} records took {elapsed:.1f}s"  # about 0.6 s for 5,000 on a 2-core machine
+
+
+def test_the_places_people_took_project_once_each_and_are_read_by_provider(migrated):
+    places = [Holding(person_id=f.hsa_id(f"H{i}"), unit_id="u1", grant_rule=rule, task_id=f"order-{rule}",
+                      provider_id="prov-h" if i < 3 else "prov-other")
+              for i in range(4) for rule in ("siebel-grant-account", "phoniro-grant-access")]
+    records = [ChangelogRecord(n % 2, n // 2, place.model_dump_json().encode(), place.key) for n, place in enumerate(places)]
+
+    async def body():
+        async with await connect(migrated) as conn:
+            await project_holdings(conn, HOLDINGS, records)
+            await project_holdings(conn, HOLDINGS, records)  # replayed: nothing twice
+            return await positions(conn, HOLDINGS)
+
+    assert run(body) == {0: 4, 1: 4}
+    assert table(migrated, "SELECT count(*) FROM holdings") == [(8,)]
+    found = on_pool(migrated, lambda pool: queries.holdings(pool, "prov-h"))
+    assert sorted(found, key=lambda h: h.key) == sorted(places[:6], key=lambda h: h.key)
+    assert not [row for row in table(migrated, "SELECT id FROM holdings") if "SE" in row[0]], "no HSA-id in a column"
 
 
 # -- the queries -----------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from schemas.tasks import Holding
 from services.domain.ledger import Ledger, TaskRecord, waiting_for
 from services.readmodel.reader import ReadModelUnavailable, Row
 
@@ -19,8 +20,9 @@ def order(record: TaskRecord, today: dt.date) -> tuple:
 
 
 class FakeStore:
-    def __init__(self, *ledgers: Ledger):
+    def __init__(self, *ledgers: Ledger, holdings: list[Holding] = ()):
         self.tables = {ledger.provider_id: ledger for ledger in ledgers}
+        self.places = list(holdings)  # what omboard.holdings would have projected
         self.down = False  # True: every read fails as with the database away
 
     def load(self, provider_id: str) -> Ledger:
@@ -77,6 +79,11 @@ class FakeStore:
 
     async def task(self, task_id: str) -> Row | None:
         return next((self._row(r) for r in self._records() if r.task.id == task_id), None)
+
+    async def holdings(self, provider_id: str) -> list[Holding]:
+        if self.down:
+            raise ReadModelUnavailable("its database cannot be reached")
+        return [holding for holding in self.places if holding.provider_id == provider_id]
 
     async def rule_tasks(self, provider_id: str, rules: list[str], today: dt.date) -> list[Row]:
         records = [r for r in self._records(provider_id) if r.task.rule in rules]

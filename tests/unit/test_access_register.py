@@ -34,20 +34,28 @@ KEYS = KeyRing([
 NURSE, PLACED = ev.hsa("N1"), ev.hsa("N2")  # named at the start; took a place in the unit's orders
 
 
-@pytest.fixture
-def world():
-    """acme starts u1 with three staff, one named; a roster names a second, who takes a place in
-    the unit's orders; u1 closes."""
-    state, ledger, plans = ProviderState(provider_id="acme"), Ledger(provider_id="acme"), []
-    for event in (ev.provider_started("acme", units=[ev.unit("u1", staff_count=3, staff=[ev.person("N1")])]),
-                  ev.roster("acme", persons=[ev.person("N1", unit_id="u1"), ev.person("N2", unit_id="u1")]),
-                  ev.unit_closed("acme", unit_id="u1")):
+def planned_store(*events) -> tuple[FakeStore, list]:
+    """The read model after ``events``: acme's tasks, and the places its people took (what
+    ``omboard.holdings`` carries to it)."""
+    state, ledger, plans, places = ProviderState(provider_id="acme"), Ledger(provider_id="acme"), [], []
+    for event in events:
         plan = PLANNER.plan(event, state)
         state = evolve(state, event, plan, PLANNER.catalog)
         plans.append(plan)
         for task in plan.tasks:
             ledger, _ = record_task(ledger, task, PLANNED_AT)
-    store = FakeStore(ledger)
+        places += [holding.model_copy(update={"provider_id": "acme"}) for holding in plan.holdings]
+    return FakeStore(ledger, holdings=places), plans
+
+
+@pytest.fixture
+def world():
+    """acme starts u1 with three staff, one named; a roster names a second, who takes a place in
+    the unit's orders; u1 closes."""
+    store, plans = planned_store(
+        ev.provider_started("acme", units=[ev.unit("u1", staff_count=3, staff=[ev.person("N1")])]),
+        ev.roster("acme", persons=[ev.person("N1", unit_id="u1"), ev.person("N2", unit_id="u1")]),
+        ev.unit_closed("acme", unit_id="u1"))
     clock = FixedClock(dt.datetime(2026, 7, 1, 10, 0, tzinfo=dt.UTC))
     api = create_status_api(store, KEYS, AgentLikePublisher(store), clock, Settings(status_wait_timeout=0.3),
                             PLANNER.catalog)
@@ -185,3 +193,17 @@ def test_a_takers_list_holds_no_closure_of_the_provider_that_handed_the_unit_ove
     client = TestClient(create_status_api(store, KEYS, AgentLikePublisher(store), FixedClock(PLANNED_AT),
                                           Settings(status_wait_timeout=0.3), PLANNER.catalog))
     assert client.get("/v1/providers/p9/closures", headers=bearer(OPS)).json()["closures"] == []
+
+
+def test_someone_who_took_a_place_in_the_units_order_is_on_the_register_before_they_leave():
+    store, (started, roster) = planned_store(
+        ev.provider_started("acme", units=[ev.unit("u1", staff_count=3)]),
+        ev.roster("acme", persons=[ev.person("N2", unit_id="u1")]))
+    client = TestClient(create_status_api(store, KEYS, AgentLikePublisher(store), FixedClock(PLANNED_AT),
+                                          Settings(status_wait_timeout=0.3), PLANNER.catalog))
+    assert roster.holdings and not roster.tasks
+    body = client.get("/v1/providers/acme/access", headers=bearer(ACME)).json()
+    placed = {access["system"]: access for access in person(body, PLACED)["access"]}
+    order = next(task for task in started.tasks if task.rule == "siebel-order-accounts")
+    assert placed["siebel"]["through_unit_order"] and placed["siebel"]["granted_by"]["task_id"] == order.id
+    assert placed["siebel"]["state"] == "ordered" and not placed["siebel"]["ended_by"]

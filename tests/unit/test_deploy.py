@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from schemas.topics import ALL_TOPICS, SERVICES
+from schemas.topics import ALL_TOPICS, COMPACTED, SERVICES
 from services.devtools.apache_kafka import kafka_version
 from services.runtime.settings import Settings
 
@@ -102,8 +102,10 @@ def _compose_topic_script(compose: dict[str, Any]) -> str:
 
 def test_compose_creates_exactly_the_registry_topics(compose: dict[str, Any]) -> None:
     script = _compose_topic_script(compose)
-    created = re.findall(r"^\s*create\s+(\S+)\s*$", script, flags=re.MULTILINE)
-    assert sorted(created) == sorted(ALL_TOPICS)
+    created = re.findall(r"^\s*create\s+(\S+)(.*)$", script, flags=re.MULTILINE)
+    assert sorted(name for name, _ in created) == sorted(ALL_TOPICS)
+    assert {name for name, options in created if "cleanup.policy=compact" in options} == set(COMPACTED)
+    created = [name for name, _ in created]
     assert len(created) == len(set(created)), "a topic created twice"
     assert "kafka-topics.sh" in script and "--create" in script
 
@@ -122,6 +124,8 @@ def test_kafka_topics_are_exactly_the_registry_topics(k8s: list[dict[str, Any]])
     names = [t["spec"].get("topicName", t["metadata"]["name"]) for t in topics]
     assert sorted(names) == sorted(ALL_TOPICS)
     assert len(names) == len(set(names))
+    compacted = {t["spec"]["topicName"] for t in topics if t["spec"].get("config", {}).get("cleanup.policy") == "compact"}
+    assert compacted == set(COMPACTED)
     (kafka,) = _of_kind(k8s, "Kafka")
     for topic in topics:
         assert topic["metadata"]["labels"]["strimzi.io/cluster"] == kafka["metadata"]["name"]
