@@ -67,6 +67,15 @@ def scenario_events(name: str) -> list[dict]:
         return [f.provider_started(taker, start_date="2026-04-01", units=[f.unit(f"{taker}-u1", staff_count=4)]),
                 f.provider_started(p, start_date="2026-04-01", units=[f.unit(unit, staff_count=12, field_groups=["Grupp A"])]),
                 f.unit_closed(p, unit_id=unit, closing_date="2026-09-30", taken_over_by=taker)]
+    if name == "manager-move":  # a planner becomes the unit's manager: a move of responsibility
+        manager = f.hsa_id("SCN3001")
+        return [f.provider_started(p, uses_flexite=None, flexite="hsl_and_sol_lss", **started),
+                f.staff_joined(p, unit_id=unit, person_id=manager, role="planerare", licensed=False, start_date="2026-04-01"),
+                f.staff_role_changed(p, person_id=manager, role="enhetschef", licensed=False, effective_date="2026-09-01")]
+    if name == "home-care-without-hsl":  # Prator's home-care category chosen, Flexite for HSL only
+        return [f.provider_started(p, hsl=False, prator_home_care=True, uses_flexite=None, flexite="hsl", **started),
+                f.staff_joined(p, unit_id=unit, person_id=f.hsa_id("SCN4001"), role="samordnare", licensed=False,
+                               start_date="2026-04-01")]
     if name == "unknown-leaver":
         return [f.provider_started(p, **started), f.staff_left(p, person_id=f.hsa_id("SCN9999"), end_date="2026-08-31")]
     if name == "unit-opened":
@@ -76,7 +85,8 @@ def scenario_events(name: str) -> list[dict]:
 
 
 SCENARIOS = ("takeover", "egen-special-housing", "ceases", "taken-over", "subcontractor", "late-org-change", "nurse",
-             "unit-opened", "named-staff", "roster", "roster-held", "unknown-leaver", "taken-over-by-known")
+             "unit-opened", "named-staff", "roster", "roster-held", "unknown-leaver", "taken-over-by-known",
+             "manager-move", "home-care-without-hsl")
 
 
 def dry_run(events: list[dict]) -> list[dict]:

@@ -193,3 +193,19 @@ def test_a_unit_taken_over_by_a_provider_omboard_does_not_know_is_dead_lettered_
     reasons = {(headers_dict(r.headers)["dlq_service"], headers_dict(r.headers)["dlq_reason"])
                for topic in DEAD_LETTER_TOPICS for r in system.topics.get(topic, [])}
     assert {service for service, reason in reasons if "scn-newcomer" in reason} == {"orgstructure", "permissions"}
+
+
+def test_a_planner_who_becomes_the_units_manager_is_an_organisation_change(emitted, published):
+    changed_id = published["manager-move"][-1]["id"]
+    changed = [t for t in tasks_for(emitted, "scn-manager-move") if t["plan_id"] == changed_id]
+    assert {"OC1", "OC2"} <= {t["obligation"] for t in changed}, "the ticket to KLK IT and its work"
+    assert {t["rule"] for t in changed if t["subject"]["person_id"]} >= {"flexite-grant-access", "siths-grant-card"}, \
+        "the manager's Flexite SoL/LSS role, and the SITHS card health care needs"
+    assert "siebel-book-manager-training" not in {t["rule"] for t in changed}, "the course, taken as planner, stays taken"
+
+
+def test_home_care_without_health_care_that_chose_pratos_category(emitted):
+    tasks = tasks_for(emitted, "scn-home-care-without-hsl")
+    coordinator = {t["system"] for t in tasks if t["subject"]["person_id"]}
+    assert {"prator", "siths"} <= coordinator, "Prator's home-care category, and the card to log in"
+    assert "flexite" not in coordinator, "Flexite for HSL only: nothing for an unlicensed coordinator"
