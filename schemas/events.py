@@ -356,8 +356,11 @@ class StaffRosterConfirmed(Contract):
     """An operator's word that a held roster (warning ``roster-held``) is right: its leavers leave."""
 
     provider_id: Id
-    as_of: Date  # the held roster's, so a confirmation cannot release a later one unseen
+    as_of: Date  # the held roster's date
     confirmed_by: Name
+    #: Which roster (the ``roster-held`` warning and its task say): given, only that one is
+    #: confirmed, so a later roster of the same date cannot be released unseen.
+    roster: Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")] | None = None
 
 
 class ContactAssigned(Contract):

@@ -57,7 +57,7 @@ class Condition(Contract):
     uses_prator: bool | None = None  # health care (HSL), or Prator's home-care category chosen
     prator_home_care: bool | None = None  # the provider chose Prator's home-care category
     services_any: list[Service] | None = None
-    takeover: bool | None = None  # ProviderStarted: taking over a running business
+    takeover: bool | None = None  # ProviderStarted or UnitOpened: taking over a running business
     ceases_entirely: bool | None = None  # UnitClosed: nobody takes the business over
     size: Literal["small", "large"] | None = None  # OrgChangeRequested (a move of responsibility: small)
     #: An organisation change: an OrgChangeRequested, or a move of responsibility (a StaffRoleChanged
@@ -157,7 +157,7 @@ class Rule(Contract):
     #: Events that complete this rule's task: a ServiceReportSubmitted completes the task of the
     #: unit and month it reports. Such a task's id depends only on rule, provider, unit and month.
     #: The task of a RosterHeld rule is completed by the roster's confirmation or a later roster;
-    #: its id depends only on rule, provider and the roster's date.
+    #: its id depends only on rule, provider and which roster it is.
     completed_by: list[Literal["ServiceReportSubmitted", "StaffRosterConfirmed", "StaffRosterReported"]] = Field(
         default_factory=list)
     #: What the task says instead at a takeover of a running business.
@@ -328,8 +328,14 @@ class Catalog(Contract):
                     f"rule {rule.id!r}: grants a person access but no rule revokes it on StaffLeft "
                     f"(add a rule with revokes: {rule.id} and trigger StaffLeft)"
                 )
+        ordering: dict[tuple[str, str], str] = {}
         for rule in self.rules:
-            # A cancellation ends the unit's access whichever rule ordered it (at a start or a takeover).
+            if rule.access_for:  # a unit holds one order an access: a second rule would hide the first
+                first = ordering.setdefault((rule.scope, rule.access_for), rule.id)
+                if first != rule.id:
+                    raise ValueError(f"rule {rule.id!r}: orders the access of {rule.access_for!r} that {first!r} "
+                                     f"orders already; one {rule.scope} rule an access (at_takeover words it otherwise)")
+        for rule in self.rules:
             ending = ENDS_OF_UNIT_ACCESS.get(rule.scope)
             if rule.access_for and not any(
                 other.revokes and other.scope == rule.scope and ending in other.triggers

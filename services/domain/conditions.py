@@ -14,7 +14,6 @@ _EQUAL_FACTS = (
 )  # fmt: skip
 
 
-
 def holds(condition: Condition, facts: dict) -> bool:
     """Whether every stated fact matches; a fact the context does not know never matches."""
     for name in _EQUAL_FACTS:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from schemas.catalog.model import Catalog
 from schemas.events import Envelope, StaffJoined, StaffLeft, StaffRoleChanged, StaffRosterConfirmed
 from schemas.tasks import Holding, Task, Warning
-from services.domain.roster import ROSTER_HELD, ROSTER_NOT_HELD, reconcile
+from services.domain.roster import ROSTER_HELD, ROSTER_NOT_HELD, confirms, reconcile
 from services.domain.state import StaffState, StateView, processed_marker, unit_orders
 
 Part = StaffJoined | StaffLeft | StaffRoleChanged
@@ -19,7 +19,7 @@ Part = StaffJoined | StaffLeft | StaffRoleChanged
 @dataclass(frozen=True)
 class RosterParts:
     parts: list[Part]
-    joiners: set[str]  # person ids new to omboard: they may take places in their unit's orders
+    joiners: set[str]  # person ids omboard never knew: they may take places in their unit's orders
     warnings: list[Warning]
 
 
@@ -28,7 +28,7 @@ def stands_for(event: Envelope, state: StateView, catalog: Catalog) -> RosterPar
     data = event.data
     if isinstance(data, StaffRosterConfirmed):
         held = state.facts.held_roster
-        if held is None or held.as_of != data.as_of:
+        if held is None or not confirms(data, held):
             return RosterParts([], set(), [Warning(code=ROSTER_NOT_HELD, obligation="HO1", message=(
                 f"no roster of {data.as_of} is held: nothing to confirm"
                 + (f" (the one held is of {held.as_of})" if held else "")))])
@@ -45,11 +45,12 @@ def stands_for(event: Envelope, state: StateView, catalog: Catalog) -> RosterPar
     warnings = []
     if diff.held:
         warnings.append(Warning(code=ROSTER_HELD, obligation="HO1", message=(
-            f"the roster of {data.as_of} leaves out {len(diff.held.leavers)} of the {diff.held.known} staff omboard "
-            f"knows, more than {catalog.roster.hold_above_share:.0%}: their access is not cancelled until an operator "
-            f"confirms the roster (StaffRosterConfirmed with as_of {data.as_of}; omboard roster confirm) or a later "
-            f"roster supersedes it")))
-    return RosterParts(parts, {person.id for person in diff.joiners}, warnings)
+            f"the roster of {data.as_of} (roster {diff.held.roster}) leaves out {len(diff.held.leavers)} of the "
+            f"{diff.held.known} staff omboard knows, more than {catalog.roster.hold_above_share:.0%}: their access is "
+            f"not cancelled until an operator confirms it (omboard roster confirm {data.provider_id} --as-of "
+            f"{data.as_of} --roster {diff.held.roster}) or a later roster supersedes it")))
+    # Only people omboard never knew take places: someone who left and comes back is ordered anew.
+    return RosterParts(parts, {person.id for person in diff.joiners if state.person(person.id) is None}, warnings)
 
 
 def places_taken(tasks: list[Task], joiners: set[str], state: StateView, catalog: Catalog) -> tuple[list[Task], list[Holding]]:
@@ -76,7 +77,7 @@ def places_taken(tasks: list[Task], joiners: set[str], state: StateView, catalog
 
 
 class Leaving:
-    """``state`` with ``leavers`` gone: what a roster's movers join their new unit as."""
+    """``state`` with ``leavers`` gone: what people moving to another unit join it as."""
 
     def __init__(self, state: StateView, leavers: set[str]):
         self._state, self._leavers = state, leavers

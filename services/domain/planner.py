@@ -44,6 +44,7 @@ from services.domain.ids import (
     task_id,
 )
 from services.domain.people import Leaving, places_taken, stands_for
+from services.domain.roster import confirms
 from services.domain.schedule import Schedule
 from services.domain.state import (
     StaffState,
@@ -57,6 +58,7 @@ from services.domain.state import (
 
 UNIT_ALREADY_OPEN = "unit-already-open"
 UNKNOWN_PERSON = "unknown-person"
+
 
 class UnknownProvider(LookupError):
     """An event for a provider whose ProviderStarted has not been seen: nothing can be planned."""
@@ -124,7 +126,7 @@ class Planner:
         tasks, warnings = self._planned(event, state, replanning=replanning)
         holdings: list[Holding] = []
         if replanning:  # a correction that names staff: they are among those the units' orders were for
-            named = {person.id for _, person in _staff_named(event) if not _on_staff(state, person.id)}
+            named = {person.id for _, person in _staff_named(event) if state.person(person.id) is None}
             tasks, holdings = places_taken(tasks, named, state, self.catalog)
         return self._linked(event, tasks, warnings, state, holdings)
 
@@ -232,7 +234,7 @@ class Planner:
     def held_roster_tasks(self, state: StateView, event: Envelope) -> list[Task]:
         """The task of a roster that ``state`` (after ``event``, a StaffRosterReported) holds for an
         operator's word (trigger ``RosterHeld``). Opened by reporting, which sees the roster and its
-        answer in order; its id depends on rule, provider and the roster's date only."""
+        answer in order; its id depends on rule, provider and which roster it is only."""
         held, data = state.facts.held_roster, event.data
         if held is None or not isinstance(data, StaffRosterReported) or held.roster != processed_marker(event):
             return []
@@ -252,8 +254,10 @@ class Planner:
         if isinstance(data, ServiceReportSubmitted):
             return [monthly_report_task_id(rule.id, event.provider_id, data.unit_id, data.month) for rule in answering]
         held = state.facts.held_roster
-        if held is None or (isinstance(data, StaffRosterConfirmed) and data.as_of != held.as_of):
+        if held is None or (isinstance(data, StaffRosterConfirmed) and not confirms(data, held)):
             return []
+        if isinstance(data, StaffRosterReported) and processed_marker(event) == held.roster:
+            return []  # the held roster itself, seen again past the memory of events: still held
         return [roster_task_id(rule.id, event.provider_id, held.roster) for rule in answering]  # confirmed, or superseded
 
     monthly_report_task_id = staticmethod(monthly_report_task_id)
@@ -312,7 +316,7 @@ class Planner:
         ends = []
         for target in targets:
             unit = state.unit(target.unit_id) if target.unit_id else None
-            ended = self.catalog.rule(rule.revokes).access_for  # whichever rule ordered it
+            ended = self.catalog.rule(rule.revokes).access_for
             order = unit_orders(unit, state, self.catalog).get(ended) if unit else None
             if order is not None and order.places:
                 ends.append(replace(target, places=order.places, revokes=order.task_id))

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field
 
-from schemas.events import Contract, RosterPerson, StaffRosterReported
+from schemas.events import Contract, RosterPerson, StaffRosterConfirmed, StaffRosterReported
 
 if TYPE_CHECKING:
     from services.domain.state import StateView
@@ -68,3 +68,9 @@ def reconcile(state: StateView, roster: StaffRosterReported, roster_key: str, ho
     if leavers and len(leavers) > hold_above_share * len(known):
         held = HeldRoster(as_of=roster.as_of, roster=roster_key, known=len(known), leavers=leavers)
     return RosterDiff(joiners, role_changes, unit_moves, leavers, held)
+
+
+def confirms(confirmation: StaffRosterConfirmed, held: HeldRoster) -> bool:
+    """Whether ``confirmation`` is the operator's word on the roster ``held``: its date, and the
+    roster itself when it names one."""
+    return confirmation.as_of == held.as_of and confirmation.roster in (None, held.roster)

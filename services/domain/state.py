@@ -46,7 +46,7 @@ from schemas.events import (
     UnitOpened,
 )
 from schemas.tasks import Plan
-from services.domain.roster import HeldRoster, reconcile
+from services.domain.roster import HeldRoster, confirms, reconcile
 
 #: How many events a provider's facts remember for de-duplication: a redelivery is of what was not
 #: committed, at most one batch (``OMBOARD_BATCH_SIZE``, 500, at most this). A replay of older
@@ -302,7 +302,7 @@ def roster_changes(state: StateView, event: Envelope, catalog: Catalog) -> tuple
     staff: dict[str, StaffState] = {}
     if isinstance(data, StaffRosterConfirmed):
         held = state.facts.held_roster
-        if held is None or held.as_of != data.as_of:
+        if held is None or not confirms(data, held):
             return staff, {}
         leavers: list[str] = held.leavers
         update: dict = {"held_roster": None}

@@ -161,20 +161,22 @@ def roster_confirm(
     provider_id: Annotated[str, typer.Argument(metavar="PROVIDER", help="The provider whose roster is held.")],
     as_of: Annotated[str, typer.Option("--as-of", metavar="YYYY-MM-DD", help="The held roster's date (its warning says).")],
     by: Annotated[str, typer.Option("--by", metavar="NAME", help="Who confirms it, recorded with the event.")],
+    roster: Annotated[str | None, typer.Option(
+        "--roster", metavar="DIGEST", help="Which roster (its warning says): only that one is confirmed.")] = None,
     bootstrap: Annotated[
         str | None, typer.Option("--bootstrap", metavar="HOST:PORT", help="Kafka bootstrap servers (default: settings).")
     ] = None,
     timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait for Kafka to acknowledge.")] = DEFAULT_TIMEOUT,
 ) -> None:
     """Confirm a held roster (warning roster-held): its leavers leave on its date. Publishes
-    StaffRosterConfirmed; confirming twice is one event."""
+    StaffRosterConfirmed (with --roster, sending it again is the same event)."""
     import datetime as dt
 
     from services.intake.confirmations import roster_confirmation
     from services.intake.publisher import BlockingEventPublisher, KafkaUnavailable
 
     try:
-        event = roster_confirmation(provider_id, as_of, by, dt.datetime.now(dt.UTC))
+        event = roster_confirmation(provider_id, as_of, by, dt.datetime.now(dt.UTC), roster)
     except InvalidEvent as invalid:
         raise _fail(f"nothing was published: {invalid}", EXIT_BAD_INPUT) from None
     settings = _settings()

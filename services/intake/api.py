@@ -55,6 +55,7 @@ RETRY_AFTER_SECONDS = "5"
 
 class RosterConfirmation(BaseModel):
     as_of: str = Field(description="The held roster's date, YYYY-MM-DD, as its roster-held warning gives it")
+    roster: str | None = Field(None, description="Which roster, as the warning gives it: only that one is confirmed")
 
 
 def _errors(errors: list[FieldError], status: int = 422) -> JSONResponse:
@@ -221,7 +222,7 @@ def create_api(
         if principal.role != "operator":
             raise forbidden(Forbidden(f"key {principal.name!r} ({principal.role}) may not confirm a roster"))
         try:
-            event = roster_confirmation(provider_id, body.as_of, principal.name, dt.datetime.now(dt.UTC))
+            event = roster_confirmation(provider_id, body.as_of, principal.name, dt.datetime.now(dt.UTC), body.roster)
         except InvalidEvent as invalid:
             return _errors(invalid.errors)
         try:

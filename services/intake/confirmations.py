@@ -1,8 +1,10 @@
 """An operator's confirmation of a held roster (warning ``roster-held``), as the event both the
 intake API and ``omboard roster confirm`` publish.
 
-Each is an event of its own (two rosters held on the same date are confirmed one at a time); a
-second confirmation of a roster finds nothing held and plans nothing (warning ``roster-not-held``).
+A confirmation that names its roster (the digest its ``roster-held`` warning and task give) confirms
+that one only, and sent again is the same event. One that names only the date confirms the roster
+held then, and is an event of its own each time: a second finds nothing held and plans nothing
+(warning ``roster-not-held``).
 """
 
 from __future__ import annotations
@@ -16,15 +18,21 @@ from schemas.parsing import FieldError, InvalidEvent, parse_event
 SOURCE = "omboard/operator"
 
 
-def roster_confirmation(provider_id: str, as_of: str, confirmed_by: str, at: dt.datetime) -> Envelope:
-    """Raises InvalidEvent naming ``provider_id``, ``as_of`` or ``confirmed_by`` (never their values)."""
+def roster_confirmation(provider_id: str, as_of: str, confirmed_by: str, at: dt.datetime,
+                        roster: str | None = None) -> Envelope:
+    """Raises InvalidEvent naming ``provider_id``, ``as_of``, ``confirmed_by`` or ``roster`` (never
+    their values). Naming the ``roster`` (as its warning and task give it) confirms that one only,
+    and a confirmation of it sent again is the same event."""
+    data = {"provider_id": provider_id, "as_of": as_of, "confirmed_by": confirmed_by}
+    if roster is not None:
+        data["roster"] = roster
     raw = {
         "specversion": "1.0",
-        "id": f"roster-confirmed:{uuid.uuid4()}",
+        "id": f"roster-confirmed:{provider_id}:{roster}" if roster else f"roster-confirmed:{uuid.uuid4()}",
         "source": SOURCE,
         "type": "StaffRosterConfirmed",
         "time": at.isoformat(),
-        "data": {"provider_id": provider_id, "as_of": as_of, "confirmed_by": confirmed_by},
+        "data": data,
     }
     try:
         return parse_event(raw)

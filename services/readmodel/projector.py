@@ -87,11 +87,11 @@ class Projector:
     async def start(self) -> None:
         settings = self.app.settings
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap_servers(settings.kafka_bootstrap), client_id=f"{self.app.id}-projector",
+            bootstrap_servers=bootstrap_servers(settings.kafka_bootstrap), client_id=f"{self.app.id}-projector-{self.changelog}",
             group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
             **aiokafka_client_config(settings))
         await self._consumer.start()
-        self._task = asyncio.create_task(self._run(), name=f"{self.app.service}-projector")
+        self._task = asyncio.create_task(self._run(), name=f"{self.app.service}-projector-{self.changelog}")
         self._task.add_done_callback(self._died)
 
     async def stop(self) -> None:
@@ -108,7 +108,7 @@ class Projector:
 
     def _died(self, task: asyncio.Task) -> None:
         if not task.cancelled() and task.exception() is not None:
-            self.app.crashed = f"read model projection crashed: {reason_of(task.exception())}"
+            self.app.crashed = f"read model projection of {self.changelog} crashed: {reason_of(task.exception())}"
             log.error("%s: %s", self.app.service, self.app.crashed, exc_info=task.exception())
 
     async def _run(self) -> None:

@@ -73,7 +73,7 @@ class Access:
             states = {access.state for access in self.taken}
             if states == {"ended"}:
                 return "ended"
-            return "ending" if "ending" in states or "ended" in states else self._given()
+            return "ending" if states <= {"ending", "ended"} else self._given()
         if any(step.status not in ("cancelled", "failed") for step in self.ended_by):
             return "ending"
         return self._given()

@@ -125,9 +125,12 @@ def roster(provider_id: str = "p1", *, persons: list[dict], as_of: str = "2026-0
     return _parsed(factories.staff_roster_reported(provider_id, as_of=as_of, persons=persons), sent, event_id)
 
 
-def roster_confirmed(provider_id: str = "p1", *, as_of: str = "2026-05-04", sent: dt.datetime | str = SENT,
-                     event_id: str | None = None) -> Envelope:
-    return _parsed(factories.staff_roster_confirmed(provider_id, as_of=as_of), sent, event_id)
+def roster_confirmed(provider_id: str = "p1", *, as_of: str = "2026-05-04", roster: str | None = None,
+                     sent: dt.datetime | str = SENT, event_id: str | None = None) -> Envelope:
+    built = factories.staff_roster_confirmed(provider_id, as_of=as_of)
+    if roster is not None:
+        built["data"]["roster"] = roster
+    return _parsed(built, sent, event_id)
 
 
 def contact_assigned(provider_id: str = "p1", *, sent: dt.datetime | str = SENT, event_id: str | None = None) -> Envelope:

@@ -234,6 +234,8 @@ def test_a_dependency_cycle_fails(tmp_path):
         ("closure-siebel-cancel-permissions", {"revokes": "siebel-grant-account"}, "revokes must name a unit rule with access_for"),
         ("siebel-order-accounts", {"access_for": "siths-grant-card"}, "access_for must name a person rule that grants access in siebel"),
         ("siebel-send-org-structure", {"access_for": "siebel-grant-account"}, "access_for: only a unit or subcontractor rule"),
+        ("siebel-book-training", {"access_for": "siebel-grant-account", "system": "siebel"},
+         "orders the access of 'siebel-grant-account' that 'siebel-order-accounts' orders already"),
         ("siebel-order-accounts", {"for_subcontractor_staff": {"obligation": "SC2", "responsible": "main-provider"}},
          "for_subcontractor_staff: only for person-scoped"),
         ("siebel-monthly-service-report", {"triggers": ["MonthlyServiceReport", "UnitClosed"]}, "cannot be combined"),

@@ -13,7 +13,7 @@ from services.domain.state import UnitAccess
 from tests import factories
 from tests.support.access import check_access
 from tests.unit import _events as ev
-from tests.unit.test_planning import CATALOG, History, one, rules
+from tests.unit.test_planning import CATALOG, PLANNER, History, one, rules
 
 UNIT_ORDERS = {"siebel-order-accounts", "siths-order-cards", "prator-grant-unit-access", "phoniro-grant-unit-access"}
 UNIT_CANCELS = {"closure-siebel-cancel-permissions", "closure-siths-cancel-cards", "closure-prator-end-permissions",
@@ -316,3 +316,34 @@ def test_two_rosters_held_on_one_date_are_each_confirmed():
 def test_a_unit_cannot_be_taken_over_by_its_own_provider():
     closure = factories.unit_closed(factories.PROVIDER_ID, taken_over_by=factories.PROVIDER_ID)
     assert _errors(closure) == {"data.taken_over_by": "a provider cannot take a unit over from itself"}
+
+
+def test_a_confirmation_that_names_its_roster_confirms_that_one_only():
+    history = five_named()
+    history.add(ev.roster(as_of="2026-06-01", persons=[ev.person("N0", unit_id="u1")]))
+    first = history.state.held_roster.roster
+    history.add(ev.roster(as_of="2026-06-01", persons=[ev.person(f"N{i}", unit_id="u1") for i in range(2)]))
+    held = history.state.held_roster
+    assert held.roster != first and held.roster in history.plans[-1].warnings[0].message
+    stale = history.add(ev.roster_confirmed(as_of="2026-06-01", roster=first))
+    assert stale.tasks == [] and [w.code for w in stale.warnings] == [ROSTER_NOT_HELD]
+    confirmed = history.add(ev.roster_confirmed(as_of="2026-06-01", roster=held.roster))
+    assert {task.subject.person_id for task in confirmed.tasks} == {ev.hsa(f"N{i}") for i in range(2, 5)}
+
+
+def test_someone_who_left_and_comes_back_on_a_roster_is_ordered_for_not_given_a_place():
+    history = _counted(staff_count=3)
+    first = [ev.person(f"N{i}", unit_id="u1") for i in range(5)]
+    history.add(ev.roster(persons=first))  # three take the places, two are ordered for
+    history.add(ev.roster(as_of="2026-06-01", persons=first[1:]))  # N0 leaves (one of five)
+    back = history.add(ev.roster(as_of="2026-07-01", persons=first))
+    assert not back.holdings and set(person_tasks(back, "N0")) == NURSE_SYSTEMS
+    checked(history)
+
+
+def test_a_held_roster_seen_again_does_not_answer_itself():
+    history = five_named()
+    roster = ev.roster(as_of="2026-06-01", persons=[ev.person("N0", unit_id="u1")])
+    history.add(roster)
+    assert PLANNER.completions(roster, history.state) == [], "its own task stays open"
+    assert PLANNER.completions(ev.roster(as_of="2026-06-08", persons=[ev.person("N0", unit_id="u1")]), history.state)
