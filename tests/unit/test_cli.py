@@ -386,3 +386,9 @@ def test_roster_confirm_without_kafka_says_so():
     result = invoke("roster", "confirm", "prov-1", "--as-of", "2026-06-01", "--by", "Olle",
                     "--bootstrap", f"127.0.0.1:{free_port()}", "--timeout", "0.5")
     assert result.exit_code == 3 and "not published" in result.stderr
+
+
+def test_roster_confirm_names_a_bad_roster_digest():
+    result = invoke("roster", "confirm", "prov-1", "--as-of", "2026-06-01", "--by", "Olle", "--roster", "not hex",
+                    "--bootstrap", f"127.0.0.1:{free_port()}")
+    assert result.exit_code == 2 and "roster:" in result.stderr and "not hex" not in result.stderr
