@@ -55,6 +55,9 @@ class TaskRecord(Contract):
     reminded: list[dt.date] = Field(default_factory=list)  # reminder dates already fired
     escalated: list[dt.date] = Field(default_factory=list)  # escalation dates already fired
     history: list[StatusEntry] = Field(default_factory=list)
+    #: Done by an event that came after the due date (a service report submitted late, the basis
+    #: of the customers' invoices): by how many days.
+    late_by_days: int | None = None
 
     @property
     def active(self) -> bool:

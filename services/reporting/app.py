@@ -173,8 +173,10 @@ def _count(effect: Effect) -> None:
     for change in effect.changes:
         metrics.TASK_STATUS_CHANGES.labels(change.status).inc()
         if change.status == "done" and change.task_id in effect.records:
-            task = effect.records[change.task_id].task
-            metrics.TASKS_COMPLETED.labels(task.system, task.responsible).inc()
+            record = effect.records[change.task_id]
+            metrics.TASKS_COMPLETED.labels(record.task.system, record.task.responsible).inc()
+            if record.late_by_days:
+                metrics.COMPLETED_LATE.labels(record.task.system, record.task.obligation).inc()
 
 
 def _request_message(request: NotificationRequest) -> Outgoing:

@@ -90,10 +90,21 @@ def on_event(event: Envelope, ctx: Context) -> Effect:
             by=by, at=event.time, source=event.type, reason=reason,
         )
         done, unblocked = moved(tasks, change)
+        late = _late_by(event, record)
+        if late and task_id in done:  # recorded with the completion: the report came after its date
+            done[task_id] = done[task_id].model_copy(update={"late_by_days": late})
         records.update(done)
         requests += unblocked
         accepted.append(change)
     return Effect(records, changed, requests, created, accepted)
+
+
+def _late_by(event: Envelope, record: TaskRecord) -> int | None:
+    """How many days after its task's due date a service report was submitted (None: in time)."""
+    submitted = getattr(event.data, "submitted_on", None)
+    if submitted is None or submitted <= record.task.due:
+        return None
+    return (submitted - record.task.due).days
 
 
 def _answer(event: Envelope) -> tuple[str, str]:

@@ -49,6 +49,7 @@ def task_view(row: Row, today: dt.date) -> dict[str, Any]:
         "due": task.due.isoformat(),
         "overdue": record.overdue(today),
         "days_overdue": (today - task.due).days if record.overdue(today) else 0,
+        "late_by_days": record.late_by_days,  # done, but by an event after the due date
         "obligation": task.obligation,
         "action": task.action,
         "channel": task.channel,
@@ -65,7 +66,7 @@ def task_view(row: Row, today: dt.date) -> dict[str, Any]:
 
 
 #: The columns of ``GET /v1/tasks?format=csv``: what a spreadsheet needs, one task per line.
-CSV_COLUMNS = ("id", "provider_id", "provider_name", "system", "status", "due", "overdue", "days_overdue",
+CSV_COLUMNS = ("id", "provider_id", "provider_name", "system", "status", "due", "overdue", "days_overdue", "late_by_days",
                "obligation", "action", "channel", "responsible", "unit_id", "person", "quantity",
                "waiting_for", "last_change_at", "last_change_by")
 

@@ -67,6 +67,10 @@ TASKS_CREATED = Counter(
 TASKS_COMPLETED = Counter(
     "omboard_reporting_tasks_completed_total", "Tasks moved to done", ["system", "responsible"]
 )
+COMPLETED_LATE = Counter(
+    "omboard_reporting_tasks_completed_late_total",
+    "Tasks an event completed after their due date (a service report submitted late)", ["system", "obligation"]
+)
 TASK_STATUS_CHANGES = Counter(
     "omboard_reporting_task_status_changes_total", "Accepted status changes, by new status", ["status"]
 )

@@ -322,3 +322,17 @@ def test_reporting_keeps_nothing_of_an_event_for_a_provider_the_planners_do_not_
     early = _events.roster(as_of="2026-06-01", persons=[_events.person("N0", unit_id="u1")])
     effect = handle(decode(received(EVENTS, *event_to_kafka(early))), context(None, {}))
     assert effect == Effect(), "the planners dead-letter it; reporting holds no roster they never saw"
+
+
+def test_a_service_report_submitted_after_its_due_date_is_recorded_late():
+    started = _events.provider_started("p1", services=("sarskilt_boende",), hsl=False)
+    state = evolve(ProviderState(provider_id="p1"), started, PLANNER.plan(started, ProviderState(provider_id="p1")), CATALOG)
+    (monthly,) = PLANNER.plan_monthly_reports(state, "2026-03")  # due 2026-04-03, the business day before the 5th
+    ledger, _ = record_task(Ledger(provider_id="p1"), monthly, NOW)
+    late = _events.service_report("p1", unit_id="u1", month="2026-03", submitted_on="2026-04-09")
+    effect = handle(decode(received(EVENTS, *event_to_kafka(late))), context(ledger, {"p1": state}))
+    record = effect.records[monthly.id]
+    assert record.status == "done" and record.late_by_days == (dt.date(2026, 4, 9) - monthly.due).days > 0
+    on_time = _events.service_report("p1", unit_id="u1", month="2026-03", submitted_on="2026-04-02")
+    effect = handle(decode(received(EVENTS, *event_to_kafka(on_time))), context(ledger, {"p1": state}))
+    assert effect.records[monthly.id].late_by_days is None

@@ -392,3 +392,16 @@ def test_a_csv_cell_a_spreadsheet_would_run_is_written_as_text():
 
     assert [as_cell_text(v) for v in ("=HYPERLINK(1)", "+1", "@SUM", "Omsorg AB", 3, None)] == [
         "'=HYPERLINK(1)", "'+1", "'@SUM", "Omsorg AB", 3, None]
+
+
+def test_a_task_done_late_says_so_in_the_api_the_csv_and_the_page(world):
+    client, store, _publisher, _ = world
+    ledger = store.load("acme")
+    record = by_rule(ledger, "siebel-send-org-structure")
+    late = record.model_copy(update={"status": "done", "late_by_days": 4})
+    store.tables["acme"] = ledger.with_records({late.task.id: late})
+    assert client.get(f"/v1/tasks/{late.task.id}", headers=bearer(OPS)).json()["late_by_days"] == 4
+    assert ",4," in next(line for line in client.get("/v1/tasks?format=csv&provider_id=acme", headers=bearer(OPS)).text
+                         .splitlines() if line.startswith(late.task.id))
+    signed_in(client, ACME)
+    assert 'data-late-by="4"' in client.get("/providers/acme").text
