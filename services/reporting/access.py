@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -247,3 +248,9 @@ def access_csv(accesses: list[Access], show_ids: bool) -> str:
     writer.writeheader()
     writer.writerows(csv_line(access, show_ids) for access in accesses)
     return out.getvalue()
+
+
+def csv_filename(kind: str, provider_id: str, today: dt.date) -> str:
+    """A download's name: ASCII only, since it travels in a header (a provider id may be anything)."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", provider_id)[:100]
+    return f"omboard-{kind}-{safe}-{today.isoformat()}.csv"

@@ -54,6 +54,7 @@ from services.reporting.access import (
     closing_rules_of,
     closure_report,
     closures,
+    csv_filename,
     people_view,
     register,
 )
@@ -180,9 +181,10 @@ def create_status_api(reader: TaskReader, keys: KeyRing, publish: Publish, clock
 
     rules, closing_rules = access_rules(catalog), closing_rules_of(catalog)
 
-    def export(lines: list[Access], show_ids: bool, name: str) -> Response:
+    def export(lines: list[Access], show_ids: bool, kind: str, provider_id: str) -> Response:
+        filename = csv_filename(kind, provider_id, service.today())
         return Response(access_csv(lines, show_ids), media_type="text/csv; charset=utf-8",
-                        headers={"Content-Disposition": f'attachment; filename="{name}-{service.today()}.csv"'})
+                        headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
     @api.get("/v1/providers/{provider_id}/access", responses={
         200: {"content": {"application/json": {}, "text/csv": {}},
@@ -199,7 +201,7 @@ def create_status_api(reader: TaskReader, keys: KeyRing, publish: Publish, clock
         accesses = register(rows, catalog, places)
         show_ids = principal.sees_person_ids()
         if format == "csv":
-            return export(accesses, show_ids, f"omboard-access-{provider_id}")
+            return export(accesses, show_ids, "access", provider_id)
         return JSONResponse({"today": service.today().isoformat(), "provider_id": provider_id,
                              "held": sum(access.held for access in accesses), "people": people_view(accesses, show_ids)})
 
@@ -227,7 +229,7 @@ def create_status_api(reader: TaskReader, keys: KeyRing, publish: Publish, clock
         units, accesses = report
         show_ids = principal.sees_person_ids()
         if format == "csv":
-            return export(accesses, show_ids, f"omboard-closure-{provider_id}")
+            return export(accesses, show_ids, "closure", provider_id)
         held = [access for access in accesses if access.held]
         return JSONResponse({"provider_id": provider_id, "plan_id": plan_id, "units": units, "complete": not held,
                              "held": len(held), "access": [access_view(access, show_ids) for access in accesses]})

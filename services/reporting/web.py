@@ -42,6 +42,7 @@ from services.reporting.access import (
     closing_rules_of,
     closure_report,
     closures,
+    csv_filename,
     people_view,
     register,
 )
@@ -249,9 +250,10 @@ def install_pages(api: FastAPI, service: StatusService, keys: KeyRing, catalog: 
             shown=len(rows),
         )
 
-    def csv_download(text: str, name: str) -> Response:
+    def csv_download(text: str, kind: str, provider_id: str) -> Response:
+        filename = csv_filename(kind, provider_id, service.today())
         return Response(text, media_type="text/csv; charset=utf-8", headers={
-            **SECURITY_HEADERS, "Content-Disposition": f'attachment; filename="{name}-{service.today()}.csv"'})
+            **SECURITY_HEADERS, "Content-Disposition": f'attachment; filename="{filename}"'})
 
     @api.get("/providers/{provider_id}/access", include_in_schema=False)
     async def access_page(request: Request, provider_id: str, format: str | None = None) -> Response:
@@ -266,7 +268,7 @@ def install_pages(api: FastAPI, service: StatusService, keys: KeyRing, catalog: 
             return unavailable(principal, failure)
         accesses, show_ids = register(rows, catalog, places), principal.sees_person_ids()
         if format == "csv":
-            return csv_download(access_csv(accesses, show_ids), f"omboard-access-{provider_id}")
+            return csv_download(access_csv(accesses, show_ids), "access", provider_id)
         return render("access.html", principal=principal, provider_id=provider_id, today=service.today(),
                       people=people_view(accesses, show_ids), held=sum(a.held for a in accesses),
                       closures=closures(rows, catalog))
@@ -288,7 +290,7 @@ def install_pages(api: FastAPI, service: StatusService, keys: KeyRing, catalog: 
         units, accesses = report
         show_ids = principal.sees_person_ids()
         if format == "csv":
-            return csv_download(access_csv(accesses, show_ids), f"omboard-closure-{provider_id}")
+            return csv_download(access_csv(accesses, show_ids), "closure", provider_id)
         held = [access for access in accesses if access.held]
         return render("closure.html", principal=principal, provider_id=provider_id, plan_id=plan_id, units=units,
                       access=[access_view(access, show_ids) for access in accesses], held=len(held))

@@ -207,3 +207,11 @@ def test_someone_who_took_a_place_in_the_units_order_is_on_the_register_before_t
     order = next(task for task in started.tasks if task.rule == "siebel-order-accounts")
     assert placed["siebel"]["through_unit_order"] and placed["siebel"]["granted_by"]["task_id"] == order.id
     assert placed["siebel"]["state"] == "ordered" and not placed["siebel"]["ended_by"]
+
+
+def test_a_download_of_a_provider_with_any_id_is_named_in_ascii():
+    store = FakeStore()
+    client = TestClient(create_status_api(store, KEYS, AgentLikePublisher(store), FixedClock(PLANNED_AT),
+                                          Settings(status_wait_timeout=0.3), PLANNER.catalog))
+    response = client.get("/v1/providers/%F1%84%B3%88%29%C3%8C-3/access?format=csv", headers=bearer(OPS))
+    assert response.status_code == 200 and response.headers["content-disposition"].isascii()
