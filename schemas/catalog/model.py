@@ -162,6 +162,8 @@ class Rule(Contract):
         default_factory=list)
     #: What the task says instead at a takeover of a running business.
     at_takeover: AtTakeover | None = None
+    #: What the instructions add for each service the provider runs (and only those).
+    per_service: dict[Service, Text] = Field(default_factory=dict)
     #: Who is told at once when the deadline has already passed when the task is planned.
     late_notify: list[Responsible] = Field(default_factory=list)
     instructions: Text

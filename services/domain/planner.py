@@ -159,6 +159,8 @@ class Planner:
                 if not holds(rule.when, {**facts, **target.facts}):
                     continue
                 task = self._event_task(rule, event, state, target, key, takeover=facts["takeover"])
+                if rule.quantity is not None and task.quantity == 0:
+                    continue  # nothing to ask for (expert users of a unit with no staff)
                 subject = task.subject
                 if (replanning and subject.provider_id == state.provider_id
                         and state.planned_task(planned_key(rule.id, subject.unit_id, subject.person_id)) is not None):
@@ -293,6 +295,10 @@ class Planner:
                 return [Target(unit_id=person.unit_id)]  # a move of responsibility, on the person's unit
             return [Target()]
         if rule.scope == "unit":
+            if isinstance(data, StaffJoined):  # a unit's first staff: what it lacked for having none, once
+                unit = state.unit(data.unit_id)
+                once = unit is not None and unit.active and not state.planned_task(planned_key(rule.id, unit.id, None))
+                return [replace(unit_target(unit), staff_count=max(unit.staff_count, 1))] if once else []
             return self._access(rule, unit_targets, state)
         if rule.scope == "subcontractor":
             if isinstance(data, SubcontractorStarted):
@@ -435,6 +441,10 @@ class Planner:
         action, text = rule.action, rule.instructions
         if takeover and rule.at_takeover is not None:
             action, text = rule.at_takeover.action, rule.at_takeover.instructions
+        own = [rule.per_service[service] for service in provider.services if service in rule.per_service]
+        if own:
+            text = text.model_copy(update={"sv": " ".join([text.sv, *(part.sv for part in own)]),
+                                           "en": " ".join([text.en, *(part.en for part in own)])})
         return Task(
             id=id,
             plan_id=plan_id,

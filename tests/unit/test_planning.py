@@ -623,3 +623,22 @@ def test_a_course_taken_once_is_not_booked_again_when_the_person_comes_back_to_t
     history.add(ev.staff_role_changed(person="C3", role="omvardnadspersonal", effective_date="2026-06-01"))
     back = history.add(ev.staff_role_changed(person="C3", role="planerare", effective_date="2026-07-01"))
     assert "siebel-book-manager-training" not in rules(back)
+
+
+def test_the_monthly_report_names_only_the_providers_own_services():
+    history = History()
+    history.add(ev.provider_started(services=("hemtjanst",)))
+    (report,) = PLANNER.plan_monthly_reports(history.state, "2026-03")
+    assert "matlådor" in report.instructions.sv and "meal boxes" in report.instructions.en
+    assert "särskilt boende" not in report.instructions.sv and "korttids" not in report.instructions.sv
+
+
+def test_a_unit_with_no_staff_is_asked_for_no_expert_users_until_its_first_joiner():
+    history = History()
+    started = history.add(ev.provider_started(units=[ev.unit("u1", staff_count=0), ev.unit("u2", staff_count=20)]))
+    assert {t.subject.unit_id: t.quantity for t in rules(started)["siebel-appoint-expert-users"]} == {"u2": 2}
+    assert all(task.quantity != 0 for task in started.tasks)
+    first = history.add(ev.staff_joined(person="N1", unit_id="u1"))
+    assert [(t.subject.unit_id, t.quantity) for t in rules(first)["siebel-appoint-expert-users"]] == [("u1", 1)]
+    assert "siebel-appoint-expert-users" not in rules(history.add(ev.staff_joined(person="N2", unit_id="u1")))
+    assert "siebel-appoint-expert-users" not in rules(history.add(ev.staff_joined(person="N3", unit_id="u2")))
