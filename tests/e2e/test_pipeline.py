@@ -89,7 +89,7 @@ def test_provider_started_over_http_becomes_tasks_and_a_reminder_mail(stack, tas
     # Move time to the first reminder of the provider's own tasks: exactly one mail per party and system.
     first = min(dt.date.fromisoformat(day) for t in planned if t["responsible"] == "provider" for day in t["remind_on"])
     clock.set(dt.datetime.combine(first, dt.time(8, 0), tzinfo=dt.UTC))
-    # Moving the clock makes every provider of the session's stack due at once: in the whole suite
+    # Moving the clock makes every provider on the session's broker due at once: in the whole suite
     # the notifier had some 700 mails to send first, and 30 s was once not enough.
     mails = stack.mail.wait_for(lambda ms: any(CONTACT in m.get("To", "") for m in ms), timeout=90)
     reminder = next(m for m in mails if CONTACT in m.get("To", ""))
