@@ -43,6 +43,9 @@ class Task(Contract):
     responsible: Responsible
     subject: Subject
     due: dt.date
+    #: The date the checklist's lead time gave, when the schedule could not meet it: the event came
+    #: too late (``late-order``) or what the task waits for is due later. None: ``due`` is that date.
+    checklist_due: dt.date | None = None
     status: TaskStatus
     depends_on: list[str] = Field(default_factory=list)
     instructions: Instructions
@@ -55,12 +58,31 @@ class Task(Contract):
     escalate_to: list[Responsible] = Field(default_factory=list)  # empty: the responsible party itself
     provider_name: str | None = None
     correlation_id: str | None = None
+    #: A step the responsible party may take or leave: not reminded, not escalated, waited for by nothing.
+    optional: bool = False
+
+
+class ChainStep(Contract):
+    """One task of a critical chain, as anyone may read it: no person's id."""
+
+    task_id: str
+    rule: str
+    system: SystemId
+    action: str
+    unit_id: str | None = None
+    due: dt.date
+    checklist_due: dt.date | None = None
 
 
 class Warning(Contract):  # noqa: A001 - the plan's vocabulary
     code: str
     obligation: str
     message: str
+    #: ``date-at-risk``: the start, effective or closing date the plan's tasks cannot be done before,
+    #: the first such date they can be done before, and the chain of tasks that decides it.
+    date: dt.date | None = None
+    earliest_feasible: dt.date | None = None
+    chain: list[ChainStep] = Field(default_factory=list)
 
 
 class Holding(Contract):

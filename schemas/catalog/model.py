@@ -73,13 +73,22 @@ class Condition(Contract):
 
 class Deadline(Contract):
     #: ``event``: the event's own date (start, effective, closing, end, submitted);
-    #: ``decided_on``: when an organisation change was decided; ``month_end``: the last day of the
+    #: ``decided_on``: when an organisation change was decided (for a move of responsibility, which
+    #: has no decision of its own, the day it was reported); ``month_end``: the last day of the
     #: reported month (monthly service reports), or of the month of the event's date.
     anchor: Literal["event", "decided_on", "month_end"] = "event"
     offset: int = Field(ge=-400, le=400)  # negative: before the anchor
     unit: Literal["days", "business_days", "weeks"]
     #: What happens when the date is not a business day.
     roll: Literal["earlier", "later", "none"] = "earlier"
+
+
+class Duration(Contract):
+    """How long a task takes once what it waits for is done: its working time, counted on the
+    business calendar from the day the last prerequisite is due (or the event arrives)."""
+
+    offset: int = Field(default=0, ge=0, le=400)
+    unit: Literal["days", "business_days", "weeks"] = "business_days"
 
 
 class Quantity(Contract):
@@ -136,7 +145,11 @@ class Rule(Contract):
     #: (replaces the channel's ``where``); only with a single channel.
     where: str | None = None
     responsible: Responsible
+    #: The date the checklist asks for (its lead time, counted from the anchor): the textbook date.
     deadline: Deadline
+    #: The task's working time: it is due no earlier than what it waits for (or the day its event
+    #: arrives) plus this, whatever its deadline says (``services.domain.scheduler``).
+    takes: Duration = Field(default_factory=Duration)
     #: Business days before the due date on which the responsible party is reminded (0: on the day).
     reminders: list[int] = Field(default_factory=lambda: [10, 5, 1, 0])
     escalation: Escalation = Field(default_factory=Escalation)
@@ -164,6 +177,9 @@ class Rule(Contract):
     at_takeover: AtTakeover | None = None
     #: What the instructions add for each service the provider runs (and only those).
     per_service: dict[Service, Text] = Field(default_factory=dict)
+    #: A step the responsible party may take or leave (extended Siebel access by agreement): nobody
+    #: is reminded of it or chased for it, and nothing waits for it.
+    optional: bool = False
     #: Who is told at once when the deadline has already passed when the task is planned.
     late_notify: list[Responsible] = Field(default_factory=list)
     instructions: Text
@@ -182,6 +198,9 @@ class Rule(Contract):
             raise ValueError("triggers: a cancellation (revokes) cannot be triggered by StaffJoined")
         if any(days < 0 for days in self.reminders):
             raise ValueError("reminders: days before the deadline cannot be negative")
+        if self.optional and (self.reminders or self.escalation.after or self.late_notify):
+            raise ValueError("optional: a step that may be left is not reminded, escalated or notified late "
+                             "(reminders: [], escalation: {after: []}, no late_notify)")
         if self.where is not None and isinstance(self.channel, dict):
             raise ValueError("where: only a rule with a single channel can name its own place")
         if not self.grants_access and (self.scope != "person" or self.revokes):
@@ -350,7 +369,24 @@ class Catalog(Contract):
             if oid not in ruled and not obligation.no_task:
                 raise ValueError(f"obligation {oid!r}: has no rule and no no_task reason")
         self._check_acyclic(by_id)
+        self._check_working_times(by_id)
         return self
+
+    @staticmethod
+    def _check_working_times(by_id: dict[str, Rule]) -> None:
+        """A rule's lead time leaves room for its working time after each task it waits for from the
+        same event: otherwise no date would ever be early enough (the verdict would find none)."""
+        for rule in by_id.values():
+            for dependency in rule.depends_on:
+                before = by_id[dependency]
+                if before.optional:
+                    raise ValueError(f"rule {rule.id!r}: depends_on {dependency!r}, which is optional: nothing waits for it")
+                same_clock = (set(rule.triggers) & set(before.triggers) and rule.deadline.anchor == before.deadline.anchor
+                              and {rule.deadline.unit, before.deadline.unit, rule.takes.unit} == {"business_days"})
+                if same_clock and rule.deadline.offset - before.deadline.offset < rule.takes.offset:
+                    raise ValueError(
+                        f"rule {rule.id!r}: takes {rule.takes.offset} business days, but its deadline is only "
+                        f"{rule.deadline.offset - before.deadline.offset} after that of {dependency!r}, which it waits for")
 
     @staticmethod
     def _check_acyclic(by_id: dict[str, Rule]) -> None:
@@ -380,6 +416,10 @@ class Catalog(Contract):
     def rules_of(self, obligation: str) -> list[Rule]:
         """The rules whose tasks can carry ``obligation`` (as theirs or for subcontractor staff)."""
         return [rule for rule in self.rules if obligation in rule.obligations]
+
+    def ordering(self, grant_rule_id: str) -> list[Rule]:
+        """The unit and subcontractor rules that order ``grant_rule_id``'s access for staff not known by name."""
+        return [rule for rule in self.rules if rule.access_for == grant_rule_id]
 
     def revoking(self, grant_rule_id: str) -> list[Rule]:
         """The rules that take away what ``grant_rule_id`` granted."""

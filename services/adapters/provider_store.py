@@ -5,7 +5,8 @@ Keys are JSON arrays, so no id can be mistaken for a separator:
 * ``["facts", provider]``: the ``ProviderFacts`` (small; the facts of one provider);
 * ``["unit", provider, unit]``: a ``UnitState``;
 * ``["person", provider, person]``: a ``StaffState``;
-* ``["planned", provider, "rule|unit|person"]``: the id of the task an earlier plan made.
+* ``["planned", provider, "rule|unit|person"]``: the task an earlier plan made (a ``PlannedTask``;
+  recorded before catalog 2026.12.8, its id alone).
 
 Every record of a provider is written on the partition of its events, so it moves and recovers
 with them. What must be listed (a provider's units; the staff of a unit) is found through indexes
@@ -16,11 +17,12 @@ an index only ever needs entries added.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 
-from services.domain.state import ProviderFacts, StaffState, StateChanges, UnitState
+from services.domain.state import PlannedTask, ProviderFacts, StaffState, StateChanges, UnitState
 from services.runtime.streams import check_fits
 from services.runtime.tables import Table
 
@@ -76,9 +78,11 @@ class ProviderStore:
         for unit_id in sorted(self._staffed.get(provider_id, ())):
             yield from self.staff_in(provider_id, unit_id)
 
-    def planned_task(self, provider_id: str, key: str) -> str | None:
+    def planned(self, provider_id: str, key: str) -> PlannedTask | None:
         raw = self.table.get(entity_key(PLANNED, provider_id, key))
-        return raw.decode() if raw else None
+        if not raw:
+            return None
+        return PlannedTask.model_validate_json(raw) if raw.startswith(b"{") else PlannedTask(task_id=raw.decode())
 
     @staticmethod
     def encode(changes: StateChanges) -> list[tuple[bytes, bytes]]:
@@ -88,7 +92,7 @@ class ProviderStore:
         records += [(entity_key(UNIT, pid, uid), unit.model_dump_json().encode()) for uid, unit in changes.units.items()]
         records += [(entity_key(PERSON, pid, person_id), person.model_dump_json().encode())
                     for person_id, person in changes.staff.items()]
-        records += [(entity_key(PLANNED, pid, key), task_id.encode()) for key, task_id in changes.planned.items()]
+        records += [(entity_key(PLANNED, pid, key), task.model_dump_json().encode()) for key, task in changes.planned.items()]
         return [(key, check_fits(f"a planning record of provider {pid}", key, value)) for key, value in records]
 
     def write(self, changes: StateChanges, partition: int, records: list[tuple[bytes, bytes]] | None = None) -> None:
@@ -144,4 +148,9 @@ class StoredState:
         return self._store.every_person(self.provider_id)
 
     def planned_task(self, key: str) -> str | None:
-        return self._store.planned_task(self.provider_id, key)
+        found = self._store.planned(self.provider_id, key)
+        return found.task_id if found else None
+
+    def planned_due(self, key: str) -> dt.date | None:
+        found = self._store.planned(self.provider_id, key)
+        return found.due if found else None

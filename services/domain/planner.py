@@ -46,12 +46,14 @@ from services.domain.ids import (
 from services.domain.people import Leaving, places_taken, stands_for
 from services.domain.roster import confirms
 from services.domain.schedule import Schedule
+from services.domain.scheduler import Prerequisite, Scheduler
 from services.domain.state import (
     StaffState,
     StateView,
     UnitState,
     event_key,
     planned_key,
+    planned_rule_and_unit,
     processed_marker,
     unit_orders,
 )
@@ -107,6 +109,7 @@ class Planner:
         self.catalog = catalog
         self.calendar = calendar or BusinessCalendar(catalog.calendar.country, catalog.calendar.categories)
         self.schedule = Schedule(self.calendar)
+        self.scheduler = Scheduler(catalog, self.schedule)
 
     # -- the entry points --------------------------------------------------------------------------
 
@@ -139,11 +142,11 @@ class Planner:
         warnings: list[Warning] = []
         for person_id in sorted(movers):
             left = StaffLeft(provider_id=event.provider_id, person_id=person_id, end_date=event.anchor_date)
-            cancelled, late = self._tasks(_standing_for(event, left), state, replanning=False)
+            cancelled, said = self._tasks(_standing_for(event, left), state, replanning=False)
             tasks += cancelled
-            warnings += [warning for warning in late if warning not in warnings]
-        planned, late = self._tasks(event, Leaving(state, movers) if movers else state, replanning=replanning)
-        return tasks + planned, warnings + [warning for warning in late if warning not in warnings]
+            warnings += [warning for warning in said if warning not in warnings]
+        planned, said = self._tasks(event, Leaving(state, movers) if movers else state, replanning=replanning)
+        return tasks + planned, warnings + [warning for warning in said if warning not in warnings]
 
     def _tasks(self, event: Envelope, state: StateView, *, replanning: bool) -> tuple[list[Task], list[Warning]]:
         # A ProviderStarted for a provider already running (a correction, or a resend under a new
@@ -166,9 +169,6 @@ class Planner:
                         and state.planned_task(planned_key(rule.id, subject.unit_id, subject.person_id)) is not None):
                     continue
                 tasks.append(task)
-                late = self.schedule.late_warning(rule, event, task)
-                if late:
-                    warnings.append(late)
         data = event.data
         if isinstance(data, (StaffLeft, StaffRoleChanged)) and state.person(data.person_id) is None:
             warnings.append(Warning(code=UNKNOWN_PERSON, obligation="HO1", message=(
@@ -178,8 +178,21 @@ class Planner:
 
     def _linked(self, event: Envelope, tasks: list[Task], warnings: list[Warning], state: StateView,
                 holdings: list[Holding] = ()) -> Plan:
-        return Plan(event_id=event.id, catalog_version=self.catalog.version, tasks=link(tasks, state, holdings, self.catalog),
-                    warnings=warnings, holdings=list(holdings))
+        """The plan: ``tasks`` linked to what they wait for and dated as a schedule over that graph
+        (``services.domain.scheduler``), with the warnings of orders too late and the verdict on the date."""
+        linked = link(tasks, state, holdings, self.catalog)
+        outside = {task_id: Prerequisite(*planned_rule_and_unit(key), due=state.planned_due(key))
+                   for task_id, key in linked.outside.items()}
+        timings = self.scheduler.timings(linked.tasks, event, outside)
+        dated = self.scheduler.dated(linked.tasks, timings, event)
+        for task in dated:
+            late = self.schedule.late_warning(self.catalog.rule(task.rule), event, task)
+            if late is not None and late not in warnings:
+                warnings = [*warnings, late]
+        if (verdict := self.scheduler.verdict(dated, timings, event, outside)) is not None:
+            warnings = [*warnings, verdict]
+        return Plan(event_id=event.id, catalog_version=self.catalog.version, tasks=dated, warnings=warnings,
+                    holdings=list(holdings))
 
     # -- a roster: the joiners, movers and leavers it stands for -----------------------------------
 
@@ -190,9 +203,9 @@ class Planner:
         for part in roster.parts:
             if isinstance(part, StaffLeft) and not _on_staff(state, part.person_id):
                 continue  # left already (a confirmation after a later StaffLeft)
-            planned, late = self._planned(_standing_for(event, part), state, replanning=False)
+            planned, said = self._planned(_standing_for(event, part), state, replanning=False)
             tasks += planned
-            warnings += [warning for warning in late if warning not in warnings]
+            warnings += [warning for warning in said if warning not in warnings]
         tasks, holdings = places_taken(tasks, roster.joiners, state, self.catalog)
         unique = list({task.id: task for task in tasks}.values())  # a unit's ticket once for all its managers
         return self._linked(event, unique, warnings, state, holdings)
@@ -231,7 +244,7 @@ class Planner:
                         plan_id=monthly_plan_id(month),
                     )
                 )
-        return link(tasks, state, (), self.catalog)
+        return link(tasks, state, (), self.catalog).tasks
 
     def held_roster_tasks(self, state: StateView, event: Envelope) -> list[Task]:
         """The task of a roster that ``state`` (after ``event``, a StaffRosterReported) holds for an
@@ -470,6 +483,7 @@ class Planner:
             escalate_on=self.schedule.escalation_dates(rule, due),
             escalate_to=list(rule.escalation.to),
             provider_name=provider.name if owner == state.provider_id else None,
+            optional=rule.optional,
         )
 
     def _owner(self, rule: Rule, event: Envelope) -> str:

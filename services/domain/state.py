@@ -63,6 +63,13 @@ class UnitAccess(Contract):
     places: int
 
 
+class PlannedTask(Contract):
+    """A task an earlier plan made, as a later plan finds it to wait for: its id and due date."""
+
+    task_id: str
+    due: dt.date | None = None  # None: planned before omboard kept it (catalog 2026.12.7 and earlier)
+
+
 class UnitState(Contract):
     id: str
     name: str
@@ -124,6 +131,7 @@ class StateView(Protocol):
     def staff_in(self, unit_id: str) -> list[tuple[str, StaffState]]: ...
     def every_person(self) -> Iterable[tuple[str, StaffState]]: ...
     def planned_task(self, key: str) -> str | None: ...
+    def planned_due(self, key: str) -> dt.date | None: ...
 
 
 @dataclass(frozen=True)
@@ -133,7 +141,7 @@ class StateChanges:
     facts: ProviderFacts
     units: dict[str, UnitState] = field(default_factory=dict)
     staff: dict[str, StaffState] = field(default_factory=dict)
-    planned: dict[str, str] = field(default_factory=dict)  # planned_key -> task id
+    planned: dict[str, PlannedTask] = field(default_factory=dict)  # by planned_key
 
 
 class ProviderState(ProviderFacts):
@@ -141,8 +149,8 @@ class ProviderState(ProviderFacts):
 
     units: dict[str, UnitState] = Field(default_factory=dict)
     staff: dict[str, StaffState] = Field(default_factory=dict)
-    #: "rule|unit|person" -> task id, so a later plan can depend on a task an earlier one made.
-    planned: dict[str, str] = Field(default_factory=dict)
+    #: "rule|unit|person" -> the task, so a later plan can depend on a task an earlier one made.
+    planned: dict[str, PlannedTask] = Field(default_factory=dict)
 
     @property
     def facts(self) -> ProviderFacts:
@@ -164,7 +172,12 @@ class ProviderState(ProviderFacts):
         return self.staff.items()
 
     def planned_task(self, key: str) -> str | None:
-        return self.planned.get(key)
+        found = self.planned.get(key)
+        return found.task_id if found else None
+
+    def planned_due(self, key: str) -> dt.date | None:
+        found = self.planned.get(key)
+        return found.due if found else None
 
     def applied(self, changes: StateChanges) -> ProviderState:
         return ProviderState(
@@ -187,6 +200,13 @@ def processed_marker(event: Envelope) -> str:
 
 def planned_key(rule: str, unit_id: str | None, person_id: str | None) -> str:
     return f"{rule}|{unit_id or ''}|{person_id or ''}"
+
+
+def planned_rule_and_unit(key: str) -> tuple[str, str | None]:
+    """The rule and unit a ``planned_key`` is of (a rule id and an HSA-id hold no "|"; a unit id may)."""
+    rule, rest = key.split("|", 1)
+    unit_id = rest.rsplit("|", 1)[0]
+    return rule, unit_id or None
 
 
 def with_contact(contacts: Sequence[Contact], contact: Contact) -> list[Contact]:
@@ -347,11 +367,11 @@ def changes(state: StateView, event: Envelope, plan: Plan, catalog: Catalog) -> 
             orders[rule_id] = access
         units[unit_id] = known.model_copy(update={"access": orders})
 
-    planned: dict[str, str] = {}
+    planned: dict[str, PlannedTask] = {}
     for task in plan.tasks:
         if task.subject.provider_id != state.provider_id:
             continue  # a task for the taking-over party belongs to that provider's state
-        planned[planned_key(task.rule, task.subject.unit_id, task.subject.person_id)] = task.id
+        planned[planned_key(task.rule, task.subject.unit_id, task.subject.person_id)] = PlannedTask(task_id=task.id, due=task.due)
         rule = catalog.rule(task.rule)
         if rule.scope != "person" and task.subject.unit_id is not None:
             if rule.access_for:
@@ -411,7 +431,12 @@ class ChangedState:
         return {**dict(self._state.every_person()), **self._changes.staff}.items()
 
     def planned_task(self, key: str) -> str | None:
-        return self._changes.planned.get(key) or self._state.planned_task(key)
+        found = self._changes.planned.get(key)
+        return found.task_id if found else self._state.planned_task(key)
+
+    def planned_due(self, key: str) -> dt.date | None:
+        found = self._changes.planned.get(key)
+        return found.due if found else self._state.planned_due(key)
 
 
 def evolve(state: ProviderState, event: Envelope, plan: Plan, catalog: Catalog) -> ProviderState:

@@ -6,6 +6,7 @@ services emit exactly the dry run."""
 from __future__ import annotations
 
 from schemas.catalog import load_catalog
+from schemas.events import Envelope
 from schemas.parsing import parse_event
 from schemas.tasks import Plan
 from services.domain.handover import takeover
@@ -37,10 +38,10 @@ def scenario_events(name: str) -> list[dict]:
                 f.subcontractor_started(p, subcontractor_id=f"{p}-sub", start_date="2026-05-04"),
                 f.staff_joined(p, unit_id=f"{p}-sub", person_id=f.hsa_id("SCN0002"), start_date="2026-05-04"),
                 f.subcontractor_ended(p, subcontractor_id=f"{p}-sub", end_date="2026-10-30")]
-    if name == "late-org-change":
+    if name == "late-org-change":  # a large change reported a week after its decision, four weeks before its date
         return [f.provider_started(p, **started),
                 f.org_change_requested(p, size="large", decided_on="2026-05-04", effective_date="2026-06-01",
-                                       unit_ids=[unit], time="2026-05-04T10:00:00+02:00")]
+                                       unit_ids=[unit], time="2026-05-11T10:00:00+02:00")]
     if name == "nurse":
         return [f.provider_started(p, uses_flexite=True, **started),
                 f.staff_joined(p, unit_id=unit, person_id=NURSE, start_date="2026-04-01"),
@@ -95,12 +96,18 @@ def dry_run(events: list[dict]) -> list[dict]:
 
 
 def plans_of(events: list[dict]) -> tuple[list[Plan], dict[str, ProviderState]]:
-    """The plan of every event of the history, and each provider's state after it; a unit taken
+    """The plan of every event of the history, and each provider's state after it."""
+    planned, states = planned_events(events)
+    return [plan for _, plan in planned], states
+
+
+def planned_events(events: list[dict]) -> tuple[list[tuple[Envelope, Plan]], dict[str, ProviderState]]:
+    """Each event planned, with its plan, and each provider's state after the history; a unit taken
     over by a provider the history started is planned at the taker too, as orgstructure publishes
     it (``services.domain.handover``)."""
     planner = Planner(CATALOG)
     states: dict[str, ProviderState] = {}
-    plans = []
+    planned = []
     pending = [parse_event(raw) for raw in events]
     while pending:
         event = pending.pop(0)
@@ -112,8 +119,8 @@ def plans_of(events: list[dict]) -> tuple[list[Plan], dict[str, ProviderState]]:
         if (taken_over := takeover(event, state)) is not None:
             pending.insert(0, taken_over)
         states[event.provider_id] = evolve(state, event, plan, CATALOG)
-        plans.append(plan)
-    return plans, states
+        planned.append((event, plan))
+    return planned, states
 
 
 def tasks_for(emitted: dict, provider_id: str) -> list[dict]:

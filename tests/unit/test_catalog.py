@@ -273,16 +273,19 @@ def test_a_second_municipality_is_a_second_file(tmp_path):
     data = raw()
     data.update(catalog="enkoping", municipality="Enköpings kommun", version="2027.1")
     data["channels"]["it-support"]["where"] = "support@example.se"
-    # Enköping gives a small change 3 weeks.
-    rule_of(data, "orgchange-ticket-small")["deadline"]["offset"] = -3
+    # Enköping's IT does a small change in 3 weeks.
+    rule_of(data, "orgchange-carry-out-small")["takes"] = {"offset": 3, "unit": "weeks"}
     other = load_raw(data, tmp_path)
     assert other.catalog == "enkoping"
 
-    history = [ev.provider_started(), ev.org_change(size="small", effective_date="2026-04-01")]
-    planner = Planner(other)
-    state = ProviderState(provider_id="p1")
-    state = evolve(state, history[0], planner.plan(history[0], state), other)
-    (ticket,) = [task for task in planner.plan(history[1], state).tasks if task.rule == "orgchange-ticket-small"]
-    assert ticket.catalog_version == "2027.1"
-    assert ticket.due.isoformat() == "2026-03-11"
-    assert ticket.instructions.where == "support@example.se"
+    history = [ev.provider_started(), ev.org_change(size="small", decided_on="2026-03-09", effective_date="2026-04-01")]
+    for catalog, due, warnings in ((CATALOG, "2026-04-07", ["date-at-risk"]), (other, "2026-03-31", [])):
+        planner = Planner(catalog)
+        state = ProviderState(provider_id="p1")
+        state = evolve(state, history[0], planner.plan(history[0], state), catalog)
+        plan = planner.plan(history[1], state)
+        (carry_out,) = [task for task in plan.tasks if task.rule == "orgchange-carry-out-small"]
+        assert carry_out.catalog_version == catalog.version
+        assert carry_out.due.isoformat() == due  # 9 March + 4 weeks is Easter Monday: the 7th; or the checklist's 31 March
+        assert [warning.code for warning in plan.warnings] == warnings
+        assert carry_out.instructions.where == catalog.channels["it-support"].where

@@ -37,6 +37,7 @@ from services.entrypoints.dryrun import InvalidHistory, fold_and_plan
 from tests import factories as f
 from tests import strategies as s
 from tests.support.access import check_access
+from tests.support.schedule import check_schedule
 
 CATALOG = load_catalog()
 PLANNER = Planner(CATALOG)
@@ -454,6 +455,8 @@ def test_every_valid_history_plans_without_error_the_same_every_time(history):
 
     # No double orders, and one path to each grant's end (issue 11).
     check_access(plans, CATALOG, state)
+    # A task is never due before what it waits for, nor before its event arrived (issue 12).
+    check_schedule(zip([parse_event(json.dumps(raw)) for raw in history], plans, strict=True))
 
     # Deterministic: the same history, planned again from scratch, gives the same plans.
     again, state_again = fold(copy.deepcopy(history))

@@ -119,13 +119,15 @@ CASES: dict[str, Case | str] = {
     "G4": Case(start(), {"general-technical-prerequisites": {"channel": "provider", "due": D("2026-02-09")}}),
     # -- OC -----------------------------------------------------------------------------------------
     "OC1": Case(
+        # the clock starts at the decision (2026-01-05), not four weeks before the effective date
         after_start(lambda: ev.org_change(size="small", effective_date="2026-04-01")),
-        {"orgchange-ticket-small": {"channel": "it-support", "responsible": "provider", "due": D("2026-03-04")}},
+        {"orgchange-ticket-small": {"channel": "it-support", "responsible": "provider", "due": D("2026-01-05")}},
     ),
     "OC2": Case(
         after_start(lambda: ev.org_change(size="large", effective_date="2026-06-01")),
-        {"orgchange-carry-out": {"responsible": "klk-it", "due": D("2026-05-29")}},
-        check=_depends("orgchange-carry-out", "orgchange-ticket-large"),
+        # ten weeks from the decision (2026-03-16) is sooner: the last business day before the change
+        {"orgchange-carry-out-large": {"responsible": "klk-it", "due": D("2026-05-29"), "checklist_due": None}},
+        check=_depends("orgchange-carry-out-large", "orgchange-ticket-large"),
     ),
     "OC3": "no_task",
     # -- ST / SB ------------------------------------------------------------------------------------
@@ -136,7 +138,8 @@ CASES: dict[str, Case | str] = {
     "SB1": Case(
         start(),
         {
-            "siebel-send-org-structure": {"responsible": "provider", "due": D("2026-02-02")},
+            # 30 business days: KLK IT builds the structure in four weeks, as a small change
+            "siebel-send-org-structure": {"responsible": "provider", "due": D("2026-01-19")},
             "siebel-create-org-structure": {"responsible": "klk-it", "due": D("2026-02-16")},
         },
         check=_depends("siebel-create-org-structure", "siebel-send-org-structure"),
@@ -225,8 +228,8 @@ CASES: dict[str, Case | str] = {
     "SC1": Case(
         after_start(lambda: ev.subcontractor_started(start_date="2026-05-04")),
         {
-            # four weeks before 4 May is Easter Monday: rolled back to Maundy Thursday
-            "subcontractor-order-org": {"responsible": "main-provider", "channel": "it-support", "due": D("2026-04-02")},
+            # 25 business days before 4 May, past 1 May, Easter Monday and Good Friday
+            "subcontractor-order-org": {"responsible": "main-provider", "channel": "it-support", "due": D("2026-03-25")},
             "subcontractor-create-org": {"responsible": "klk-it"},
         },
     ),
@@ -267,7 +270,11 @@ CASES: dict[str, Case | str] = {
         after_start(NURSE, lambda: ev.unit_closed(), regi="egen"),
         {"closure-siebel-cancel-permissions": {"channel": "iris"}, "siebel-revoke-account": {"channel": "iris"}},
     ),
-    "HO-SB2": Case(after_start(lambda: ev.unit_closed()), {"closure-siebel-archive-journals": {"due": D("2026-06-30")}}),
+    "HO-SB2": Case(after_start(lambda: ev.unit_closed()), {
+        "closure-siebel-archive-journals": {"due": D("2026-06-30")},
+        # "förlängd behörighet efter överenskommelse med KLK IT": a choice nobody is chased for
+        "closure-siebel-agree-extended-access": {"due": D("2026-06-26"), "optional": True, "remind_on": [], "escalate_on": []},
+    }, check=_depends("closure-siebel-cancel-permissions", "closure-siebel-archive-journals")),
     "HO-SB3": Case(
         after_start(lambda: ev.unit_closed(closing_date="2026-06-30")),
         {"closure-siebel-last-service-report": {"due": D("2026-07-03")}},
@@ -293,7 +300,7 @@ CASES: dict[str, Case | str] = {
         check=_depends("closure-flexite-close-unit", "closure-flexite-close-deviations"),
         absent_when=after_start(lambda: ev.unit_closed()),
     ),
-    "HO-FX2": Case(after_start(lambda: ev.unit_closed(), **FLEX), {"closure-flexite-close-deviations": {"due": D("2026-06-23")}}),
+    "HO-FX2": Case(after_start(lambda: ev.unit_closed(), **FLEX), {"closure-flexite-close-deviations": {"due": D("2026-06-30")}}),
     "HO-FX3": Case(
         after_start(lambda: ev.unit_closed(), **FLEX),
         {"closure-flexite-cancel-permissions": {"channel": "web-form"}},

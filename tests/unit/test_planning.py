@@ -12,6 +12,7 @@ from schemas.tasks import Plan, Task
 from services.domain.ids import monthly_plan_id, monthly_report_task_id
 from services.domain.planner import Planner, UnknownProvider
 from services.domain.schedule import LATE_ORDER
+from services.domain.scheduler import DATE_AT_RISK
 from services.domain.state import ProviderState, evolve, planned_key
 from tests.unit import _events as ev
 
@@ -79,11 +80,12 @@ def test_private_home_care_with_health_care_taking_over():
     assert len(by_rule["siebel-order-accounts"]) == 2 and len(by_rule["siebel-send-org-structure"]) == 1
     assert {t.subject.unit_id: t.quantity for t in by_rule["siebel-appoint-expert-users"]} == {"u1": 3, "u2": 2}
 
-    # Order: appoint people, send structures, KLK IT creates them, permissions, readiness last.
+    # Order: structures sent first (KLK IT takes four weeks), people appointed, structures created,
+    # permissions, readiness last.
     def due(rule: str) -> dt.date:
         return by_rule[rule][0].due
 
-    assert due("general-appoint-contacts") < due("siebel-send-org-structure") < due("siebel-create-org-structure")
+    assert due("siebel-send-org-structure") < due("general-appoint-contacts") < due("siebel-create-org-structure")
     assert due("siebel-create-org-structure") < due("siebel-order-accounts") < due("start-readiness-check")
     assert due("siths-order-cards") < due("prator-grant-unit-access")
     assert due("start-readiness-check") == D("2026-02-27")  # the last business day before Monday 2 March
@@ -106,13 +108,27 @@ def test_private_home_care_with_health_care_taking_over():
     assert history.state.takeover_from == "p0"
 
 
-def test_a_start_announced_late_warns_for_every_step_already_overdue():
-    started = ev.provider_started(sent="2026-02-18T10:00:00+01:00")
+def test_a_start_announced_late_warns_for_every_step_already_overdue_and_says_which_date_can_be_met():
+    started = ev.provider_started(sent="2026-02-18T10:00:00+01:00")  # a Wednesday; the start Monday 2 March
     plan = History().add(started)
     late = {warning.obligation for warning in plan.warnings if warning.code == LATE_ORDER}
-    overdue = {task.obligation for task in plan.tasks if task.due < D("2026-02-18")}
+    overdue = {task.obligation for task in plan.tasks if task.checklist_due is not None and task.checklist_due < D("2026-02-18")}
     assert late == overdue and "SB1" in late and "G3" in late
-    assert "ST1" not in late  # due 27 February: still possible
+    assert "ST1" not in late  # due 27 February by the checklist: it could still be ordered in time
+    # Nothing is dated in the past: what is overdue is due as soon as it can be done.
+    assert min(task.due for task in plan.tasks) >= D("2026-02-18")
+    assert min(day for task in plan.tasks for day in task.remind_on) >= D("2026-02-18")
+    send = one(plan, "siebel-send-org-structure")
+    assert (send.checklist_due, send.due) == (D("2026-01-19"), D("2026-02-25"))  # arrival + its five business days
+    (verdict,) = [warning for warning in plan.warnings if warning.code == DATE_AT_RISK]
+    assert verdict.date == D("2026-03-02") and verdict.obligation == "ST1"
+    # 25 Feb structure sent, + 20 business days KLK IT, + 5 accounts and tokens, + 1 the readiness check:
+    # 2 April; the first start that leaves it a day before is Friday 3 April.
+    assert [(step.rule, step.due) for step in verdict.chain] == [
+        ("siebel-send-org-structure", D("2026-02-25")), ("siebel-create-org-structure", D("2026-03-25")),
+        ("siebel-order-accounts", D("2026-04-01")), ("start-readiness-check", D("2026-04-02"))]
+    assert verdict.earliest_feasible == D("2026-04-03")
+    assert "2026-04-03" in verdict.message and "2026-03-02" in verdict.message
 
 
 # -- an egen-regi special-housing provider without home care -------------------------------------------
@@ -174,7 +190,10 @@ def test_a_closure_that_ceases_entirely():
     assert one(plan, "closure-siebel-cancel-permissions").channel == "sesam"
     # Deviations closed before the Flexite unit is closed.
     deviations, close = one(plan, "closure-flexite-close-deviations"), one(plan, "closure-flexite-close-unit")
-    assert close.depends_on == [deviations.id] and close.status == "blocked" and deviations.due < close.due
+    assert close.depends_on == [deviations.id] and close.status == "blocked" and deviations.due <= close.due
+    # The journals are closed while Siebel access still works: the cancellation waits for them.
+    journals, cancel = one(plan, "closure-siebel-archive-journals"), one(plan, "closure-siebel-cancel-permissions")
+    assert cancel.depends_on == [journals.id] and journals.due <= cancel.due
     # Everyone on the unit loses what they were granted; u2's nurse keeps hers.
     revoked = {(task.subject.person_id, task.rule) for task in plan.tasks if task.subject.person_id}
     assert revoked == {
@@ -333,28 +352,46 @@ def test_a_subcontractor_from_start_to_end():
 # -- an organisation change ordered too late ---------------------------------------------------------------
 
 
-def test_an_organisation_change_ordered_too_late_warns():
+def test_an_organisation_change_decided_too_close_to_its_date_is_at_risk_from_the_decision():
     history = History()
     history.add(ev.provider_started())
     plan = history.add(ev.org_change(size="small", decided_on="2026-03-20", effective_date="2026-04-01"))
-    ticket = one(plan, "orgchange-ticket-small")
-    assert ticket.due == D("2026-03-04")  # four weeks before 1 April
+    ticket, carry_out = one(plan, "orgchange-ticket-small"), one(plan, "orgchange-carry-out-small")
+    assert ticket.due == D("2026-03-20")  # at the decision, not four weeks before 1 April
     assert "orgchange-ticket-large" not in rules(plan)
+    assert carry_out.depends_on == [ticket.id]
+    # KLK IT's four weeks count from the decision: Friday 17 April, not the checklist's 31 March.
+    assert (carry_out.due, carry_out.checklist_due) == (D("2026-04-17"), D("2026-03-31"))
+    (warning,) = plan.warnings
+    assert (warning.code, warning.obligation, warning.date, warning.earliest_feasible) == (
+        DATE_AT_RISK, "OC2", D("2026-04-01"), D("2026-04-18"))
+    assert [step.rule for step in warning.chain] == ["orgchange-ticket-small", "orgchange-carry-out-small"]
+
+
+def test_an_organisation_change_reported_after_its_decision_is_a_late_order_due_as_it_arrives():
+    history = History()
+    history.add(ev.provider_started())
+    plan = history.add(ev.org_change(size="small", decided_on="2026-03-02", effective_date="2026-06-01",
+                                     sent="2026-03-11T10:00:00+01:00"))
+    ticket = one(plan, "orgchange-ticket-small")
+    assert (ticket.due, ticket.checklist_due) == (D("2026-03-11"), D("2026-03-02"))
     (warning,) = plan.warnings
     assert warning.code == LATE_ORDER and warning.obligation == "OC1"
-    assert "2026-03-04" in warning.message and "2026-03-20" in warning.message
-    assert PLANNER.schedule.is_late(ev.org_change(decided_on="2026-03-20"), ticket)
-    assert one(plan, "orgchange-carry-out").depends_on == [ticket.id]
+    assert "2026-03-02" in warning.message and "2026-03-11" in warning.message
+    assert PLANNER.schedule.is_late(ev.org_change(decided_on="2026-03-02", sent="2026-03-11T10:00:00+01:00"), ticket)
+    assert one(plan, "orgchange-carry-out-small").due == D("2026-05-29")  # 8 April by the four weeks; the checklist's is later
 
 
 def test_a_large_change_needs_ten_weeks():
     history = History()
     history.add(ev.provider_started())
     on_time = history.add(ev.org_change(size="large", decided_on="2026-01-05", effective_date="2026-04-01"))
-    assert one(on_time, "orgchange-ticket-large").due == D("2026-01-21")
+    assert one(on_time, "orgchange-ticket-large").due == D("2026-01-05")
+    assert one(on_time, "orgchange-carry-out-large").due == D("2026-03-31")  # 16 March by the ten weeks: in time
     assert on_time.warnings == []
     too_late = history.add(ev.org_change(size="large", decided_on="2026-02-02", effective_date="2026-04-01"))
-    assert [warning.obligation for warning in too_late.warnings] == ["OC1"]
+    assert one(too_late, "orgchange-carry-out-large").due == D("2026-04-13")  # ten weeks from 2 February
+    assert [(warning.code, warning.obligation) for warning in too_late.warnings] == [(DATE_AT_RISK, "OC2")]
 
 
 # -- a nurse who joins, changes role, and leaves -----------------------------------------------------------
@@ -406,13 +443,14 @@ def test_a_role_change_grants_the_difference():
     assert one(promoted, "siths-grant-card").id in one(promoted, "prator-grant-access").depends_on
     assert all(task.due < D("2026-06-01") for task in promoted.tasks)
     # Becoming a manager moves responsibility: an organisation change, on the person's unit.
-    ticket, carried_out = one(promoted, "orgchange-ticket-small"), one(promoted, "orgchange-carry-out")
-    assert (ticket.obligation, ticket.due, ticket.subject.unit_id) == ("OC1", D("2026-05-04"), "u1")
+    ticket, carried_out = one(promoted, "orgchange-ticket-small"), one(promoted, "orgchange-carry-out-small")
+    # A move has no decision of its own: the ticket is due the day it is reported (3 November 2025).
+    assert (ticket.obligation, ticket.due, ticket.subject.unit_id) == ("OC1", D("2025-11-03"), "u1")
     assert carried_out.obligation == "OC2" and carried_out.depends_on == [ticket.id]
     # Back again: the two are taken away, and responsibility moves again.
     demoted = history.add(ev.staff_role_changed(person="A1", role="omvardnadspersonal", licensed=False))
     assert set(rules(demoted)) == {"siths-revoke-card", "prator-revoke-access", "orgchange-ticket-small",
-                                   "orgchange-carry-out"}
+                                   "orgchange-carry-out-small"}
 
 
 def test_a_role_change_or_leaving_for_someone_gone_plans_nothing():
@@ -613,7 +651,7 @@ def test_a_move_of_responsibility_waits_for_its_own_ticket_not_an_earlier_change
     history.add(ev.org_change(size="large", decided_on="2026-01-05", effective_date="2026-09-01"))
     history.add(ev.staff_joined(person="M2", role="omvardnadspersonal", licensed=False))
     moved = history.add(ev.staff_role_changed(person="M2", role="enhetschef", effective_date="2026-06-01"))
-    assert one(moved, "orgchange-carry-out").depends_on == [one(moved, "orgchange-ticket-small").id]
+    assert one(moved, "orgchange-carry-out-small").depends_on == [one(moved, "orgchange-ticket-small").id]
 
 
 def test_a_course_taken_once_is_not_booked_again_when_the_person_comes_back_to_the_role():

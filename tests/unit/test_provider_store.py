@@ -63,3 +63,21 @@ def test_a_provider_with_thousands_of_staff_has_no_large_record():
     sizes = sorted(len(value) for _, value in store.table.items())
     assert len(sizes) > 3000 and sizes[-1] < 64_000
     assert len(store.state("p1").staff_in("u7")) == 60
+
+
+def test_a_planned_task_keeps_its_due_date_and_one_recorded_before_reads_without_it():
+    store = ProviderStore(Table("provider-state", "test-provider-state-changelog"))
+    started = _events.provider_started()
+    state = ProviderState(provider_id="p1")
+    plan = PLANNER.plan(started, state)
+    store.write(changes(state, started, plan, PLANNER.catalog), partition=0)
+    structure = next(task for task in plan.tasks if task.rule == "siebel-create-org-structure")
+    key = f"{structure.rule}||"
+    stored = restored(store).state("p1")
+    assert (stored.planned_task(key), stored.planned_due(key)) == (structure.id, structure.due)
+    # A record of catalog 2026.12.7 or earlier holds the task id alone: a prerequisite with no date.
+    store.table.set(b'["planned","p1","siebel-create-org-structure||"]', structure.id.encode(), 0)
+    legacy = store.state("p1")
+    assert (legacy.planned_task(key), legacy.planned_due(key)) == (structure.id, None)
+    joined = PLANNER.plan(_events.staff_joined(), legacy)
+    assert structure.id in next(task for task in joined.tasks if task.rule == "siebel-grant-account").depends_on

@@ -17,7 +17,17 @@ from services.domain.planner import Planner
 from tests import factories as f
 from tests.support.access import check_access
 from tests.support.memory_system import MemorySystem
-from tests.support.scenarios import CATALOG, NURSE, SCENARIOS, dry_run, plans_of, scenario_events, tasks_for
+from tests.support.scenarios import (
+    CATALOG,
+    NURSE,
+    SCENARIOS,
+    dry_run,
+    planned_events,
+    plans_of,
+    scenario_events,
+    tasks_for,
+)
+from tests.support.schedule import check_schedule
 
 NOW = dt.datetime(2026, 1, 5, 9, 0, tzinfo=dt.UTC)
 
@@ -56,6 +66,13 @@ def test_no_scenario_orders_an_access_twice_or_leaves_one_held(name):
     plans, states = plans_of(scenario_events(name))
     for state in states.values():
         check_access(plans, CATALOG, state)
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_no_scenario_dates_a_task_before_what_it_waits_for_or_before_its_event(name):
+    planned, states = planned_events(scenario_events(name))
+    for provider_id in states:
+        check_schedule((event, plan) for event, plan in planned if event.provider_id == provider_id)
 
 
 def test_a_private_home_care_provider_with_health_care_taking_over(emitted):
@@ -106,7 +123,7 @@ def test_a_subcontractor_from_start_to_end(emitted):
 def test_an_organisation_change_ordered_too_late_warns_and_notifies_at_once(emitted, system):
     tasks = tasks_for(emitted, "scn-late-org-change")
     ticket = next(t for t in tasks if t["obligation"] == "OC1")
-    assert ticket["due"] < "2026-05-04"
+    assert (ticket["checklist_due"], ticket["due"]) == ("2026-05-04", "2026-05-11"), "due as the change arrives, not before"
     late = [json.loads(r.value) for r in system.topics[NOTIFICATIONS]]
     parties = {request["responsible"] for request in late
                if request["provider_id"] == "scn-late-org-change" and request["kind"] == "late-order"
