@@ -11,7 +11,7 @@ from pydantic import BaseModel, create_model
 from schemas.events import EVENT_TYPES, Envelope
 from schemas.notifications import DeliveryRecord, NotificationRequest
 from schemas.status import TaskStatusChange
-from schemas.tasks import Holding, Task
+from schemas.tasks import DateVerdict, Holding, Task
 from schemas.topics import DEAD_LETTER_TOPICS, REGISTRY, TASK_TOPICS
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -47,6 +47,7 @@ def export_schemas(directory: Path) -> list[Path]:
     documents["delivery-record.json"] = _schema(DeliveryRecord)
     documents["task-status-change.json"] = _schema(TaskStatusChange)
     documents["holding.json"] = _schema(Holding)
+    documents["date-verdict.json"] = _schema(DateVerdict)
     documents["asyncapi.json"] = asyncapi_document()
     documents["topics.json"] = [
         {
@@ -76,9 +77,11 @@ _FLOWS = {
     "events": ("intake API (events, roster confirmations), omboard publish, omboard roster confirm, upstream "
                "systems; orgstructure (a unit taken over, for the taker)", "orgstructure, permissions, reporting, notifier"),
     "holdings": ("permissions (a roster's people taking places in their units' orders)", "reporting (the read model)"),
+    "verdicts": ("orgstructure (each plan's verdict on its date)", "reporting (the read model, the status page)"),
     "tasks": ("orgstructure, permissions, reporting (monthly service reports)", "reporting"),
     "task-status": ("the status API, other systems", "reporting"),
-    "notifications": ("reporting, orgstructure, permissions (late-order notices)", "notifier"),
+    "notifications": ("reporting, orgstructure, permissions (late-order notices; orgstructure: date-at-risk notices)",
+                      "notifier"),
     "notifications-sent": ("notifier", "operators, audit"),
     "deadletter": ("each consuming service", "operators"),
 }
@@ -134,6 +137,11 @@ def asyncapi_document() -> dict[str, Any]:
     messages["Holding"] = {
         "name": "Holding", "contentType": "application/json", "headers": plain_headers, "payload": payload(Holding),
         "bindings": {"kafka": {"key": {"type": "string", "description": "The place (Holding.key): compacted, one record a place"}}},
+    }
+    messages["DateVerdict"] = {
+        "name": "DateVerdict", "contentType": "application/json", "headers": plain_headers,
+        "payload": payload(DateVerdict), "bindings": {"kafka": {"key": {
+            "type": "string", "description": "The date's subject (DateVerdict.key): compacted, the latest verdict a subject"}}},
     }
     messages["DeadLetter"] = {
         "name": "DeadLetter",

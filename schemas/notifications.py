@@ -8,9 +8,9 @@ from typing import Literal
 from pydantic import Field
 
 from schemas.events import MAX_CONTACTS, Contact, Contract
-from schemas.tasks import Responsible
+from schemas.tasks import Responsible, Warning
 
-NotificationKind = Literal["reminder", "escalation", "late-order", "unblocked"]
+NotificationKind = Literal["reminder", "escalation", "late-order", "unblocked", "date-at-risk"]
 
 
 class TaskLine(Contract):
@@ -44,6 +44,10 @@ class NotificationRequest(Contract):
     # notices: planning asks them while handling that event, so they can reach the notifier
     # before it has folded the event's contacts. None: the notifier's own contacts decide.
     contacts: list[Contact] | None = Field(default=None, max_length=MAX_CONTACTS)
+    #: A ``date-at-risk`` notice: the plan's verdict (the date, the earliest feasible one, the
+    #: critical chain); its task lines are the chain's tasks. One mail, to the provider's
+    #: contacts for those tasks and KLK IT together.
+    verdict: Warning | None = None
 
 
 class DeliveryRecord(Contract):

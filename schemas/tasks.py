@@ -85,6 +85,30 @@ class Warning(Contract):  # noqa: A001 - the plan's vocabulary
     chain: list[ChainStep] = Field(default_factory=list)
 
 
+class DateVerdict(Contract):
+    """A plan's verdict on its date, as the status page shows it: kept per subject (``key``), the
+    latest plan's word. ``at_risk`` false: the latest plan can meet its date (what was at risk no
+    longer is). Names people by pseudonym only."""
+
+    provider_id: str
+    #: What the date is of: ``start``, ``unit-opened:u1``, ``org-change:chg-1``, ``unit-closed:u1``,
+    #: ``subcontractor-started:s1``, ``staff-joined:person-…`` (a pseudonym, never an HSA-id) ...
+    subject: str
+    event_id: str
+    event_type: str
+    date: dt.date
+    at_risk: bool
+    earliest_feasible: dt.date | None = None
+    chain: list[ChainStep] = Field(default_factory=list)
+    message: str | None = None
+    planned_at: dt.datetime
+
+    @property
+    def key(self) -> str:
+        """One record per provider and subject (``omboard.verdicts`` is compacted)."""
+        return hashlib.sha256(f"{self.provider_id}|{self.subject}".encode()).hexdigest()[:32]
+
+
 class Holding(Contract):
     """An access a person is recorded to hold with no task of their own: one of the places their
     unit's order made for staff not yet known by name (``task_id``), taken when a roster names them."""

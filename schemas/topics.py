@@ -1,8 +1,9 @@
 """The topic registry: the one place topic names are written.
 
-Every topic but one is keyed by provider id, so one provider's messages stay in order on one
-partition. ``omboard.holdings`` is keyed by the place and compacted (``COMPACTED``): each place is
-recorded once and must outlive any retention, and the read model needs no order among them.
+Every topic but two is keyed by provider id, so one provider's messages stay in order on one
+partition. ``omboard.holdings`` is keyed by the place and ``omboard.verdicts`` by the date's
+subject, both compacted (``COMPACTED``): each record must outlive any retention (a verdict only
+the latest of its subject's), and the read model needs no order among them.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pydantic import BaseModel
 from schemas.events import SYSTEMS, Envelope
 from schemas.notifications import DeliveryRecord, NotificationRequest
 from schemas.status import TaskStatusChange
-from schemas.tasks import Holding, Task
+from schemas.tasks import DateVerdict, Holding, Task
 
 EVENTS = "omboard.events"
 TASK_STATUS = "omboard.task-status"
@@ -23,6 +24,9 @@ NOTIFICATIONS_SENT = "omboard.notifications.sent"
 #: The places people took in their unit's access orders (``schemas.tasks.Holding``): the access
 #: register's record of who holds what through a unit's order, projected into the read model.
 HOLDINGS = "omboard.holdings"
+#: Each plan's verdict on its date (``schemas.tasks.DateVerdict``: ``date-at-risk``, or met),
+#: the latest per subject, projected into the read model for the status page.
+VERDICTS = "omboard.verdicts"
 _TASKS_PREFIX = "omboard.tasks."
 _DEAD_LETTER_PREFIX = "omboard.deadletter."
 
@@ -59,6 +63,8 @@ REGISTRY: tuple[TopicSpec, ...] = (
     *(TopicSpec(name, "provider id", Task, f"Provisioning tasks for {name.removeprefix(_TASKS_PREFIX)}") for name in TASK_TOPICS),
     TopicSpec(TASK_STATUS, "provider id", TaskStatusChange, "Task status changes from people and other systems"),
     TopicSpec(HOLDINGS, "the place (Holding.key)", Holding, "Places people took in their unit's access orders (the access register); compacted"),
+    TopicSpec(VERDICTS, "the date's subject (DateVerdict.key)", DateVerdict,
+              "Each plan's verdict on its date (date-at-risk, or met), the latest per subject; compacted"),
     TopicSpec(NOTIFICATIONS, "provider id", NotificationRequest, "Requests to notify a responsible party"),
     TopicSpec(NOTIFICATIONS_SENT, "provider id", DeliveryRecord, "What the notifier sent, or failed to send"),
     *(TopicSpec(name, "as the original", None, "Messages a service could not process; reason in headers") for name in DEAD_LETTER_TOPICS),
@@ -66,5 +72,5 @@ REGISTRY: tuple[TopicSpec, ...] = (
 
 ALL_TOPICS: tuple[str, ...] = tuple(spec.name for spec in REGISTRY)
 #: Topics created compacted, and their config.
-COMPACTED: tuple[str, ...] = (HOLDINGS,)
+COMPACTED: tuple[str, ...] = (HOLDINGS, VERDICTS)
 COMPACT = {"cleanup.policy": "compact"}

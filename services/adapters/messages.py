@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from schemas.tasks import Holding, Task
-from schemas.topics import HOLDINGS, task_topic
+from schemas.tasks import DateVerdict, Holding, Task
+from schemas.topics import HOLDINGS, VERDICTS, task_topic
 from schemas.wire import model_to_kafka
 from services.runtime.streams import Outgoing
 
@@ -17,3 +17,8 @@ def holding_message(holding: Holding, correlation: str) -> Outgoing:
     """Keyed by the place, not the provider: ``omboard.holdings`` is compacted, one record a place
     (its partition is projected by the worker that holds that partition of the inputs)."""
     return Outgoing(HOLDINGS, *model_to_kafka(holding, holding.key, correlation))
+
+
+def verdict_message(verdict: DateVerdict, correlation: str) -> Outgoing:
+    """Keyed by the date's subject: ``omboard.verdicts`` is compacted, the latest verdict a subject."""
+    return Outgoing(VERDICTS, *model_to_kafka(verdict, verdict.key, correlation))

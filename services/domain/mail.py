@@ -153,6 +153,12 @@ class PlannedMail(Contract):
 
     recipient: str
     task_ids: list[str] = Field(min_length=1)
+    #: Who else the same mail goes to (a ``date-at-risk`` notice: everyone concerned, together).
+    others: list[str] = Field(default_factory=list)
+
+    @property
+    def to(self) -> list[str]:
+        return [self.recipient, *self.others]
 
 
 class MailPlan(Contract):
@@ -169,6 +175,8 @@ def route(contacts: Sequence[Contact], request: NotificationRequest, config: Mai
     comes in the mail (earliest due first), so the plan for the same request and contacts is
     always the same.
     """
+    if request.kind == "date-at-risk":
+        return _together(contacts, request, config)
     mails: dict[str, tuple[str, list[str]]] = {}  # lower-cased address -> (address, task ids)
     for line in ordered(request.tasks):
         for address in line_recipients(contacts, request.provider_id, request.responsible, line, config):
@@ -179,6 +187,17 @@ def route(contacts: Sequence[Contact], request: NotificationRequest, config: Mai
         notification_id=request.id,
         mails=[PlannedMail(recipient=address, task_ids=task_ids) for address, task_ids in mails.values()],
     )
+
+
+def _together(contacts: Sequence[Contact], request: NotificationRequest, config: MailConfig) -> MailPlan:
+    """One mail for everyone a verdict concerns: the provider's contacts for each task of the chain
+    and KLK IT, so that they agree on the date with each other, not each alone."""
+    lines = ordered(request.tasks)
+    found = [address for line in lines for address in line_recipients(contacts, request.provider_id, "provider", line, config)]
+    found.append(config.klk_it_email)
+    recipients = list({address.lower(): address for address in reversed(found)}.values())[::-1]
+    return MailPlan(notification_id=request.id, mails=[PlannedMail(
+        recipient=recipients[0], others=recipients[1:], task_ids=[line.task_id for line in lines])])
 
 
 def for_mail(request: NotificationRequest, mail: PlannedMail) -> NotificationRequest:
@@ -216,7 +235,7 @@ _PARTY = {
 }
 #: The mail shows these languages in this order; each is one template (see ``templating``).
 LANGUAGES = ("sv", "en")
-KINDS: tuple[NotificationKind, ...] = ("reminder", "escalation", "late-order", "unblocked")
+KINDS: tuple[NotificationKind, ...] = ("reminder", "escalation", "late-order", "unblocked", "date-at-risk")
 ENGLISH_FOLLOWS = "-- In English --"
 
 
@@ -249,8 +268,17 @@ def subject(request: NotificationRequest) -> str:
         "escalation": f"Eskalering: {tasks} för {who} {'är försenad' if n == 1 else 'är försenade'} (förföll {due})",
         "late-order": f"Sen beställning: {tasks} för {who} hade tidsgräns redan {due}",
         "unblocked": f"Kan påbörjas: {tasks} för {who} förfaller senast {due}",
+        "date-at-risk": _at_risk_subject(request, who),
     }
     return _one_line(f"{SUBJECT_PREFIX} {wording[request.kind]}")
+
+
+def _at_risk_subject(request: NotificationRequest, who: str) -> str:
+    verdict = request.verdict
+    if verdict is None or verdict.date is None:
+        return f"Datum i fara för {who}"
+    feasible = verdict.earliest_feasible.isoformat() if verdict.earliest_feasible else "okänt"
+    return f"Datum i fara: {verdict.date.isoformat()} för {who} kan inte hållas, tidigast {feasible}"
 
 
 def ordered(tasks: Iterable[TaskLine]) -> list[TaskLine]:
@@ -280,6 +308,7 @@ def _context(request: NotificationRequest, config: MailConfig, language: str) ->
         "systems": sorted({task.system for task in tasks}),
         "link": status_link(request, config),
         "reference": request.id,
+        "verdict": request.verdict,
     }
 
 

@@ -36,7 +36,8 @@ from schemas.events import (
     UnitClosed,
     UnitOpened,
 )
-from schemas.tasks import ChainStep, Task, Warning
+from schemas.identifiers import pseudonym
+from schemas.tasks import ChainStep, DateVerdict, Plan, Task, Warning
 from services.domain.schedule import Schedule
 
 DATE_AT_RISK = "date-at-risk"
@@ -194,3 +195,41 @@ def _step(task: Task, timing: Timing) -> ChainStep:
     return ChainStep(task_id=task.id, rule=task.rule, system=task.system, action=task.action,
                      unit_id=task.subject.unit_id, due=timing.due,
                      checklist_due=timing.checklist if timing.due != timing.checklist else None)
+
+
+def subject_of(event: Envelope) -> str:
+    """What ``event``'s date is of, for the verdict kept per subject: a later plan of the same
+    subject (a corrected start, a change sent again) has the last word. People by pseudonym."""
+    data = event.data
+    match data:
+        case ProviderStarted():
+            return "start"
+        case UnitOpened():
+            return f"unit-opened:{data.unit.id}"
+        case UnitClosed():
+            return f"unit-closed:{data.unit_id}"
+        case OrgChangeRequested():
+            return f"org-change:{data.change_id}"
+        case SubcontractorStarted():
+            return f"subcontractor-started:{data.subcontractor.id}"
+        case SubcontractorEnded():
+            return f"subcontractor-ended:{data.subcontractor_id}"
+        case StaffJoined():
+            return f"staff-joined:{pseudonym(data.person.id)}"
+        case StaffRoleChanged():
+            return f"staff-role-changed:{pseudonym(data.person_id)}"
+    raise ValueError(f"{event.type} has no planned date")
+
+
+def date_verdict(event: Envelope, plan: Plan) -> DateVerdict | None:
+    """The verdict of ``event``'s plan on its date: at risk (its ``date-at-risk`` warning), or met;
+    None for an event whose date is not a plan (a leaving, a roster, a report)."""
+    if not isinstance(event.data, PLANNED_DATES):
+        return None
+    warning = next((warning for warning in plan.warnings if warning.code == DATE_AT_RISK), None)
+    common = {"provider_id": event.provider_id, "subject": subject_of(event), "event_id": event.id,
+              "event_type": event.type, "date": event.anchor_date, "planned_at": event.time}
+    if warning is None:
+        return DateVerdict(**common, at_risk=False)
+    return DateVerdict(**common, at_risk=True, earliest_feasible=warning.earliest_feasible, chain=warning.chain,
+                       message=warning.message)

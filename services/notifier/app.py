@@ -151,7 +151,7 @@ def build(
     async def send_mail(request: NotificationRequest, planned: PlannedMail) -> tuple[DeliveryRecord, str | None]:
         """Mail one recipient their part of ``request``; the record, and why it failed (or None)."""
         part = for_mail(request, planned)
-        to = [planned.recipient]
+        to = planned.to
         message = compose(part, to, settings, library)
         pause = OUTAGE_FIRST
         while True:

@@ -11,15 +11,16 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 from schemas.events import Envelope
-from schemas.tasks import Task, Warning
+from schemas.tasks import Plan, Task, Warning
 from schemas.topics import EVENTS, NOTIFICATIONS
 from schemas.wire import event_to_kafka, model_to_kafka
-from services.adapters.messages import holding_message, task_message
+from services.adapters.messages import holding_message, task_message, verdict_message
 from services.domain.handover import takeover
 from services.domain.ids import task_id
 from services.domain.notices import notification_about
 from services.domain.planner import Planner
 from services.domain.schedule import LATE_ORDER
+from services.domain.scheduler import DATE_AT_RISK, date_verdict
 from services.domain.state import ProviderFacts, StateChanges, StateView, changes, event_key
 from services.runtime.streams import Outgoing
 
@@ -55,10 +56,29 @@ def handle_event(
     if "person" in scopes:  # the planner of people records who took a place in a unit's order
         messages += [holding_message(holding.model_copy(update={"provider_id": event.provider_id}), correlation)
                      for holding in plan.holdings]
+    if "provider" in scopes and (verdict := date_verdict(event, plan)) is not None:
+        # One service (the one planning provider rules: it sees every event) keeps the verdict.
+        messages.append(verdict_message(verdict, correlation))
+        if verdict.at_risk:
+            messages.append(_verdict_notice(event, plan, correlation, changed.facts))
     if "unit" in scopes and (taken_over := takeover(event, state)) is not None:
         # The taker's side is planned where the taker's state is (services.domain.handover).
         messages.append(Outgoing(EVENTS, *event_to_kafka(taken_over, correlation)))
     return Outcome(event.provider_id, changed, messages, mine, late, plan.warnings)
+
+
+def _verdict_notice(event: Envelope, plan: Plan, correlation: str, facts: ProviderFacts) -> Outgoing:
+    """The ``date-at-risk`` notice of ``plan``: once per event, one mail to the provider's contacts
+    for the chain's tasks and KLK IT together, listing the chain."""
+    verdict = next(warning for warning in plan.warnings if warning.code == DATE_AT_RISK)
+    in_plan = {task.id: task for task in plan.tasks}
+    chain = [in_plan[step.task_id] for step in verdict.chain if step.task_id in in_plan]
+    request = notification_about(
+        chain, notification_id=task_id(DATE_AT_RISK, event_key(event), event.provider_id), kind="date-at-risk",
+        provider_id=event.provider_id, party="provider", at=event.time, correlation=correlation,
+    ).model_copy(update={"verdict": verdict, "contacts": list(facts.contacts), "provider_name": facts.provider.name
+                         if facts.provider else None})
+    return Outgoing(NOTIFICATIONS, *model_to_kafka(request, event.provider_id, correlation))
 
 
 def _late_notices(event: Envelope, late: list[Task], planner: Planner, correlation: str,

@@ -113,7 +113,7 @@ def test_schemas_export_writes_a_json_schema_for_every_type(tmp_path):
     names = {path.name for path in out.iterdir()}
     expected = {f"{event_type}.json" for event_type in EVENT_TYPES} | {
         "envelope.json", "task.json", "notification-request.json", "delivery-record.json", "topics.json",
-        "task-status-change.json", "holding.json", "asyncapi.json",
+        "task-status-change.json", "holding.json", "date-verdict.json", "asyncapi.json",
     }  # fmt: skip
     assert names == expected
     for name in expected:
