@@ -270,7 +270,7 @@ def plan(
     except InvalidHistory as invalid:
         raise _fail(f"{file}:{invalid.line}: {invalid.error}", EXIT_BAD_INPUT) from None
     if format is Format.table:
-        typer.echo(plan_table(result))
+        typer.echo(plan_table(result, events[-1][1]))
     else:
         typer.echo(json.dumps(result.model_dump(mode="json"), indent=2, ensure_ascii=False))
 

@@ -11,6 +11,7 @@ from schemas.identifiers import pseudonym
 from schemas.parsing import FieldError
 from services.domain.handover import takeover
 from services.domain.planner import Planner, UnknownProvider
+from services.domain.scheduler import DATE_AT_RISK, PLANNED_DATES
 from services.domain.state import ProviderState, evolve
 
 
@@ -58,15 +59,36 @@ class InvalidHistory(ValueError):
         super().__init__(f"line {line}: {error}")
 
 
-PLAN_COLUMNS = ("due", "status", "system", "obligation", "action", "channel", "responsible", "unit", "person", "quantity")
+PLAN_COLUMNS = ("due", "checklist", "status", "system", "obligation", "action", "channel", "responsible", "unit", "person",
+                "quantity")
 
 
-def plan_table(plan: Any) -> str:
-    """The plan for a person to read. People appear as pseudonyms, never by HSA-id."""
+def verdict_lines(plan: Any, event: Envelope | None = None) -> list[str]:
+    """The plan's verdict on its date and the critical chain that decides it: what a reader of a
+    dry run needs first. Without ``event``, only a verdict at risk is told."""
+    verdict = next((warning for warning in plan.warnings if warning.code == DATE_AT_RISK), None)
+    if verdict is None:
+        if event is None or not isinstance(event.data, PLANNED_DATES):
+            return []
+        return [f"verdict: {event.anchor_date.isoformat()} can be met: every task the checklist needs by then is due by then"]
+    feasible = verdict.earliest_feasible.isoformat() if verdict.earliest_feasible else "not found"
+    lines = [f"verdict: DATE AT RISK. {verdict.date.isoformat()} cannot be met; the earliest date that can is {feasible}",
+             "critical chain:"]
+    for number, step in enumerate(verdict.chain, 1):
+        checklist = f" (checklist {step.checklist_due.isoformat()})" if step.checklist_due else ""
+        unit = f" on {step.unit_id}" if step.unit_id else ""
+        lines.append(f"  {number}. {step.due.isoformat()}{checklist}  {step.system} {step.action}{unit}")
+    return lines
+
+
+def plan_table(plan: Any, event: Envelope | None = None) -> str:
+    """The plan for a person to read: the verdict on its date and the critical chain first, then
+    the tasks in due order. People appear as pseudonyms, never by HSA-id."""
 
     rows = [
         (
             task.due.isoformat(),
+            task.checklist_due.isoformat() if task.checklist_due else "-",
             task.status,
             task.system,
             task.obligation,
@@ -84,8 +106,10 @@ def plan_table(plan: Any) -> str:
     def line(cells: Iterable[str]) -> str:
         return "  ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True)).rstrip()
 
+    verdict = verdict_lines(plan, event)
     out = [
         f"plan of event {plan.event_id} (catalog version {plan.catalog_version}): {len(plan.tasks)} task(s)",
+        *(["", *verdict] if verdict else []),
         "",
         line(PLAN_COLUMNS),
         line("-" * width for width in widths),
@@ -95,7 +119,8 @@ def plan_table(plan: Any) -> str:
         out += ["", "places taken in the units' orders (nothing ordered for these):"]
         out += [f"  {pseudonym(holding.person_id)} on {holding.unit_id}: {holding.grant_rule} (task {holding.task_id})"
                 for holding in plan.holdings]
-    if plan.warnings:
+    others = [warning for warning in plan.warnings if warning.code != DATE_AT_RISK]
+    if others:
         out += ["", "warnings:"]
-        out += [f"  {warning.code} {warning.obligation}: {warning.message}" for warning in plan.warnings]
+        out += [f"  {warning.code} {warning.obligation}: {warning.message}" for warning in others]
     return "\n".join(out)

@@ -13,6 +13,7 @@ import yaml
 from schemas.catalog import DEFAULT_CATALOG, CatalogError, load_catalog
 from schemas.catalog.coverage import DEFAULT_REGISTER, coverage, coverage_table, register_ids, uncovered
 from schemas.catalog.model import JOINING_EVENTS, LEAVING_EVENTS, MONTHLY_SERVICE_REPORT
+from schemas.catalog.schedule import BEGIN, END, schedule_table
 from schemas.events import EVENT_TYPES
 from services.domain.planner import Planner
 from services.domain.state import ProviderState, evolve
@@ -289,3 +290,10 @@ def test_a_second_municipality_is_a_second_file(tmp_path):
         assert carry_out.due.isoformat() == due  # 9 March + 4 weeks is Easter Monday: the 7th; or the checklist's 31 March
         assert [warning.code for warning in plan.warnings] == warnings
         assert carry_out.instructions.where == catalog.channels["it-support"].where
+
+
+def test_the_catalog_document_lists_every_rules_clock_as_the_catalog_has_it():
+    document = (Path(__file__).parents[2] / "docs" / "catalog.md").read_text(encoding="utf-8")
+    assert f"{BEGIN}\n{schedule_table(CATALOG)}\n{END}" in document, \
+        "docs/catalog.md's rule clocks differ from the catalog: run write_schedule_table (see the document)"
+    assert "| `orgchange-carry-out-large` | OC2 | OrgChangeRequested | the event's date | -1 business day | 10 weeks |" in document

@@ -267,7 +267,7 @@ def test_plan_table_shows_a_pseudonym_never_the_hsa_id(tmp_path, catalog_with_a_
     assert pseudonym(person_id) in table.stdout
     header = next(line for line in table.stdout.splitlines() if line.startswith("due"))
     assert re.split(r"\s{2,}", header) == [
-        "due", "status", "system", "obligation", "action", "channel", "responsible", "unit", "person", "quantity",
+        "due", "checklist", "status", "system", "obligation", "action", "channel", "responsible", "unit", "person", "quantity",
     ]  # fmt: skip
     assert "create-account" in table.stdout
     # JSON is what the services emit: the subject carries the HSA-id.
@@ -290,8 +290,27 @@ def test_plan_table_lists_every_task_and_the_warnings(tmp_path):
     for task in plan["tasks"]:
         assert any(task["action"] in line and task["due"] in line for line in lines), task["action"]
     warnings_at = lines.index("warnings:")
-    assert lines.index(next(line for line in lines if line.startswith("due"))) < warnings_at
-    assert len(lines[warnings_at + 1:]) == len(plan["warnings"])
+    header_at = lines.index(next(line for line in lines if line.startswith("due")))
+    assert header_at < warnings_at
+    # The date-at-risk verdict is told first, with its chain; the other warnings after the tasks.
+    (verdict,) = [warning for warning in plan["warnings"] if warning["code"] == "date-at-risk"]
+    assert lines[2] == (f"verdict: DATE AT RISK. 2026-03-02 cannot be met; the earliest date that can is "
+                        f"{verdict['earliest_feasible']}")
+    assert lines[3] == "critical chain:"
+    chain = lines[4:4 + len(verdict["chain"])]
+    assert [step["action"] for step in verdict["chain"]] == [line.split()[-1] if " on " not in line else
+                                                            line.split(" on ")[0].split()[-1] for line in chain]
+    assert all(line.lstrip().startswith(f"{number}. ") for number, line in enumerate(chain, 1)) and 4 + len(chain) < header_at
+    assert len(lines[warnings_at + 1:]) == len(plan["warnings"]) - 1
+    # Each task's checklist date stands beside the date it is due, where they differ.
+    late = next(task for task in plan["tasks"] if task["checklist_due"])
+    assert any(late["due"] in line and late["checklist_due"] in line and late["action"] in line for line in lines)
+
+
+def test_plan_table_says_a_date_can_be_met(tmp_path):
+    path = f.write_json(tmp_path / "early.json", f.provider_started(start_date="2026-09-01", time=f.at("2026-02-23")))
+    lines = invoke("plan", path, "--format", "table").stdout.splitlines()
+    assert lines[2] == "verdict: 2026-09-01 can be met: every task the checklist needs by then is due by then"
 
 
 def test_the_dry_run_of_a_roster_shows_the_places_people_took_by_pseudonym(tmp_path):
