@@ -117,6 +117,28 @@ def test_provider_started_over_http_becomes_tasks_and_a_reminder_mail(stack, tas
     assert len(message_ids) == len(set(message_ids)), "a notification was mailed twice"
 
 
+def test_a_start_that_cannot_be_met_reaches_the_provider_and_klk_it_once_in_one_mail(stack, broker):
+    contact = "e2e.late@example.se"  # a recipient only this test uses
+    event = factories.provider_started("e2e-late", start_date="2027-03-08", time=factories.at("2027-03-01"),
+                                       units=[factories.unit("e2e-late-u1", staff_count=8)],
+                                       contacts=[factories.contact(email=contact)])
+    _publish(stack, event)
+
+    def at_risk(mails: list[EmailMessage]) -> list[EmailMessage]:
+        return [m for m in mails if m["X-Omboard-Kind"] == "date-at-risk" and contact in m.get("To", "")]
+
+    (mail,) = at_risk(stack.mail.wait_for(lambda ms: bool(at_risk(ms)), timeout=60))
+    assert "it.support@uppsala.se" in mail["To"], "KLK IT on the same mail"
+    assert mail["Subject"].startswith("[omboard] Datum i fara: 2027-03-08")
+    text = mail.get_content()
+    assert "Tidigaste datum som kan hållas" in text and "The earliest date that can be met" in text
+    # Sent again: the same verdict, not a second mail.
+    _wait_planned(broker, *_position(stack, event, copy=1))
+    _publish(stack, event)
+    _wait_planned(broker, *_position(stack, event, copy=2))
+    assert len(at_risk(stack.mail.snapshot())) == 1
+
+
 def _publish(stack: Stack, event: dict) -> None:
     assert httpx.post(f"{stack.api_url}/v1/events", json=event, headers=stack.auth("upstream")).status_code == 202
 

@@ -4,6 +4,7 @@ chained through topics in lists, agree with the dry run, open what waited, and m
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 from schemas.catalog import load_catalog
 from schemas.status import TaskStatusChange
@@ -80,3 +81,18 @@ def test_the_sweep_mails_reminders_and_escalations_once_their_dates_come():
     system.sweep(system.now + dt.timedelta(hours=1))  # the same day again: each fired once
     system.run()
     assert len(system.mails) == mailed
+
+
+def test_a_start_that_cannot_be_met_is_mailed_once_to_the_provider_and_klk_it_together_and_its_verdict_kept():
+    late = _events.provider_started("p1", start_date="2025-11-17", sent="2025-11-03T09:00:00+01:00")  # two weeks
+    system = started_system(late, _events.staff_joined("p1", person="N1", start_date="2026-06-01"))
+    at_risk = [(request, plan) for request, plan in system.mails if request.kind == "date-at-risk"]
+    ((request, plan),) = at_risk  # once, though both planners planned the start
+    (mail,) = plan.mails
+    assert system.settings.klk_it_email in mail.to and len(set(mail.to)) == len(mail.to)
+    assert request.verdict is not None and request.verdict.date.isoformat() == "2025-11-17"
+    assert [line.task_id for line in request.tasks] == [step.task_id for step in request.verdict.chain]
+    # One verdict a planned date, from one planner: at risk for the start, met for the joiner.
+    verdicts = [json.loads(record.value) for record in system.topics["omboard.verdicts"]]
+    assert [(v["subject"].split(":")[0], v["at_risk"]) for v in verdicts] == [("start", True), ("staff-joined", False)]
+    assert _events.hsa("N1") not in json.dumps(verdicts), "people by pseudonym only"

@@ -523,3 +523,48 @@ def test_permanent_failures_are_not_retried() -> None:
         [aiosmtplib.SMTPRecipientRefused(550, "unknown", "a@x.se")])])
     assert isinstance(result, smtp.PermanentDeliveryError) and "a@x.se: 550 unknown" in result.reason
     assert pauses == [] and calls == 1
+
+
+# --- the verdict on a date ------------------------------------------------------------------------
+
+
+def verdict_request(**fields) -> NotificationRequest:
+    from schemas.tasks import ChainStep, Warning
+
+    chain = [ChainStep(task_id="t1", rule="siebel-send-org-structure", system="siebel", action="send-org-structure",
+                       due=dt.date(2026, 12, 30), checklist_due=dt.date(2026, 12, 1)),
+             ChainStep(task_id="t2", rule="siebel-order-accounts", system="siebel", action="order-accounts-and-tokens",
+                       unit_id="u1", due=dt.date(2027, 1, 20))]
+    verdict = Warning(code="date-at-risk", obligation="SB2", message="ProviderStarted: ...", date=dt.date(2027, 1, 4),
+                      earliest_feasible=dt.date(2027, 1, 21), chain=chain)
+    values = dict(kind="date-at-risk", id="risk-0001", verdict=verdict, system=None, unit_id=None,
+                  tasks=[task("t1", dt.date(2026, 12, 30), action="send-org-structure", unit_id=None, quantity=None),
+                         task("t2", dt.date(2027, 1, 20))])
+    return request(**(values | fields))
+
+
+def test_a_date_at_risk_is_one_mail_to_the_contacts_of_its_chain_and_klk_it_together() -> None:
+    contacts = [contact("siebel@p1.se", role="administrator", system="siebel"),
+                contact("unit1@p1.se", system="siebel", unit_id="u1")]
+    plan = route(contacts, verdict_request(), CONFIG)
+    (mail,) = plan.mails
+    assert mail.to == ["siebel@p1.se", "unit1@p1.se", "it.support@uppsala.se"]
+    assert mail.task_ids == ["t1", "t2"]
+    composed = compose(for_mail(verdict_request(), mail), mail.to, CONFIG)
+    assert composed["To"] == "siebel@p1.se, unit1@p1.se, it.support@uppsala.se"
+    assert composed["Subject"] == "[omboard] Datum i fara: 2027-01-04 för Omsorg AB kan inte hållas, tidigast 2027-01-21"
+    # Nobody's address twice: a contact who is also KLK IT's address is one recipient.
+    (again,) = route([contact("IT.support@uppsala.se", system="siebel")], verdict_request(), CONFIG).mails
+    assert again.to == ["IT.support@uppsala.se"]
+
+
+def test_a_date_at_risk_mail_names_the_date_the_earliest_feasible_one_and_the_chain_in_both_languages() -> None:
+    text = text_of(compose(verdict_request(), ["a@x.se"], CONFIG))
+    sv, en = text.split("-- In English --")
+    assert "Datumet 2027-01-04 för Omsorg AB kan inte hållas" in sv and "Tidigaste datum som kan hållas: 2027-01-21." in sv
+    assert "1. siebel – send-org-structure: klar tidigast 2026-12-30 (enligt checklistan 2026-12-01)" in sv
+    assert "2. siebel – order-accounts-and-tokens (enhet u1): klar tidigast 2027-01-20" in sv
+    assert "The date 2027-01-04 for Omsorg AB cannot be met" in en and "The earliest date that can be met: 2027-01-21." in en
+    assert "1. siebel – send-org-structure: done 2026-12-30 at the earliest (the checklist says 2026-12-01)" in en
+    assert "goes once, to the provider and KLK IT together" in en
+    assert "Task: t2" in en
