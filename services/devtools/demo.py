@@ -2,7 +2,9 @@
 its staff named.
 
 Dates are relative to today so that some orders are already late (a late-order notice goes out
-at once) and some reminders fall due today: a person sees mail without doing anything.
+at once), the start itself cannot be met in three weeks (a date-at-risk notice to the provider and
+KLK IT together names the earliest start that can) and some reminders fall due today: a person
+sees mail without doing anything.
 """
 
 from __future__ import annotations

@@ -35,8 +35,8 @@ pytestmark = [pytest.mark.integration, needs_apache_kafka]
 
 EVENT_COUNT = 150
 IN_FLIGHT = 20
-#: The events are sent on 2026-12-01 for starts two weeks later: most orders are already late,
-#: so every event also asks late-order notices, mailed at once.
+#: The events are sent on 2026-12-01 for starts two weeks later: most orders are already late and
+#: the start cannot be met, so every event also asks late-order and date-at-risk notices, mailed at once.
 SENT_AT, START = "2026-12-01T09:00:00+01:00", "2026-12-15"
 BEFORE_ANY_DUE_DATE = dt.datetime(2026, 9, 1, 9, 0, tzinfo=dt.UTC)
 CONSUMES = {"orgstructure": (EVENTS,), "permissions": (EVENTS,), "reporting": (*TASK_TOPICS, TASK_STATUS, EVENTS),
@@ -119,7 +119,7 @@ def test_a_worker_killed_with_messages_in_flight_loses_nothing(own_broker, tmp_p
             assert listed is not None and len(listed) == len(set(listed)), f"{provider_id}: a task listed twice"
             assert set(listed) == ids, f"{provider_id}: {len(ids - set(listed))} missing, {len(set(listed) - ids)} extra"
 
-        # Every late-order notice asked is mailed to everyone it names, once (one more for the kill).
+        # Every notice asked (late-order, date-at-risk) is mailed to everyone it names, once (one more for the kill).
         reader = TopicReader(stack.bootstrap, NOTIFICATIONS)
         try:
             requests = [NotificationRequest.model_validate_json(r.value) for r in reader.read_all()]
@@ -128,7 +128,7 @@ def test_a_worker_killed_with_messages_in_flight_loses_nothing(own_broker, tmp_p
         requests = [r for r in requests if r.provider_id in expected]  # the broker outlives one test
         assert requests, "the run asked no late-order notice"
         settings = Settings()  # the stack sets no mail addresses: the defaults route
-        wanted = {(r.id, mail.recipient) for r in {r.id: r for r in requests}.values()
+        wanted = {(r.id, ", ".join(mail.to)) for r in {r.id: r for r in requests}.values()
                   for mail in route(r.contacts or [], r, settings).mails}
         mailed = lambda: collections.Counter((m["X-Omboard-Notification-Id"], m["To"]) for m in mails())  # noqa: E731
         try:
