@@ -41,13 +41,14 @@ BEHIND_AFTER = 30.0
 MEASURE_EVERY = 1.0
 
 UNREACHABLE = (psycopg.OperationalError, PoolTimeout)
-#: How a batch is written: ``project`` (task records) or ``project_holdings``.
+#: How a batch is written: ``project`` (task records), ``project_holdings`` or ``project_verdicts``.
 Apply = Callable[[psycopg.AsyncConnection, str, Sequence[ChangelogRecord]], Awaitable[None]]
 
 
 class Projector:
     """Follows ``changelog`` (the worker's task changelog; or, with ``apply=project_holdings``,
-    ``omboard.holdings``) on the partitions the worker holds, into the read model."""
+    ``omboard.holdings``, with ``apply=project_verdicts``, ``omboard.verdicts``) on the partitions
+    the worker holds, into the read model."""
 
     def __init__(self, app: Any, changelog: str, pool: AsyncConnectionPool, apply: Apply = project):
         self.app = app

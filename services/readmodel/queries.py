@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from schemas.tasks import Holding
+from schemas.tasks import DateVerdict, Holding
 from services.domain.ledger import TaskRecord
 
 Source = AsyncConnectionPool | psycopg.AsyncConnection
@@ -160,6 +160,14 @@ async def holdings(source: Source, provider_id: str) -> list[Holding]:
     rows = await _fetch(source, "SELECT record::text FROM holdings WHERE provider_id = %(provider_id)s "
                                 "ORDER BY unit_id, task_id, id", {"provider_id": provider_id})
     return [Holding.model_validate_json(record) for (record,) in rows]
+
+
+async def at_risk_verdicts(source: Source, provider_id: str) -> list[DateVerdict]:
+    """The provider's dates at risk: the latest verdict of each subject, where it is at risk; by
+    date (then subject)."""
+    rows = await _fetch(source, "SELECT record::text FROM verdicts WHERE provider_id = %(provider_id)s AND at_risk "
+                                "ORDER BY date, subject, id", {"provider_id": provider_id})
+    return [DateVerdict.model_validate_json(record) for (record,) in rows]
 
 
 async def count_tasks(source: Source, today: dt.date, *, provider_id: str | None = None, system: str | None = None,

@@ -16,7 +16,7 @@ from typing import Any, Protocol, TypeVar
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from schemas.tasks import Holding
+from schemas.tasks import DateVerdict, Holding
 from services.domain.ledger import TaskRecord
 from services.readmodel import queries
 
@@ -53,6 +53,7 @@ class TaskReader(Protocol):
     async def task(self, task_id: str) -> Row | None: ...
     async def rule_tasks(self, provider_id: str, rules: list[str], today: dt.date) -> list[Row]: ...
     async def holdings(self, provider_id: str) -> list[Holding]: ...
+    async def verdicts(self, provider_id: str) -> list[DateVerdict]: ...
 
 
 class PostgresReader:
@@ -98,6 +99,10 @@ class PostgresReader:
 
     async def holdings(self, provider_id: str) -> list[Holding]:
         return await self._ask(lambda: queries.holdings(self.pool, provider_id))
+
+    async def verdicts(self, provider_id: str) -> list[DateVerdict]:
+        """The provider's dates at risk (``queries.at_risk_verdicts``)."""
+        return await self._ask(lambda: queries.at_risk_verdicts(self.pool, provider_id))
 
 
 def _rows(found: list[queries.TaskRow]) -> list[Row]:

@@ -9,14 +9,14 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from schemas.notifications import NotificationRequest
-from schemas.topics import EVENTS, HOLDINGS, NOTIFICATIONS, TASK_STATUS
+from schemas.topics import EVENTS, HOLDINGS, NOTIFICATIONS, TASK_STATUS, VERDICTS
 from schemas.wire import model_to_kafka
 from services.adapters.messages import task_message
 from services.adapters.provider_store import ProviderStore
 from services.domain.ledger import Overlay, TaskRecord, fire_due
 from services.domain.planner import Planner
 from services.readmodel.pool import connection_pool
-from services.readmodel.projection import project_holdings
+from services.readmodel.projection import project_holdings, project_verdicts
 from services.readmodel.projector import Projector
 from services.readmodel.reader import PostgresReader
 from services.reporting.api import install_status_api
@@ -53,6 +53,10 @@ def build(settings: Settings, planner: Planner, clock: Clock | None = None, **ap
     holdings = Projector(app, HOLDINGS, connection_pool(settings), apply=project_holdings)
     app.readiness_check(holdings.problem)
     app.server("read model projection of holdings", holdings.start, holdings.stop)
+    # And each plan's verdict on its date, the latest per subject, for the status page's dates at risk.
+    verdicts = Projector(app, VERDICTS, connection_pool(settings), apply=project_verdicts)
+    app.readiness_check(verdicts.problem)
+    app.server("read model projection of verdicts", verdicts.start, verdicts.stop)
     install_status_api(app, PostgresReader(pool), settings, clock, planner.catalog)  # after restore
     opened_month: str | None = None  # the last month whose service reports this worker opened
 

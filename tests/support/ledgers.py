@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from schemas.tasks import Holding
+from schemas.tasks import DateVerdict, Holding
 from services.domain.ledger import Ledger, TaskRecord, waiting_for
 from services.readmodel.reader import ReadModelUnavailable, Row
 
@@ -20,9 +20,10 @@ def order(record: TaskRecord, today: dt.date) -> tuple:
 
 
 class FakeStore:
-    def __init__(self, *ledgers: Ledger, holdings: list[Holding] = ()):
+    def __init__(self, *ledgers: Ledger, holdings: list[Holding] = (), verdicts: list[DateVerdict] = ()):
         self.tables = {ledger.provider_id: ledger for ledger in ledgers}
         self.places = list(holdings)  # what omboard.holdings would have projected
+        self.verdicts_by_key = {verdict.key: verdict for verdict in verdicts}  # omboard.verdicts: the latest per key
         self.down = False  # True: every read fails as with the database away
 
     def load(self, provider_id: str) -> Ledger:
@@ -84,6 +85,12 @@ class FakeStore:
         if self.down:
             raise ReadModelUnavailable("its database cannot be reached")
         return [holding for holding in self.places if holding.provider_id == provider_id]
+
+    async def verdicts(self, provider_id: str) -> list[DateVerdict]:
+        if self.down:
+            raise ReadModelUnavailable("its database cannot be reached")
+        found = [v for v in self.verdicts_by_key.values() if v.provider_id == provider_id and v.at_risk]
+        return sorted(found, key=lambda v: (v.date, v.subject, v.key))
 
     async def rule_tasks(self, provider_id: str, rules: list[str], today: dt.date) -> list[Row]:
         records = [r for r in self._records(provider_id) if r.task.rule in rules]
