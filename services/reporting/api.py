@@ -58,7 +58,7 @@ from services.reporting.access import (
     people_view,
     register,
 )
-from services.reporting.status import CSV_COLUMNS, NotFound, Publish, StatusService, csv_line, task_view
+from services.reporting.status import CSV_COLUMNS, NotFound, Publish, StatusService, csv_line, task_view, verdict_view
 from services.reporting.web import install_pages
 from services.runtime.clock import Clock
 from services.runtime.settings import Settings
@@ -126,6 +126,17 @@ def create_status_api(reader: TaskReader, keys: KeyRing, publish: Publish, clock
                                                      status=status, limit=limit, offset=offset)
         today = service.today()
         return {"today": today.isoformat(), "provider": summary, "tasks": [task_view(r, today) for r in rows]}
+
+    @api.get("/v1/providers/{provider_id}/verdicts", responses={503: {"description": "The read model cannot answer now"}})
+    async def provider_verdicts(provider_id: str, principal: Principal = Depends(principal_of)) -> dict[str, Any]:
+        """The provider's dates at risk, earliest first: for each subject (its start, a unit opened or
+        closed, an organisation change, a subcontractor, a person joining ...) whose latest plan cannot
+        be done by its date, the date, the earliest date it can (``earliest_feasible``) and the
+        critical chain of tasks that decides it. Empty when every date can be met. People by
+        pseudonym only."""
+        verdicts = await service.verdicts(principal, provider_id)
+        return {"today": service.today().isoformat(), "provider_id": provider_id,
+                "verdicts": [verdict_view(verdict) for verdict in verdicts]}
 
     @api.get("/v1/tasks/overdue", responses={503: {"description": "The read model cannot answer now"}})
     async def overdue(

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 from schemas.identifiers import pseudonym, redact
 from schemas.status import StatusRequest, TaskStatusChange
-from schemas.tasks import Holding, TaskStatus
+from schemas.tasks import DateVerdict, Holding, TaskStatus
 from services.domain.ledger import TaskRecord, UnknownTask, allowed_move
 from services.http.access import Principal
 from services.readmodel.reader import ReadModelUnavailable, Row, TaskReader
@@ -62,6 +62,25 @@ def task_view(row: Row, today: dt.date) -> dict[str, Any]:
         "waiting_for": row.waiting_for if record.status == "blocked" else [],
         "catalog_version": task.catalog_version,
         "history": [entry.model_dump(mode="json") for entry in record.history],
+    }
+
+
+def verdict_view(verdict: DateVerdict) -> dict[str, Any]:
+    """A date at risk as the API and page show it: what it is of, the date, the first date the work
+    can be done by and the chain of tasks that decides it. People by pseudonym only: the subject
+    holds one, and any HSA-id in the free text is replaced by its pseudonym all the same."""
+    return {
+        "provider_id": verdict.provider_id,
+        "subject": redact(verdict.subject),
+        "event_id": redact(verdict.event_id),
+        "event_type": verdict.event_type,
+        "date": verdict.date.isoformat(),
+        "at_risk": verdict.at_risk,
+        "earliest_feasible": verdict.earliest_feasible.isoformat() if verdict.earliest_feasible else None,
+        "chain": [{**step.model_dump(mode="json"), "unit_id": redact(step.unit_id) if step.unit_id else None}
+                  for step in verdict.chain],
+        "message": redact(verdict.message) if verdict.message else None,
+        "planned_at": verdict.planned_at.isoformat(),
     }
 
 
@@ -171,6 +190,12 @@ class StatusService:
         took in its units' orders."""
         principal.require_sees(provider_id)
         return await self.reader.rule_tasks(provider_id, rules, self.today()), await self.reader.holdings(provider_id)
+
+    async def verdicts(self, principal: Principal, provider_id: str) -> list[DateVerdict]:
+        """The provider's dates at risk (the latest verdict of each subject, where it is at risk), by
+        date; for the keys that see the provider's tasks."""
+        principal.require_sees(provider_id)
+        return await self.reader.verdicts(provider_id)
 
     async def task_if_shown(self, task_id: str) -> Row | None:
         """A task the page names as a prerequisite; the page's own scope has been checked."""

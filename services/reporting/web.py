@@ -46,7 +46,7 @@ from services.reporting.access import (
     people_view,
     register,
 )
-from services.reporting.status import NotFound, StatusService, task_view
+from services.reporting.status import NotFound, StatusService, task_view, verdict_view
 
 TEMPLATES = Path(__file__).parent / "templates"
 COOKIE_MAX_AGE = 12 * 3600
@@ -229,6 +229,7 @@ def install_pages(api: FastAPI, service: StatusService, keys: KeyRing, catalog: 
             summary, rows = await service.provider_tasks(principal, provider_id, limit=PAGE_TASKS, offset=0, **filters)
             waited_for = {dep for row in rows for dep in row.waiting_for} - {row.record.task.id for row in rows}
             others = [found for dep in sorted(waited_for) if (found := await service.task_if_shown(dep)) is not None]
+            verdicts = [verdict_view(verdict) for verdict in await service.verdicts(principal, provider_id)]
         except Forbidden as refusal:
             return refused(principal, refusal)
         except ReadModelUnavailable as failure:
@@ -244,7 +245,7 @@ def install_pages(api: FastAPI, service: StatusService, keys: KeyRing, catalog: 
         return render(
             "provider.html", principal=principal, today=today, provider=summary,
             groups=groups, filters=filters, systems=list(SYSTEMS), responsibles=RESPONSIBLE, statuses=STATUSES,
-            labels=labels, may_change=principal.may_change(provider_id), back=back,
+            labels=labels, may_change=principal.may_change(provider_id), back=back, verdicts=verdicts,
             notice=messages.verified("notice", provider_id, notice, sig),
             error=messages.verified("error", provider_id, error, sig),
             shown=len(rows),

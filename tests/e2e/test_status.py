@@ -192,3 +192,28 @@ def test_who_took_a_place_in_a_units_order_reaches_the_access_register(stack):
     theirs = eventually(placed, "the person's places in the access register", timeout=30)
     assert all(access["through_unit_order"] and access["granted_by"]["rule"] != "siebel-grant-account"
                for access in theirs["access"])
+
+
+def test_a_late_start_is_a_date_at_risk_until_a_corrected_start_can_be_met(stack):
+    """Orgstructure's verdict on omboard.verdicts, projected by reporting into PostgreSQL, read by
+    the status API; the latest verdict of the subject is the truth."""
+    provider = "e2e-verdicts"
+    sent = "2027-02-10T09:00:00+01:00"  # the stack's today
+    url = f"{stack.status_url}/v1/providers/{provider}/verdicts"
+
+    def verdicts() -> list[dict] | None:
+        response = httpx.get(url, headers=stack.auth("operator"))
+        return response.json()["verdicts"] if response.status_code == 200 else None
+
+    late = factories.provider_started(provider, start_date="2027-02-17", time=sent)  # the catalog needs ~30 business days
+    assert httpx.post(f"{stack.api_url}/v1/events", json=late, headers=stack.auth("upstream")).status_code == 202
+    [verdict] = eventually(verdicts, "the late start's date at risk in the status API")  # type: ignore[misc]
+    assert verdict["subject"] == "start" and verdict["event_id"] == late["id"] and verdict["at_risk"]
+    assert verdict["date"] == "2027-02-17" and verdict["earliest_feasible"] > "2027-02-17"
+    assert verdict["chain"] and all(step["system"] and step["action"] and step["due"] for step in verdict["chain"])
+    assert httpx.get(url, headers=stack.auth("elsewhere-admin")).status_code == 403
+
+    corrected = factories.provider_started(provider, start_date="2028-02-17", time=sent)  # a new event id
+    assert corrected["id"] != late["id"]
+    assert httpx.post(f"{stack.api_url}/v1/events", json=corrected, headers=stack.auth("upstream")).status_code == 202
+    eventually(lambda: verdicts() == [], "the corrected start to clear the date at risk")

@@ -184,3 +184,45 @@ def test_a_providers_people_and_their_access(browser, stack):
         assert download.value.suggested_filename.startswith(f"omboard-access-{PROVIDER}")
     finally:
         context.close()
+
+
+def test_a_date_at_risk_shows_above_the_checklist(browser, stack):
+    from playwright.sync_api import expect
+
+    late_provider = "e2e-browser-late"
+    event = factories.provider_started(late_provider, start_date="2027-02-17", name="Sen Start Omsorg AB",
+                                       time="2027-02-10T09:00:00+01:00")  # a week ahead: the catalog needs ~30 business days
+    assert httpx.post(f"{stack.api_url}/v1/events", json=event, headers=stack.auth()).status_code == 202
+
+    def shown() -> list[dict] | None:  # the verdict and the tasks, both in the read model
+        base = f"{stack.status_url}/v1/providers/{late_provider}"
+        verdicts = httpx.get(f"{base}/verdicts", headers=stack.auth("operator"))
+        tasks = httpx.get(f"{base}/tasks", headers=stack.auth("operator"))
+        found = verdicts.json()["verdicts"] if verdicts.status_code == 200 else []
+        return found if found and tasks.status_code == 200 else None
+
+    [verdict] = eventually(shown, "the late start's date at risk and its tasks in the status API", timeout=30)  # type: ignore[misc]
+    context = browser.new_context(viewport={"width": 1366, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    try:
+        page.goto(f"{stack.status_url}/providers/{late_provider}")
+        page.fill("input[name=key]", stack.keys["operator"])
+        page.click("button[type=submit]")
+        expect(page.locator("h1")).to_have_text("Sen Start Omsorg AB")
+        box = page.locator("#verdicts")
+        expect(box).to_be_visible()
+        expect(box).to_contain_text("Datum i fara / date at risk: 2027-02-17")
+        expect(box).to_contain_text(f"earliest feasible: {verdict['earliest_feasible']}")
+        expect(box.locator("ol.chain li")).to_have_count(len(verdict["chain"]))
+        expect(box.locator("ol.chain li").first).to_contain_text("Siebel")
+        # Above the task list: before the first table, and drawn above it.
+        assert box.evaluate("box => !!(box.compareDocumentPosition(document.querySelector('table')) "
+                            "& Node.DOCUMENT_POSITION_FOLLOWING)")
+        assert box.bounding_box()["y"] < page.locator("table").first.bounding_box()["y"]  # type: ignore[index]
+        # A provider whose dates can all be met has no box.
+        page.goto(f"{stack.status_url}/providers/{PROVIDER}")
+        expect(page.locator("h1")).to_have_text("Webbläsar Omsorg AB")
+        expect(page.locator("#verdicts")).to_have_count(0)
+    finally:
+        context.close()

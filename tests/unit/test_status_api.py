@@ -13,8 +13,10 @@ from schemas.catalog import load_catalog
 from schemas.events import Envelope
 from schemas.identifiers import pseudonym
 from schemas.status import TaskStatusChange
+from schemas.tasks import DateVerdict
 from services.domain.ledger import Ledger, change_status, record_task
 from services.domain.planner import Planner
+from services.domain.scheduler import date_verdict
 from services.domain.state import ProviderState, evolve
 from services.http.access import COOKIE_NAME, KeyRing, key_entry
 from services.reporting.api import create_status_api
@@ -405,3 +407,53 @@ def test_a_task_done_late_says_so_in_the_api_the_csv_and_the_page(world):
                          .splitlines() if line.startswith(late.task.id))
     signed_in(client, ACME)
     assert 'data-late-by="4"' in client.get("/providers/acme").text
+
+
+def late_verdict(provider_id: str) -> DateVerdict:
+    """The verdict on a start a week after it was sent: at risk (the catalog needs some 30 business days)."""
+    event = _events.provider_started(provider_id, start_date="2025-11-10")  # sent 2025-11-03
+    verdict = date_verdict(event, PLANNER.plan(event, ProviderState(provider_id=provider_id)))
+    assert verdict is not None and verdict.at_risk and verdict.chain
+    return verdict
+
+
+def test_a_providers_dates_at_risk_earliest_first_for_the_keys_that_see_its_tasks(world):
+    client, store, _, _ = world
+    start = late_verdict("acme")
+    nurse = start.model_copy(update={"subject": f"staff-joined:{pseudonym(NURSE)}", "event_type": "StaffJoined",
+                                     "date": start.date - dt.timedelta(days=1),
+                                     "message": f"StaffJoined: the work for {NURSE} cannot be done by then"})
+    met = late_verdict("other").model_copy(update={"at_risk": False, "earliest_feasible": None, "chain": []})
+    store.verdicts_by_key = {verdict.key: verdict for verdict in (start, nurse, met)}
+
+    body = client.get("/v1/providers/acme/verdicts", headers=bearer(ACME)).json()
+    assert [(v["subject"], v["date"]) for v in body["verdicts"]] == [
+        (nurse.subject, nurse.date.isoformat()), ("start", start.date.isoformat())]
+    shown = body["verdicts"][1]
+    assert shown["earliest_feasible"] > shown["date"] and shown["event_type"] == "ProviderStarted"
+    assert [(step["system"], step["action"], step["due"]) for step in shown["chain"]] == [
+        (step.system, step.action, step.due.isoformat()) for step in start.chain]
+    assert NURSE not in client.get("/v1/providers/acme/verdicts", headers=bearer(OPS)).text  # a pseudonym, never an HSA-id
+    assert client.get("/v1/providers/other/verdicts", headers=bearer(OPS)).json()["verdicts"] == []  # met: not at risk
+    assert client.get("/v1/providers/nobody/verdicts", headers=bearer(OPS)).json()["verdicts"] == []
+    assert client.get("/v1/providers/other/verdicts", headers=bearer(ACME)).status_code == 403
+    assert client.get("/v1/providers/acme/verdicts", headers=bearer(HR)).status_code == 403
+    assert client.get("/v1/providers/acme/verdicts").status_code == 401
+    store.down = True
+    assert client.get("/v1/providers/acme/verdicts", headers=bearer(OPS)).status_code == 503
+
+
+def test_the_page_shows_the_dates_at_risk_above_the_tasks_and_nothing_when_there_are_none(world):
+    client, store, _, _ = world
+    start = late_verdict("acme")
+    store.verdicts_by_key = {start.key: start}
+    signed_in(client, OPS)
+
+    page = client.get("/providers/acme").text
+    assert "Datum i fara / date at risk: " + start.date.isoformat() in page
+    assert page.index('id="verdicts"') < page.index('<form class="filters"') < page.index("<table")
+    assert f"tidigast möjligt / earliest feasible: <strong class=\"earliest\">{start.earliest_feasible}" in page
+    chain = re.findall(r"<li>(.*?)</li>", page.split('id="verdicts"')[1].split("</section>")[0], re.S)
+    assert len(chain) == len(start.chain) and "Siebel – Send org structure" in chain[0]
+    assert "checklistan / checklist" in page  # the first step's checklist date is earlier than its due
+    assert 'id="verdicts"' not in client.get("/providers/other").text
