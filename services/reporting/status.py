@@ -47,6 +47,9 @@ def task_view(row: Row, today: dt.date) -> dict[str, Any]:
         "system": task.system,
         "status": record.status,
         "due": task.due.isoformat(),
+        #: The checklist's date when the schedule could not meet it (ordered too late, or waiting for later work).
+        "checklist_due": task.checklist_due.isoformat() if task.checklist_due else None,
+        "optional": task.optional,
         "overdue": record.overdue(today),
         "days_overdue": (today - task.due).days if record.overdue(today) else 0,
         "late_by_days": record.late_by_days,  # done, but by an event after the due date

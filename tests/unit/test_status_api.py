@@ -457,3 +457,15 @@ def test_the_page_shows_the_dates_at_risk_above_the_tasks_and_nothing_when_there
     assert len(chain) == len(start.chain) and "Siebel – Send org structure" in chain[0]
     assert "checklistan / checklist" in page  # the first step's checklist date is earlier than its due
     assert 'id="verdicts"' not in client.get("/providers/other").text
+
+
+def test_a_task_dated_later_than_the_checklist_says_both_dates_in_the_api_and_the_page(world):
+    client, store, _publisher, _ = world
+    ledger = store.load("acme")
+    record = by_rule(ledger, "siebel-send-org-structure")
+    task = record.task.model_copy(update={"checklist_due": record.task.due - dt.timedelta(days=14)})
+    store.tables["acme"] = ledger.with_records({task.id: record.model_copy(update={"task": task})})
+    shown = client.get(f"/v1/tasks/{task.id}", headers=bearer(OPS)).json()
+    assert (shown["due"], shown["checklist_due"]) == (task.due.isoformat(), task.checklist_due.isoformat())
+    signed_in(client, ACME)
+    assert f'data-checklist-due="{task.checklist_due.isoformat()}"' in client.get("/providers/acme").text
