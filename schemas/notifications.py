@@ -27,6 +27,7 @@ class TaskLine(Contract):
     where: str | None = None
     unit_id: str | None = None
     quantity: int | None = None
+    checklist_due: dt.date | None = None  # the checklist's date, when the task is due later than it
 
 
 class NotificationRequest(Contract):

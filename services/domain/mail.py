@@ -257,6 +257,12 @@ def first_due(request: NotificationRequest) -> dt.date:
     return min(task.due for task in request.tasks)
 
 
+def first_checklist_due(request: NotificationRequest) -> dt.date:
+    """The earliest date the checklist asked for among the request's tasks (a late order: the
+    deadline that had passed, where the task is now due later)."""
+    return min(task.checklist_due or task.due for task in request.tasks)
+
+
 def subject(request: NotificationRequest) -> str:
     """The Swedish subject; each kind has its own wording. Always one line."""
     n = len(request.tasks)
@@ -266,7 +272,7 @@ def subject(request: NotificationRequest) -> str:
     wording: dict[NotificationKind, str] = {
         "reminder": f"Påminnelse: {tasks} för {who} förfaller senast {due}",
         "escalation": f"Eskalering: {tasks} för {who} {'är försenad' if n == 1 else 'är försenade'} (förföll {due})",
-        "late-order": f"Sen beställning: {tasks} för {who} hade tidsgräns redan {due}",
+        "late-order": f"Sen beställning: {tasks} för {who} hade tidsgräns redan {first_checklist_due(request).isoformat()}",
         "unblocked": f"Kan påbörjas: {tasks} för {who} förfaller senast {due}",
         "date-at-risk": _at_risk_subject(request, who),
     }
@@ -305,6 +311,7 @@ def _context(request: NotificationRequest, config: MailConfig, language: str) ->
         "tasks": tasks,
         "n": len(tasks),
         "first_due": first_due(request),
+        "first_checklist_due": first_checklist_due(request),
         "systems": sorted({task.system for task in tasks}),
         "link": status_link(request, config),
         "reference": request.id,

@@ -21,6 +21,7 @@ def task_line(task: Task) -> TaskLine:
         where=task.instructions.where,
         unit_id=task.subject.unit_id,
         quantity=task.quantity,
+        checklist_due=task.checklist_due,
     )
 
 

@@ -339,8 +339,8 @@ def test_body_lists_each_task_in_swedish_then_english_with_channels_and_the_stat
          "Hello! This is a reminder of 3 tasks for the provider to carry out for Omsorg AB."),
         ("escalation", "Det här är en eskalering till utföraren",
          "Hello! 3 tasks for Omsorg AB are past the deadline (the first was due 2026-12-30) and not done."),
-        ("late-order", "beställdes först efter sin tidsgräns (den första var 2026-12-30)",
-         "3 tasks for Omsorg AB were ordered only after the deadline"),
+        ("late-order", "beställdes först efter sin tidsgräns enligt checklistan (den första var 2026-12-30)",
+         "3 tasks for Omsorg AB were ordered only after the checklist's deadline"),
         ("unblocked", "Nu kan utföraren utföra dem; den första tidsgränsen är 2026-12-30.",
          "The provider can now carry them out; the first deadline is 2026-12-30."),
     ],
@@ -568,3 +568,14 @@ def test_a_date_at_risk_mail_names_the_date_the_earliest_feasible_one_and_the_ch
     assert "1. siebel – send-org-structure: done 2026-12-30 at the earliest (the checklist says 2026-12-01)" in en
     assert "goes once, to the provider and KLK IT together" in en
     assert "Task: t2" in en
+
+
+def test_a_late_order_names_the_checklists_deadline_that_passed_and_the_date_each_task_is_due_now() -> None:
+    late = [task("t1", dt.date(2027, 1, 8), checklist_due=dt.date(2026, 12, 1)),
+            task("t2", dt.date(2027, 1, 12), checklist_due=dt.date(2026, 12, 15))]
+    req = request(kind="late-order", tasks=late)
+    assert composition.subject(req) == "[omboard] Sen beställning: 2 uppgifter för Omsorg AB hade tidsgräns redan 2026-12-01"
+    sv, en = text_of(compose(req, ["a@x.se"], CONFIG)).split("-- In English --")
+    assert "(den första var 2026-12-01)" in sv and "det första 2027-01-08" in sv
+    assert "1. Senast 2027-01-08: siebel – order-accounts-and-tokens\n   Enligt checklistan: 2026-12-01" in sv
+    assert "(the first was 2026-12-01)" in en and "The checklist says: 2026-12-15" in en
