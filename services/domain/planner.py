@@ -242,6 +242,7 @@ class Planner:
                         due=due,
                         id=monthly_report_task_id(rule.id, state.provider_id, unit.id, month),
                         plan_id=monthly_plan_id(month),
+                        opened_on=last + dt.timedelta(days=1),  # opened once the month is over
                     )
                 )
         return link(tasks, state, (), self.catalog).tasks
@@ -254,7 +255,8 @@ class Planner:
         if held is None or not isinstance(data, StaffRosterReported) or held.roster != processed_marker(event):
             return []
         return [self._build(rule, state, Target(), owner=state.provider_id, due=self.schedule.due(rule, held.as_of),
-                            id=roster_task_id(rule.id, state.provider_id, held.roster), plan_id=event.id)
+                            id=roster_task_id(rule.id, state.provider_id, held.roster), plan_id=event.id,
+                            opened_on=event.time.date())
                 for rule in self.catalog.rules_for(HELD_ROSTER_TRIGGER)]
 
     def completions(self, event: Envelope, state: StateView) -> list[str]:
@@ -442,8 +444,10 @@ class Planner:
 
     def _build(
         self, rule: Rule, state: StateView, target: Target, *, owner: str, due: dt.date, id: str, plan_id: str,
-        takeover: bool = False,
+        takeover: bool = False, opened_on: dt.date | None = None,
     ) -> Task:
+        """One task of ``rule`` for ``target``, due ``due``; reminded from ``opened_on`` on, not before
+        (an event's plan is dated again by the scheduler, which reminds from the event's day)."""
         provider = state.facts.provider
         assert provider is not None
         channel = rule.channel[provider.regi] if isinstance(rule.channel, dict) else rule.channel
@@ -479,7 +483,7 @@ class Planner:
             quantity=target.places if rule.access_for or (rule.revokes and rule.scope != "person")
             else self._quantity(rule, target),
             revokes=target.revokes,
-            remind_on=self.schedule.reminder_dates(rule, due),
+            remind_on=self.schedule.reminder_dates(rule, due, not_before=opened_on),
             escalate_on=self.schedule.escalation_dates(rule, due),
             escalate_to=list(rule.escalation.to),
             provider_name=provider.name if owner == state.provider_id else None,

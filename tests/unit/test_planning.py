@@ -156,6 +156,8 @@ def test_egen_regi_special_housing_without_home_care():
     # Monthly service report for special housing and short-term places.
     (report,) = PLANNER.plan_monthly_reports(history.state, "2026-03")
     assert report.obligation == "SB3" and report.due == D("2026-04-02")
+    # Opened once March is over: its reminder of 30 March (three business days before) never comes.
+    assert report.remind_on == [D("2026-04-01"), D("2026-04-02")]
 
 
 # -- closures --------------------------------------------------------------------------------------------
