@@ -196,9 +196,12 @@ class StatusService:
 
     async def verdicts(self, principal: Principal, provider_id: str) -> list[DateVerdict]:
         """The provider's dates at risk (the latest verdict of each subject, where it is at risk), by
-        date; for the keys that see the provider's tasks."""
+        date; for the keys that see the provider's tasks. One whose earliest feasible date has
+        passed is history (the tasks themselves say what is still late), and is not shown."""
         principal.require_sees(provider_id)
-        return await self.reader.verdicts(provider_id)
+        today = self.today()
+        return [verdict for verdict in await self.reader.verdicts(provider_id)
+                if (verdict.earliest_feasible or verdict.date) >= today]
 
     async def task_if_shown(self, task_id: str) -> Row | None:
         """A task the page names as a prerequisite; the page's own scope has been checked."""

@@ -409,9 +409,9 @@ def test_a_task_done_late_says_so_in_the_api_the_csv_and_the_page(world):
     assert 'data-late-by="4"' in client.get("/providers/acme").text
 
 
-def late_verdict(provider_id: str) -> DateVerdict:
+def late_verdict(provider_id: str, start: str = "2026-03-02", sent: str = "2026-02-23T09:00:00+01:00") -> DateVerdict:
     """The verdict on a start a week after it was sent: at risk (the catalog needs some 30 business days)."""
-    event = _events.provider_started(provider_id, start_date="2025-11-10")  # sent 2025-11-03
+    event = _events.provider_started(provider_id, start_date=start, sent=sent)
     verdict = date_verdict(event, PLANNER.plan(event, ProviderState(provider_id=provider_id)))
     assert verdict is not None and verdict.at_risk and verdict.chain
     return verdict
@@ -424,7 +424,10 @@ def test_a_providers_dates_at_risk_earliest_first_for_the_keys_that_see_its_task
                                      "date": start.date - dt.timedelta(days=1),
                                      "message": f"StaffJoined: the work for {NURSE} cannot be done by then"})
     met = late_verdict("other").model_copy(update={"at_risk": False, "earliest_feasible": None, "chain": []})
-    store.verdicts_by_key = {verdict.key: verdict for verdict in (start, nurse, met)}
+    # A unit opened long ago whose earliest feasible date has passed too: history, not shown.
+    past = late_verdict("acme", start="2025-11-10", sent="2025-11-03T09:00:00+01:00").model_copy(
+        update={"subject": "unit-opened:u9"})
+    store.verdicts_by_key = {verdict.key: verdict for verdict in (start, nurse, met, past)}
 
     body = client.get("/v1/providers/acme/verdicts", headers=bearer(ACME)).json()
     assert [(v["subject"], v["date"]) for v in body["verdicts"]] == [
