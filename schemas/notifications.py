@@ -28,6 +28,9 @@ class TaskLine(Contract):
     unit_id: str | None = None
     quantity: int | None = None
     checklist_due: dt.date | None = None  # the checklist's date, when the task is due later than it
+    #: Whose task it is, when a request lists tasks of several parties (a date-at-risk notice);
+    #: None: the request's ``responsible``.
+    responsible: Responsible | None = None
 
 
 class NotificationRequest(Contract):

@@ -131,3 +131,7 @@ class Plan(Contract):
     tasks: list[Task]
     warnings: list[Warning] = Field(default_factory=list)
     holdings: list[Holding] = Field(default_factory=list)
+    #: Whether the plan says whether its event's date can be met (a ``date-at-risk`` warning, or
+    #: none because it can): false for an event whose date is not a plan or had passed, a
+    #: correction of a running provider's start, and a plan with nothing in it.
+    judged_date: bool = False

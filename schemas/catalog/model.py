@@ -238,6 +238,12 @@ class Rule(Contract):
         return (self.obligation,) if extra is None or extra.obligation == self.obligation else (self.obligation, extra.obligation)
 
     @property
+    def of_one_closure(self) -> bool:
+        """A closure's own step (triggered by UnitClosed or SubcontractorEnded only): what waits for
+        it waits in that closure's plan, never for a step an earlier closure left."""
+        return set(self.triggers) <= set(ENDS_OF_UNIT_ACCESS.values())
+
+    @property
     def is_grant(self) -> bool:
         """A person-scoped rule that gives a person access (and so must be taken away again)."""
         return self.scope == "person" and self.revokes is None and self.grants_access
@@ -272,6 +278,11 @@ class Defaults(Contract):
 
     reminders: list[int] | None = None
     escalation: Escalation | None = None
+
+
+def _business_days(span: Deadline | Duration) -> int | None:
+    """A span in business days, a week as five; None for calendar days (their count depends on the date)."""
+    return {"business_days": span.offset, "weeks": span.offset * 5}.get(span.unit)
 
 
 class Catalog(Contract):
@@ -375,18 +386,22 @@ class Catalog(Contract):
     @staticmethod
     def _check_working_times(by_id: dict[str, Rule]) -> None:
         """A rule's lead time leaves room for its working time after each task it waits for from the
-        same event: otherwise no date would ever be early enough (the verdict would find none)."""
+        same event and anchor: otherwise no date would ever be early enough (the verdict would find
+        none). Counted in business days, a week as five; a lead time in calendar days is not checked."""
         for rule in by_id.values():
             for dependency in rule.depends_on:
                 before = by_id[dependency]
                 if before.optional:
                     raise ValueError(f"rule {rule.id!r}: depends_on {dependency!r}, which is optional: nothing waits for it")
-                same_clock = (set(rule.triggers) & set(before.triggers) and rule.deadline.anchor == before.deadline.anchor
-                              and {rule.deadline.unit, before.deadline.unit, rule.takes.unit} == {"business_days"})
-                if same_clock and rule.deadline.offset - before.deadline.offset < rule.takes.offset:
+                spans = [_business_days(rule.deadline), _business_days(before.deadline), _business_days(rule.takes)]
+                if not set(rule.triggers) & set(before.triggers) or rule.deadline.anchor != before.deadline.anchor \
+                        or None in spans:
+                    continue
+                own, theirs, takes = spans
+                if own - theirs < takes:
                     raise ValueError(
-                        f"rule {rule.id!r}: takes {rule.takes.offset} business days, but its deadline is only "
-                        f"{rule.deadline.offset - before.deadline.offset} after that of {dependency!r}, which it waits for")
+                        f"rule {rule.id!r}: takes {takes} business days, but its deadline is only {own - theirs} "
+                        f"after that of {dependency!r}, which it waits for")
 
     @staticmethod
     def _check_acyclic(by_id: dict[str, Rule]) -> None:

@@ -49,8 +49,8 @@ def link(tasks: list[Task], state: StateView, holdings: Iterable[Holding], catal
         for dependency, planned in in_plan.items():
             if planned is not None:
                 depends_on.append(planned)
-            elif catalog.rule(dependency).obligation not in answered and (
-                    before := _planned_before(dependency, task, state)) is not None:
+            elif (not (prerequisite := catalog.rule(dependency)).of_one_closure and prerequisite.obligation not in answered
+                  and (before := _planned_before(dependency, task, state)) is not None):
                 depends_on.append(before[0])
                 outside[before[0]] = before[1]
         linked.append(task.model_copy(update={"depends_on": depends_on, "status": "blocked" if depends_on else "open"}))

@@ -64,7 +64,8 @@ class TaskRecord(Contract):
         return self.status in ACTIVE
 
     def overdue(self, today: dt.date) -> bool:
-        return self.active and self.task.due < today
+        """Active and past its due date; an optional step never is (nobody chases it)."""
+        return self.active and self.task.due < today and not self.task.optional
 
     def due_reminder(self, today: dt.date) -> dt.date | None:
         """The newest reminder date reached and not fired; older missed ones are covered by it."""

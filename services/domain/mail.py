@@ -190,14 +190,21 @@ def route(contacts: Sequence[Contact], request: NotificationRequest, config: Mai
 
 
 def _together(contacts: Sequence[Contact], request: NotificationRequest, config: MailConfig) -> MailPlan:
-    """One mail for everyone a verdict concerns: the provider's contacts for each task of the chain
-    and KLK IT, so that they agree on the date with each other, not each alone."""
+    """One mail for everyone a verdict concerns: whoever each task of the chain goes to (the
+    provider's contacts for it, or KLK IT's system manager) and KLK IT, so that they agree on the
+    date with each other, not each alone."""
     lines = ordered(request.tasks)
-    found = [address for line in lines for address in line_recipients(contacts, request.provider_id, "provider", line, config)]
+    found = [address for line in lines
+             for address in line_recipients(contacts, request.provider_id, _side(line.responsible), line, config)]
     found.append(config.klk_it_email)
-    recipients = list({address.lower(): address for address in reversed(found)}.values())[::-1]
+    recipients = list({address.lower(): address for address in found[::-1]}.values())[::-1]  # each once, where first named
     return MailPlan(notification_id=request.id, mails=[PlannedMail(
         recipient=recipients[0], others=recipients[1:], task_ids=[line.task_id for line in lines])])
+
+
+def _side(responsible: str | None) -> str:
+    """KLK IT's tasks go to KLK IT's addresses; every other party's to the provider's contacts."""
+    return "klk-it" if responsible == "klk-it" else "provider"
 
 
 def for_mail(request: NotificationRequest, mail: PlannedMail) -> NotificationRequest:

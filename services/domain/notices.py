@@ -22,6 +22,7 @@ def task_line(task: Task) -> TaskLine:
         unit_id=task.subject.unit_id,
         quantity=task.quantity,
         checklist_due=task.checklist_due,
+        responsible=task.responsible,
     )
 
 

@@ -46,7 +46,7 @@ from services.domain.ids import (
 from services.domain.people import Leaving, places_taken, stands_for
 from services.domain.roster import confirms
 from services.domain.schedule import Schedule
-from services.domain.scheduler import Prerequisite, Scheduler
+from services.domain.scheduler import Prerequisite, Scheduler, judges_date
 from services.domain.state import (
     StaffState,
     StateView,
@@ -131,7 +131,7 @@ class Planner:
         if replanning:  # a correction that names staff: they are among those the units' orders were for
             named = {person.id for _, person in _staff_named(event) if state.person(person.id) is None}
             tasks, holdings = places_taken(tasks, named, state, self.catalog)
-        return self._linked(event, tasks, warnings, state, holdings)
+        return self._linked(event, tasks, warnings, state, holdings, correcting=replanning)
 
     def _planned(self, event: Envelope, state: StateView, *, replanning: bool) -> tuple[list[Task], list[Warning]]:
         """The tasks of ``event``. Someone it names on another unit than theirs moves: they leave
@@ -141,7 +141,9 @@ class Planner:
         tasks: list[Task] = []
         warnings: list[Warning] = []
         for person_id in sorted(movers):
-            left = StaffLeft(provider_id=event.provider_id, person_id=person_id, end_date=event.anchor_date)
+            # Their last day on the old unit is the day before they start on this one.
+            left = StaffLeft(provider_id=event.provider_id, person_id=person_id,
+                             end_date=event.anchor_date - dt.timedelta(days=1))
             cancelled, said = self._tasks(_standing_for(event, left), state, replanning=False)
             tasks += cancelled
             warnings += [warning for warning in said if warning not in warnings]
@@ -177,7 +179,7 @@ class Planner:
         return tasks, warnings
 
     def _linked(self, event: Envelope, tasks: list[Task], warnings: list[Warning], state: StateView,
-                holdings: list[Holding] = ()) -> Plan:
+                holdings: list[Holding] = (), *, correcting: bool = False) -> Plan:
         """The plan: ``tasks`` linked to what they wait for and dated as a schedule over that graph
         (``services.domain.scheduler``), with the warnings of orders too late and the verdict on the date."""
         linked = link(tasks, state, holdings, self.catalog)
@@ -189,10 +191,11 @@ class Planner:
             late = self.schedule.late_warning(self.catalog.rule(task.rule), event, task)
             if late is not None and late not in warnings:
                 warnings = [*warnings, late]
-        if (verdict := self.scheduler.verdict(dated, timings, event, outside)) is not None:
+        judged = judges_date(event, dated, correcting=correcting)
+        if judged and (verdict := self.scheduler.verdict(dated, timings, event, outside)) is not None:
             warnings = [*warnings, verdict]
         return Plan(event_id=event.id, catalog_version=self.catalog.version, tasks=dated, warnings=warnings,
-                    holdings=list(holdings))
+                    holdings=list(holdings), judged_date=judged)
 
     # -- a roster: the joiners, movers and leavers it stands for -----------------------------------
 
@@ -254,10 +257,15 @@ class Planner:
         held, data = state.facts.held_roster, event.data
         if held is None or not isinstance(data, StaffRosterReported) or held.roster != processed_marker(event):
             return []
-        return [self._build(rule, state, Target(), owner=state.provider_id, due=self.schedule.due(rule, held.as_of),
-                            id=roster_task_id(rule.id, state.provider_id, held.roster), plan_id=event.id,
-                            opened_on=event.time.date())
-                for rule in self.catalog.rules_for(HELD_ROSTER_TRIGGER)]
+        tasks = []
+        for rule in self.catalog.rules_for(HELD_ROSTER_TRIGGER):
+            checklist = self.schedule.due(rule, held.as_of)
+            due = max(checklist, self.schedule.after(event.time.date(), rule.takes))  # a roster of long ago: from now
+            task = self._build(rule, state, Target(), owner=state.provider_id, due=due,
+                               id=roster_task_id(rule.id, state.provider_id, held.roster), plan_id=event.id,
+                               opened_on=event.time.date())
+            tasks.append(task.model_copy(update={"checklist_due": checklist}) if due != checklist else task)
+        return tasks
 
     def completions(self, event: Envelope, state: StateView) -> list[str]:
         """The ids of the tasks ``event`` may complete, ``state`` being the provider's before it.

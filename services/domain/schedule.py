@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 
 from schemas.catalog.model import Duration, Rule
-from schemas.events import Envelope, OrgChangeRequested
+from schemas.events import Envelope, OrgChangeRequested, StaffRoleChanged
 from schemas.tasks import Task, Warning
 from services.domain.calendar import BusinessCalendar
 from services.domain.ids import last_day_of_month
@@ -31,6 +31,10 @@ class Schedule:
         if anchor == "decided_on":
             return event.data.decided_on if isinstance(event.data, OrgChangeRequested) else event.time.date()
         day = at or event.anchor_date
+        if rule.revokes and isinstance(event.data, StaffRoleChanged):
+            # The effective date is the first day in the new role: the last in the old one, whose
+            # access ends the day after, is the day before.
+            day -= dt.timedelta(days=1)
         if anchor == "month_end":
             return last_day_of_month(day)
         return day
@@ -71,8 +75,9 @@ class Schedule:
         return max(arrived, data.decided_on) if isinstance(data, OrgChangeRequested) else arrived
 
     def is_late(self, event: Envelope, task: Task) -> bool:
-        """Whether the checklist's date for ``task`` had passed before it could be ordered."""
-        return (task.checklist_due or task.due) < self.earliest_start(event)
+        """Whether the checklist's date for ``task`` had passed before it could be ordered (an
+        optional step is never late: nobody needs it)."""
+        return not task.optional and (task.checklist_due or task.due) < self.earliest_start(event)
 
     def late_warning(self, rule: Rule, event: Envelope, task: Task) -> Warning | None:
         """A task the checklist wanted done before it could possibly be ordered: the order comes too late."""

@@ -84,16 +84,20 @@ class Scheduler:
         start = self.schedule.earliest_start(event)
         found: dict[str, Timing] = {}
 
+        def due_of(dependency: str) -> dt.date | None:
+            if (in_plan := by_id.get(dependency)) is not None:
+                return visit(in_plan).due
+            earlier = outside.get(dependency)
+            return earlier.due if earlier is not None else None
+
         def visit(task: Task) -> Timing:
-            if (known := found.get(task.id)) is not None:
-                return known
+            if (timed := found.get(task.id)) is not None:
+                return timed
             rule = self.catalog.rule(task.rule)
             checklist = task.due if at is None else self.schedule.due(rule, self.schedule.anchor(rule, event, at))
             ready, driver = start, None
             for dependency in task.depends_on:
-                prerequisite = by_id.get(dependency)
-                due = visit(prerequisite).due if prerequisite is not None else (
-                    known.due if (known := outside.get(dependency)) is not None else None)
+                due = due_of(dependency)
                 if due is not None and due >= ready:  # on a tie, what it waits for decides, not the arrival
                     ready, driver = due, dependency
             done = self.schedule.after(ready, rule.takes)
@@ -121,9 +125,8 @@ class Scheduler:
 
     def verdict(self, tasks: list[Task], timings: Mapping[str, Timing], event: Envelope,
                 outside: Mapping[str, Prerequisite]) -> Warning | None:
-        """The ``date-at-risk`` warning when tasks needed before ``event``'s date cannot be done by then."""
-        if not isinstance(event.data, PLANNED_DATES):
-            return None
+        """The ``date-at-risk`` warning when tasks needed before ``event``'s date cannot be done by
+        then (``judges_date`` says when a plan is asked)."""
         at_risk = event.anchor_date
         late = _unmet(tasks, timings, at_risk)
         if not late:
@@ -167,13 +170,28 @@ class Scheduler:
         return None
 
 
+def judges_date(event: Envelope, tasks: list[Task], *, correcting: bool) -> bool:
+    """Whether a plan of ``event`` says whether its date can be met: an event whose date is a plan
+    and had not passed when it arrived, whose plan has work to judge. A correction of a running
+    provider's start plans only what no earlier plan made, and re-dates nothing: it says nothing
+    either way (the earlier verdict stands)."""
+    return (isinstance(event.data, PLANNED_DATES) and bool(tasks) and not correcting
+            and event.anchor_date >= event.time.date())
+
+
+def verdict_in(plan: Plan) -> Warning | None:
+    """The plan's ``date-at-risk`` warning, if it has one."""
+    return next((warning for warning in plan.warnings if warning.code == DATE_AT_RISK), None)
+
+
 def _unmet(tasks: list[Task], timings: Mapping[str, Timing], day: dt.date) -> list[Task]:
     """The tasks the checklist needs by ``day`` that cannot be done by then: one needed before it
-    (a start's work) must be done before it; one needed on it (a closure's last day) by it."""
+    (a start's work) must be done before it; one needed on it (a closure's last day) by it. An
+    optional step is needed by nobody."""
     late = []
     for task in tasks:
         timing = timings[task.id]
-        if timing.checklist < day <= timing.due or timing.checklist == day < timing.due:
+        if not task.optional and (timing.checklist < day <= timing.due or timing.checklist == day < timing.due):
             late.append(task)
     return late
 
@@ -223,10 +241,11 @@ def subject_of(event: Envelope) -> str:
 
 def date_verdict(event: Envelope, plan: Plan) -> DateVerdict | None:
     """The verdict of ``event``'s plan on its date: at risk (its ``date-at-risk`` warning), or met;
-    None for an event whose date is not a plan (a leaving, a roster, a report)."""
-    if not isinstance(event.data, PLANNED_DATES):
+    None when the plan did not judge its date (``judges_date``: a leaving, a roster, a report, a
+    date already past, a correction, nothing planned)."""
+    if not plan.judged_date:
         return None
-    warning = next((warning for warning in plan.warnings if warning.code == DATE_AT_RISK), None)
+    warning = verdict_in(plan)
     common = {"provider_id": event.provider_id, "subject": subject_of(event), "event_id": event.id,
               "event_type": event.type, "date": event.anchor_date, "planned_at": event.time}
     if warning is None:

@@ -11,7 +11,7 @@ from schemas.identifiers import pseudonym
 from schemas.parsing import FieldError
 from services.domain.handover import takeover
 from services.domain.planner import Planner, UnknownProvider
-from services.domain.scheduler import DATE_AT_RISK, PLANNED_DATES
+from services.domain.scheduler import DATE_AT_RISK, verdict_in
 from services.domain.state import ProviderState, evolve
 
 
@@ -66,9 +66,9 @@ PLAN_COLUMNS = ("due", "checklist", "status", "system", "obligation", "action", 
 def verdict_lines(plan: Any, event: Envelope | None = None) -> list[str]:
     """The plan's verdict on its date and the critical chain that decides it: what a reader of a
     dry run needs first. Without ``event``, only a verdict at risk is told."""
-    verdict = next((warning for warning in plan.warnings if warning.code == DATE_AT_RISK), None)
+    verdict = verdict_in(plan)
     if verdict is None:
-        if event is None or not isinstance(event.data, PLANNED_DATES):
+        if event is None or not plan.judged_date:
             return []
         return [f"verdict: {event.anchor_date.isoformat()} can be met: every task the checklist needs by then is due by then"]
     feasible = verdict.earliest_feasible.isoformat() if verdict.earliest_feasible else "not found"

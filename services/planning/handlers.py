@@ -20,7 +20,7 @@ from services.domain.ids import task_id
 from services.domain.notices import notification_about
 from services.domain.planner import Planner
 from services.domain.schedule import LATE_ORDER
-from services.domain.scheduler import DATE_AT_RISK, date_verdict
+from services.domain.scheduler import DATE_AT_RISK, date_verdict, verdict_in
 from services.domain.state import ProviderFacts, StateChanges, StateView, changes, event_key
 from services.runtime.streams import Outgoing
 
@@ -70,7 +70,8 @@ def handle_event(
 def _verdict_notice(event: Envelope, plan: Plan, correlation: str, facts: ProviderFacts) -> Outgoing:
     """The ``date-at-risk`` notice of ``plan``: once per event, one mail to the provider's contacts
     for the chain's tasks and KLK IT together, listing the chain."""
-    verdict = next(warning for warning in plan.warnings if warning.code == DATE_AT_RISK)
+    verdict = verdict_in(plan)
+    assert verdict is not None
     in_plan = {task.id: task for task in plan.tasks}
     chain = [in_plan[step.task_id] for step in verdict.chain if step.task_id in in_plan]
     request = notification_about(

@@ -24,7 +24,8 @@ Source = AsyncConnectionPool | psycopg.AsyncConnection
 TaskRow = tuple[TaskRecord, list[str]]
 
 _ACTIVE = "t.status IN ('open', 'blocked')"  # as the partial index tasks_active_due says it
-_OVERDUE = f"({_ACTIVE} AND t.due < %(today)s)"
+# An optional step is never overdue (``TaskRecord.overdue``): nobody chases it.
+_OVERDUE = f"({_ACTIVE} AND t.due < %(today)s AND (t.record #>> '{{task,optional}}') IS DISTINCT FROM 'true')"
 # What a task row is returned as; ``waiting_for`` only for blocked tasks, and only for the rows of
 # the page (below, the page is chosen first: rows skipped by an offset cost no subquery).
 _SELECT = """
@@ -124,7 +125,7 @@ async def overdue_tasks(source: Source, today: dt.date, *, provider_id: str | No
                         responsible: str | None = None, limit: int = 200, offset: int = 0) -> list[TaskRow]:
     """Open or blocked tasks due before ``today``, oldest first (then system, obligation, id)."""
     where, params = _where(provider_id=provider_id, system=system, responsible=responsible)
-    where = (where + " AND " if where else "WHERE ") + f"{_ACTIVE} AND t.due < %(today)s"
+    where = (where + " AND " if where else "WHERE ") + _OVERDUE
     return await _page(source, where, "t.due, t.system, t.obligation, t.id", {**params, "today": today}, limit, offset)
 
 

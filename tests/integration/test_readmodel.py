@@ -105,7 +105,8 @@ def dataset() -> list[Ledger]:
     a = move(a, first(a, "open", skip=3), "done", n=5)
     b = planned("prov-b", f.provider_started("prov-b", start_date="2026-06-01", name="Bättre Omsorg AB"))
     b = move(b, first(b, "open"), "done")
-    c = planned("prov-c", f.provider_started("prov-c", org=f.org_number(3)))
+    # prov-c's unit closes before TODAY: its optional step (extended access) is past its date, not overdue.
+    c = planned("prov-c", f.provider_started("prov-c", org=f.org_number(3)), f.unit_closed("prov-c", closing_date="2026-02-06"))
     # A prerequisite the read model never saw: what waits for it keeps waiting.
     missing = next(dep for r in c.tasks.values() if r.status == "blocked" for dep in r.task.depends_on)
     c = c.model_copy(update={"tasks": {k: v for k, v in c.tasks.items() if k != missing}})
@@ -521,6 +522,8 @@ def test_the_data_set_has_every_kind_of_task(loaded):
     assert any(r.overdue(TODAY) for r in ledgers[0].tasks.values())
     assert any(r.active and not r.overdue(TODAY) for r in ledgers[0].tasks.values())
     assert any(waiting_for(ledgers[2], r) for r in ledgers[2].tasks.values() if r.status == "blocked")
+    optional = [r for r in ledgers[2].tasks.values() if r.task.optional]
+    assert optional and all(r.active and r.task.due < TODAY and not r.overdue(TODAY) for r in optional)
 
 
 def test_provider_summaries_are_those_of_the_ledger(loaded):

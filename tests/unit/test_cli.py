@@ -177,7 +177,7 @@ def test_plan_of_a_single_provider_started(tmp_path):
 
     assert result.exit_code == 0, result.output
     plan = json.loads(result.stdout)
-    assert set(plan) == {"event_id", "catalog_version", "tasks", "warnings", "holdings"}
+    assert set(plan) == {"event_id", "catalog_version", "tasks", "warnings", "holdings", "judged_date"}
     assert plan["event_id"] == "evt-start"
     assert plan["catalog_version"] == load_catalog().version
     assert plan["tasks"], "a ProviderStarted plans tasks"

@@ -579,3 +579,12 @@ def test_a_late_order_names_the_checklists_deadline_that_passed_and_the_date_eac
     assert "(den första var 2026-12-01)" in sv and "det första 2027-01-08" in sv
     assert "1. Senast 2027-01-08: siebel – order-accounts-and-tokens\n   Enligt checklistan: 2026-12-01" in sv
     assert "(the first was 2026-12-01)" in en and "The checklist says: 2026-12-15" in en
+
+
+def test_a_date_at_risk_reaches_klk_its_system_manager_for_klk_its_own_task_in_the_chain() -> None:
+    config = Config(system_contacts={"siebel": "siebel-forvaltning@uppsala.se"})
+    lines = [task("t1", dt.date(2026, 12, 30), action="create-org-structure", unit_id=None, quantity=None,
+                  responsible="klk-it"),
+             task("t2", dt.date(2027, 1, 20))]
+    (mail,) = route([contact("unit1@p1.se", system="siebel", unit_id="u1")], verdict_request(tasks=lines), config).mails
+    assert mail.to == ["siebel-forvaltning@uppsala.se", "unit1@p1.se", "it.support@uppsala.se"]

@@ -394,6 +394,15 @@ def test_a_large_change_needs_ten_weeks():
     too_late = history.add(ev.org_change(size="large", decided_on="2026-02-02", effective_date="2026-04-01"))
     assert one(too_late, "orgchange-carry-out-large").due == D("2026-04-13")  # ten weeks from 2 February
     assert [(warning.code, warning.obligation) for warning in too_late.warnings] == [(DATE_AT_RISK, "OC2")]
+    # Issue 12's example: decided 2027-05-20 for 2027-06-14. The ticket at the decision (not six
+    # weeks before it), KLK IT's ten weeks from there, and the first effective date that allows them.
+    example = history.add(ev.org_change(size="large", decided_on="2027-05-20", effective_date="2027-06-14",
+                                        sent="2027-05-20T09:00:00+01:00"))
+    assert one(example, "orgchange-ticket-large").due == D("2027-05-20")
+    carry_out = one(example, "orgchange-carry-out-large")
+    assert (carry_out.due, carry_out.checklist_due) == (D("2027-07-29"), D("2027-06-11"))
+    (verdict,) = example.warnings
+    assert (verdict.date, verdict.earliest_feasible) == (D("2027-06-14"), D("2027-07-30"))
 
 
 # -- a nurse who joins, changes role, and leaves -----------------------------------------------------------
@@ -418,7 +427,8 @@ def test_a_nurse_joins_changes_role_and_leaves():
 
     changed = history.add(ev.staff_role_changed(person="N1", role="omvardnadspersonal", licensed=False, effective_date="2026-06-01"))
     assert set(rules(changed)) == {"siths-revoke-card", "prator-revoke-access", "flexite-revoke-access"}
-    assert all(task.due == D("2026-06-01") for task in changed.tasks)
+    # Ordered by the last day in the old role (Friday 29 May), effective from the first in the new one.
+    assert all(task.due == D("2026-05-29") for task in changed.tasks)
     assert {task.channel for task in changed.tasks} == {"authorization-admin", "local-admin", "web-form"}
     assert set(history.state.staff[nurse].grants) == {"siebel-grant-account"}, "Siebel is kept"
 

@@ -72,7 +72,7 @@ def test_no_scenario_orders_an_access_twice_or_leaves_one_held(name):
 def test_no_scenario_dates_a_task_before_what_it_waits_for_or_before_its_event(name):
     planned, states = planned_events(scenario_events(name))
     for provider_id in states:
-        check_schedule((event, plan) for event, plan in planned if event.provider_id == provider_id)
+        check_schedule(((event, plan) for event, plan in planned if event.provider_id == provider_id), CATALOG)
 
 
 def test_a_private_home_care_provider_with_health_care_taking_over(emitted):

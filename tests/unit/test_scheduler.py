@@ -14,7 +14,7 @@ from schemas.catalog.model import Duration
 from services.domain.calendar import BusinessCalendar
 from services.domain.planner import Planner
 from services.domain.schedule import LATE_ORDER, Schedule
-from services.domain.scheduler import DATE_AT_RISK
+from services.domain.scheduler import DATE_AT_RISK, date_verdict
 from services.domain.state import ProviderState, evolve
 from tests.unit import _events as ev
 from tests.unit.test_catalog import load_raw, raw, rule_of
@@ -51,9 +51,9 @@ def test_a_late_start_is_due_as_each_catalog_says_work_takes_and_gets_its_verdic
     assert [step.rule for step in verdict.chain] == ["send-structure", "create-structure", "order-accounts", "readiness"]
     # Uppsala's KLK IT takes four weeks for the structure: a later date, from the same event.
     (uppsala_verdict,) = [warning for warning in uppsala.warnings if warning.code == DATE_AT_RISK]
-    # Sent 1 March, + 20 business days (past Good Friday and Easter Monday) 31 March, + 5 accounts
-    # 7 April, + 1 the check 8 April: a start the day after.
-    assert uppsala_verdict.earliest_feasible == D("2027-04-09")
+    # Sent 1 March, + four weeks (29 March is Easter Monday) 30 March, + 5 business days accounts
+    # 6 April, + 1 the check 7 April: a start the day after.
+    assert uppsala_verdict.earliest_feasible == D("2027-04-08")
     # Every late order keeps the checklist's date and says when it is due now.
     late = [warning for warning in small.warnings if warning.code == LATE_ORDER]
     assert [warning.obligation for warning in late] == ["SB1"]
@@ -106,3 +106,63 @@ def test_an_optional_step_is_never_reminded_and_nothing_waits_for_it(tmp_path):
 ])
 def test_a_working_time_counts_on_the_business_calendar(day, duration, done):
     assert Schedule(BusinessCalendar()).after(D(day), duration) == D(done)
+
+
+def test_a_start_sent_again_or_corrected_says_nothing_of_its_date_and_the_earlier_verdict_stands():
+    planner = Planner(UPPSALA)
+    state = ProviderState(provider_id="p1")
+    late = ev.provider_started(start_date="2026-03-02", sent="2026-02-18T10:00:00+01:00")
+    plan = planner.plan(late, state)
+    assert plan.judged_date and date_verdict(late, plan).at_risk
+    state = evolve(state, late, plan, UPPSALA)
+    for again in (ev.provider_started(start_date="2026-03-02", sent="2026-02-19T10:00:00+01:00"),
+                  ev.provider_started(start_date="2027-03-01", sent="2026-02-19T10:00:00+01:00")):
+        replanned = planner.plan(again, state)
+        assert replanned.tasks == [] and not replanned.judged_date and date_verdict(again, replanned) is None
+
+
+def test_a_date_already_past_when_its_event_arrives_gets_no_verdict():
+    planner = Planner(UPPSALA)
+    state = ProviderState(provider_id="p1")
+    started = ev.provider_started(start_date="2026-03-02")
+    state = evolve(state, started, planner.plan(started, state), UPPSALA)
+    closed_late = ev.unit_closed(closing_date="2026-06-30", sent="2026-07-03T09:00:00+02:00")
+    plan = planner.plan(closed_late, state)
+    assert not plan.judged_date and all(warning.code != DATE_AT_RISK for warning in plan.warnings)
+    assert any(warning.code == LATE_ORDER for warning in plan.warnings), "what is late is still said, task by task"
+
+
+def test_an_optional_step_makes_no_date_at_risk_and_no_late_order():
+    planner = Planner(UPPSALA)
+    state = ProviderState(provider_id="p1")
+    started = ev.provider_started(start_date="2026-03-02")
+    state = evolve(state, started, planner.plan(started, state), UPPSALA)
+    # Closed the day it is reported: only the optional step (two business days before) is too late.
+    plan = planner.plan(ev.unit_closed(closing_date="2026-06-30", sent="2026-06-30T08:00:00+02:00"), state)
+    extended = next(task for task in plan.tasks if task.rule == "closure-siebel-agree-extended-access")
+    assert extended.optional and extended.checklist_due == D("2026-06-26")
+    assert plan.judged_date and plan.warnings == []
+
+
+def test_a_role_change_ends_the_old_roles_access_from_its_first_day():
+    planner = Planner(UPPSALA)
+    state = ProviderState(provider_id="p1")
+    for event in (ev.provider_started(start_date="2026-03-02"), ev.staff_joined(person="N1")):
+        state = evolve(state, event, planner.plan(event, state), UPPSALA)
+    changed = planner.plan(ev.staff_role_changed(person="N1", role="omvardnadspersonal", licensed=False,
+                                                 effective_date="2026-06-01"), state)
+    revoked = {task.rule: task.due for task in changed.tasks if UPPSALA.rule(task.rule).revokes}
+    assert revoked and set(revoked.values()) == {D("2026-05-29")}  # ordered by the last day in the old role
+
+
+def test_a_held_roster_of_long_ago_is_due_from_the_day_it_came():
+    planner = Planner(UPPSALA)
+    state = ProviderState(provider_id="p1")
+    five = [ev.person(f"R{i}") for i in range(5)]
+    started = ev.provider_started(start_date="2026-03-02", units=[ev.unit("u1", 5, staff=five)])
+    state = evolve(state, started, planner.plan(started, state), UPPSALA)
+    roster = ev.roster(persons=[ev.person("R0", unit_id="u1")], as_of="2026-05-04", sent="2026-06-15T09:00:00+02:00")
+    state = evolve(state, roster, planner.plan(roster, state), UPPSALA)
+    (task,) = planner.held_roster_tasks(state, roster)
+    assert (task.checklist_due, task.due) == (D("2026-05-05"), D("2026-06-15"))
+    assert task.remind_on == [D("2026-06-15")]
