@@ -25,7 +25,7 @@ class ChangelogRecord:
     partition: int
     offset: int
     value: bytes | None  # TaskRecord JSON (Holding, DateVerdict on their topics), or None for a tombstone
-    task_id: str  # the record's key (a task id, or the place's or the verdict's key; all a tombstone has)
+    key: str  # the record's key: a task id, a place's or a verdict's key (all a tombstone has)
 
 
 def _upsert(table: str, columns: tuple[str, ...], casts: dict[str, str]) -> str:
@@ -84,9 +84,9 @@ def _latest(records: Sequence[ChangelogRecord]) -> list[ChangelogRecord]:
     """The last record of each key (a compacted topic's truth), in the order the keys came."""
     latest: dict[str, ChangelogRecord] = {}
     for record in records:
-        seen = latest.get(record.task_id)
+        seen = latest.get(record.key)
         if seen is None or (seen.partition, seen.offset) < (record.partition, record.offset):
-            latest[record.task_id] = record
+            latest[record.key] = record
     return list(latest.values())
 
 
@@ -98,8 +98,8 @@ def _row(record: ChangelogRecord) -> tuple[tuple, list[tuple]]:
     text = record.value.decode()
     parsed = TaskRecord.model_validate_json(text)
     task = parsed.task
-    if task.id != record.task_id:
-        raise ValueError(f"changelog record at {record.partition}:{record.offset} is keyed {record.task_id!r} "
+    if task.id != record.key:
+        raise ValueError(f"changelog record at {record.partition}:{record.offset} is keyed {record.key!r} "
                          f"but holds task {task.id!r}")
     row = (task.id, task.subject.provider_id, task.provider_name, task.system, task.responsible, parsed.status,
            task.due, task.obligation, task.action, task.channel, task.rule, task.subject.unit_id, task.plan_id,
@@ -113,7 +113,7 @@ async def _write_tasks(cursor: psycopg.AsyncCursor, records: list[ChangelogRecor
     rows, history, deletes = [], [], []
     for record in _latest(records):
         if record.value is None:
-            deletes.append((record.task_id, record.partition, record.offset))
+            deletes.append((record.key, record.partition, record.offset))
         else:
             row, entries = _row(record)
             rows.append(row)
@@ -172,12 +172,12 @@ async def _write_verdicts(cursor: psycopg.AsyncCursor, records: list[ChangelogRe
     rows, deletes = [], []
     for record in _latest(records):
         if record.value is None:
-            deletes.append((record.task_id, record.partition, record.offset))
+            deletes.append((record.key, record.partition, record.offset))
             continue
         text = record.value.decode()
         verdict = DateVerdict.model_validate_json(text)
-        if verdict.key != record.task_id:
-            raise ValueError(f"verdict at {record.partition}:{record.offset} is keyed {record.task_id!r} "
+        if verdict.key != record.key:
+            raise ValueError(f"verdict at {record.partition}:{record.offset} is keyed {record.key!r} "
                              f"but is of {verdict.key!r}")
         rows.append((verdict.key, verdict.provider_id, verdict.subject, verdict.event_id, verdict.event_type,
                      verdict.date, verdict.at_risk, verdict.earliest_feasible, text, record.partition, record.offset))

@@ -345,15 +345,15 @@ def test_a_tombstone_deletes_the_task_and_its_history_for_good(migrated):
     records = changelog([ledger])
     projected(migrated, records)
     doomed = records[4]
-    tombstone = ChangelogRecord(0, len(records), None, doomed.task_id)
+    tombstone = ChangelogRecord(0, len(records), None, doomed.key)
     assert projected(migrated, [tombstone]) == {0: len(records) + 1}
-    assert table(migrated, f"SELECT count(*) FROM tasks WHERE id = '{doomed.task_id}'") == [(0,)]
-    assert table(migrated, f"SELECT count(*) FROM task_history WHERE task_id = '{doomed.task_id}'") == [(0,)]
+    assert table(migrated, f"SELECT count(*) FROM tasks WHERE id = '{doomed.key}'") == [(0,)]
+    assert table(migrated, f"SELECT count(*) FROM task_history WHERE task_id = '{doomed.key}'") == [(0,)]
     projected(migrated, [doomed])  # replayed from before the tombstone: it stays deleted
     assert table(migrated, "SELECT count(*) FROM tasks") == [(len(records) - 1,)]
     # A record and its tombstone in one batch: deleted (and a tombstone for a task never seen is fine).
     last = records[5]
-    projected(migrated, [ChangelogRecord(0, 40, last.value, last.task_id), ChangelogRecord(0, 41, None, last.task_id),
+    projected(migrated, [ChangelogRecord(0, 40, last.value, last.key), ChangelogRecord(0, 41, None, last.key),
                          ChangelogRecord(1, 0, None, "never-seen")])
     assert table(migrated, "SELECT count(*) FROM tasks") == [(len(records) - 2,)]
 
