@@ -7,9 +7,8 @@ monthly reports and the ``omboard plan`` dry run all call the ``Planner``, so th
 from __future__ import annotations
 
 import datetime as dt
-import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 from schemas.catalog.model import HELD_ROSTER_TRIGGER, MONTHLY_SERVICE_REPORT, Catalog, Rule
 from schemas.events import (
@@ -31,7 +30,7 @@ from schemas.events import (
     UnitOpened,
 )
 from schemas.identifiers import pseudonym
-from schemas.tasks import Holding, Instructions, Plan, Subject, Task, Warning
+from schemas.tasks import Holding, Plan, Task, Warning
 from services.domain.calendar import BusinessCalendar
 from services.domain.conditions import holds, person_facts, provider_facts, unit_facts
 from services.domain.dependencies import link
@@ -57,6 +56,7 @@ from services.domain.state import (
     processed_marker,
     unit_orders,
 )
+from services.domain.task_builder import Target, TaskBuilder, unit_target
 
 UNIT_ALREADY_OPEN = "unit-already-open"
 UNKNOWN_PERSON = "unknown-person"
@@ -64,24 +64,6 @@ UNKNOWN_PERSON = "unknown-person"
 
 class UnknownProvider(LookupError):
     """An event for a provider whose ProviderStarted has not been seen: nothing can be planned."""
-
-
-@dataclass(frozen=True)
-class Target:
-    """One thing a rule applies to: the provider, a unit, a person or a subcontractor."""
-
-    unit_id: str | None = None
-    person_id: str | None = None
-    staff_count: int | None = None
-    facts: dict = field(default_factory=dict)
-    #: A unit's access order or its end: how many staff not known by name it covers.
-    places: int | None = None
-    revokes: str | None = None  # a cancellation: the task that gave the access
-
-
-def unit_target(unit: Unit | UnitState) -> Target:
-    unnamed = unit.staff_count - len(getattr(unit, "staff", ()))  # the named get orders of their own
-    return Target(unit_id=unit.id, staff_count=unit.staff_count, facts=unit_facts(unit), places=unnamed)
 
 
 def _staff_named(event: Envelope) -> list[tuple[str, Person]]:
@@ -110,6 +92,7 @@ class Planner:
         self.calendar = calendar or BusinessCalendar(catalog.calendar.country, catalog.calendar.categories)
         self.schedule = Schedule(self.calendar)
         self.scheduler = Scheduler(catalog, self.schedule)
+        self.builder = TaskBuilder(catalog, self.schedule)
 
     # -- the entry points --------------------------------------------------------------------------
 
@@ -237,7 +220,7 @@ class Planner:
                     continue
                 due = self.schedule.due(rule, last)
                 tasks.append(
-                    self._build(
+                    self.builder.build(
                         rule,
                         state,
                         unit_target(unit),
@@ -261,7 +244,7 @@ class Planner:
         for rule in self.catalog.rules_for(HELD_ROSTER_TRIGGER):
             checklist = self.schedule.due(rule, held.as_of)
             due = max(checklist, self.schedule.after(event.time.date(), rule.takes))  # a roster of long ago: from now
-            task = self._build(rule, state, Target(), owner=state.provider_id, due=due,
+            task = self.builder.build(rule, state, Target(), owner=state.provider_id, due=due,
                                id=roster_task_id(rule.id, state.provider_id, held.roster), plan_id=event.id,
                                opened_on=event.time.date())
             tasks.append(task.model_copy(update={"checklist_due": checklist}) if due != checklist else task)
@@ -447,56 +430,8 @@ class Planner:
             identity = monthly_report_task_id(rule.id, owner, target.unit_id, month_of(anchor))
         else:
             identity = task_id(key, rule.id, owner, target.unit_id, target.person_id)
-        return self._build(rule, state, target, owner=owner, due=self.schedule.due(rule, anchor), id=identity, plan_id=event.id,
+        return self.builder.build(rule, state, target, owner=owner, due=self.schedule.due(rule, anchor), id=identity, plan_id=event.id,
                            takeover=takeover)
-
-    def _build(
-        self, rule: Rule, state: StateView, target: Target, *, owner: str, due: dt.date, id: str, plan_id: str,
-        takeover: bool = False, opened_on: dt.date | None = None,
-    ) -> Task:
-        """One task of ``rule`` for ``target``, due ``due``; reminded from ``opened_on`` on, not before
-        (an event's plan is dated again by the scheduler, which reminds from the event's day)."""
-        provider = state.facts.provider
-        assert provider is not None
-        channel = rule.channel[provider.regi] if isinstance(rule.channel, dict) else rule.channel
-        obligation, responsible = rule.obligation, rule.responsible
-        if rule.for_subcontractor_staff is not None and target.facts.get("subcontractor_staff"):
-            obligation = rule.for_subcontractor_staff.obligation
-            responsible = rule.for_subcontractor_staff.responsible
-        action, text = rule.action, rule.instructions
-        if takeover and rule.at_takeover is not None:
-            action, text = rule.at_takeover.action, rule.at_takeover.instructions
-        own = [rule.per_service[service] for service in provider.services if service in rule.per_service]
-        if own:
-            text = text.model_copy(update={"sv": " ".join([text.sv, *(part.sv for part in own)]),
-                                           "en": " ".join([text.en, *(part.en for part in own)])})
-        return Task(
-            id=id,
-            plan_id=plan_id,
-            catalog_version=self.catalog.version,
-            rule=rule.id,
-            obligation=obligation,
-            system=rule.system,
-            action=action,
-            channel=channel,
-            responsible=responsible,
-            subject=Subject(provider_id=owner, unit_id=target.unit_id, person_id=target.person_id),
-            due=due,
-            status="open",
-            instructions=Instructions(
-                sv=text.sv,
-                en=text.en,
-                where=rule.where if rule.where is not None else self.catalog.channels[channel].where,
-            ),
-            quantity=target.places if rule.access_for or (rule.revokes and rule.scope != "person")
-            else self._quantity(rule, target),
-            revokes=target.revokes,
-            remind_on=self.schedule.reminder_dates(rule, due, not_before=opened_on),
-            escalate_on=self.schedule.escalation_dates(rule, due),
-            escalate_to=list(rule.escalation.to),
-            provider_name=provider.name if owner == state.provider_id else None,
-            optional=rule.optional,
-        )
 
     def _owner(self, rule: Rule, event: Envelope) -> str:
         """Whose list the task goes on: the taking-over party's tasks are that provider's."""
@@ -504,15 +439,6 @@ class Planner:
         if rule.responsible == "taking-over-provider" and isinstance(data, UnitClosed) and data.taken_over_by:
             return data.taken_over_by
         return event.provider_id
-
-    @staticmethod
-    def _quantity(rule: Rule, target: Target) -> int | None:
-        if rule.quantity is None or target.staff_count is None:
-            return None
-        if target.staff_count == 0:
-            return 0
-        return max(rule.quantity.minimum, math.ceil(round(target.staff_count * rule.quantity.ratio, 9)))
-
 
 class _WithProvider:
     """``state`` as a ProviderStarted about to be folded in sees it: its provider and takeover."""
