@@ -278,11 +278,11 @@ def ends(records: list[ChangelogRecord]) -> dict[int, int]:
     return found
 
 
-def projected(url: str, *batches: list[ChangelogRecord], changelog_name: str = CHANGELOG) -> dict[int, int]:
+def projected(url: str, *batches: list[ChangelogRecord], changelog_name: str = CHANGELOG, apply=project) -> dict[int, int]:
     async def body():
         async with await connect(url) as conn:
             for batch in batches:
-                await project(conn, changelog_name, batch)
+                await apply(conn, changelog_name, batch)
             return await positions(conn, changelog_name)
 
     return run(body)
@@ -446,13 +446,7 @@ def verdict_records(verdicts: list[DateVerdict], first: int = 0, partition: int 
 
 
 def projected_verdicts(url: str, *batches: list[ChangelogRecord]) -> dict[int, int]:
-    async def body():
-        async with await connect(url) as conn:
-            for batch in batches:
-                await project_verdicts(conn, VERDICTS, batch)
-            return await positions(conn, VERDICTS)
-
-    return run(body)
+    return projected(url, *batches, changelog_name=VERDICTS, apply=project_verdicts)
 
 
 def at_risk(url: str, provider_id: str) -> list[DateVerdict]:
